@@ -1,0 +1,142 @@
+//! `lookout-edge bench`: how fast and how big a bundle runs on this machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use image::RgbImage;
+use lookout_edge::stats::{peak_memory_bytes, percentile_ms};
+use serde_json::json;
+
+use super::common::{load_model, ms, round3};
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The .lookout bundle.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// Threads for tract's matrix kernels (0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed iterations (after 5 warm-up runs).
+    #[arg(long, default_value_t = 200)]
+    iters: usize,
+    /// Image to classify (default: a synthetic 640×480 frame, as a camera would give).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+const WARMUP: usize = 5;
+
+struct Timings {
+    sorted_ms: Vec<f64>,
+}
+
+impl Timings {
+    fn new(mut v: Vec<f64>) -> Self {
+        v.sort_by(f64::total_cmp);
+        Self { sorted_ms: v }
+    }
+    fn mean(&self) -> f64 {
+        self.sorted_ms.iter().sum::<f64>() / self.sorted_ms.len().max(1) as f64
+    }
+    fn p(&self, percentile: f64) -> f64 {
+        percentile_ms(&self.sorted_ms, percentile)
+    }
+    fn json(&self) -> serde_json::Value {
+        json!({"mean": round3(self.mean()), "p50": round3(self.p(50.0)), "p90": round3(self.p(90.0)), "p99": round3(self.p(99.0))})
+    }
+    fn text(&self) -> String {
+        format!(
+            "mean {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2} ms",
+            self.mean(),
+            self.p(50.0),
+            self.p(90.0),
+            self.p(99.0)
+        )
+    }
+}
+
+/// A deterministic camera-sized test frame with some structure (gradients), so resizing does real work.
+fn synthetic_frame() -> RgbImage {
+    RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    })
+}
+
+/// Runs `bench`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.iters == 0 {
+        anyhow::bail!("--iters must be at least 1");
+    }
+    let mut model = load_model(&args.model, args.threads)?;
+    let load_ms = ms(model.load_time());
+    let image = match &args.image {
+        Some(path) => lookout_shared::image_io::decode_file(path)
+            .with_context(|| format!("reading {}", path.display()))?,
+        None => synthetic_frame(),
+    };
+    let mut tensor = vec![0f32; model.tensor_len()];
+    for _ in 0..WARMUP {
+        model.preprocess_into(&image, &mut tensor)?;
+        model.run_tensor(&tensor)?;
+    }
+    let (mut pre, mut inf, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    let wall = Instant::now();
+    for _ in 0..args.iters {
+        let start = Instant::now();
+        model.preprocess_into(&image, &mut tensor)?;
+        let preprocessed = Instant::now();
+        model.run_tensor(&tensor)?;
+        let done = Instant::now();
+        pre.push(ms(preprocessed - start));
+        inf.push(ms(done - preprocessed));
+        total.push(ms(done - start));
+    }
+    let frames_per_s = args.iters as f64 / wall.elapsed().as_secs_f64();
+    let (pre, inf, total) = (Timings::new(pre), Timings::new(inf), Timings::new(total));
+    let peak = peak_memory_bytes();
+    let image_desc = args
+        .image
+        .as_ref()
+        .map_or("synthetic 640x480".to_string(), |p| p.display().to_string());
+    if args.json {
+        let out = json!({
+            "type": "bench",
+            "model": args.model,
+            "image": image_desc,
+            "threads": args.threads,
+            "iters": args.iters,
+            "load_ms": round3(load_ms),
+            "total_ms": total.json(),
+            "preprocess_ms": pre.json(),
+            "inference_ms": inf.json(),
+            "frames_per_s": round3(frames_per_s),
+            "peak_memory_bytes": peak,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "model        {} (loaded in {load_ms:.1} ms)",
+            args.model.display()
+        );
+        println!(
+            "image        {image_desc}, {} iterations, {} thread(s)",
+            args.iters, args.threads
+        );
+        println!("preprocess   {}", pre.text());
+        println!("inference    {}", inf.text());
+        println!("total        {}", total.text());
+        println!("throughput   {frames_per_s:.1} frames/s");
+        match peak {
+            Some(bytes) => println!("peak memory  {:.1} MB (VmHWM)", bytes as f64 / 1e6),
+            None => println!("peak memory  unknown (no /proc/self/status)"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

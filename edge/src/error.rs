@@ -1,0 +1,102 @@
+//! The one error type of the edge runtime library.
+
+use std::path::PathBuf;
+
+use lookout_shared::bundle::BundleFileError;
+use lookout_shared::image_io::DecodeError;
+use lookout_shared::preprocess::{PreprocessError, SpecError};
+
+/// Everything that can go wrong in the edge runtime. Each message says what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// The bundle file could not be read or is not a valid bundle.
+    #[error(transparent)]
+    BundleFile(#[from] BundleFileError),
+    /// The bundle's preprocessing recipe cannot be run.
+    #[error("the bundle's preprocessing recipe is invalid: {0}; re-export the bundle")]
+    Spec(#[from] SpecError),
+    /// The bundle header contradicts itself or the model.
+    #[error("invalid bundle: {0}")]
+    InvalidBundle(String),
+    /// tract could not load or prepare the model inside the bundle.
+    #[error("the model inside the bundle could not be loaded: {0}; re-export the bundle with this lookout version")]
+    ModelLoad(String),
+    /// The model's input shape differs from the bundle header's.
+    #[error(
+        "the model takes input {model} but the bundle header says {header:?}; \
+         the bundle is inconsistent: re-export it"
+    )]
+    InputShapeMismatch {
+        /// Input shape declared in the header.
+        header: Vec<u32>,
+        /// Input fact of the model, as tract prints it.
+        model: String,
+    },
+    /// The model's output does not match the labels.
+    #[error(
+        "the model outputs {model} values but the bundle expects {expected} ({why}); \
+         the bundle is inconsistent: re-export it"
+    )]
+    OutputSizeMismatch {
+        /// Output shape of the model, as tract prints it.
+        model: String,
+        /// Number of values expected.
+        expected: usize,
+        /// Where the expectation comes from.
+        why: String,
+    },
+    /// An input tensor of the wrong length was given to [`crate::Model::run_tensor`].
+    #[error("input tensor has {got} values, the model takes {expected}")]
+    InputLength {
+        /// Values the model takes.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// tract failed while running the model.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// The model produced a value that is not a probability (NaN or infinite).
+    #[error(
+        "the model produced a non-finite probability; the bundle is probably broken: re-export it"
+    )]
+    NonFiniteOutput,
+    /// An image could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Preprocessing an image failed.
+    #[error("preprocessing failed: {0}")]
+    Preprocess(#[from] PreprocessError),
+    /// A raw camera frame does not match its declared geometry.
+    #[error("bad camera frame: {0}")]
+    BadFrame(String),
+    /// A frame source specification could not be understood.
+    #[error(
+        "unknown frame source {0:?}; use v4l2:/dev/videoN, mjpeg:- (stdin), mjpeg:FILE or dir:PATH"
+    )]
+    BadSourceSpec(String),
+    /// A frame source could not be opened.
+    #[error("cannot open frame source {source_spec}: {reason}")]
+    SourceOpen {
+        /// The source as given by the user.
+        source_spec: String,
+        /// Why, with a hint.
+        reason: String,
+    },
+    /// Reading from a frame source failed.
+    #[error("reading frames from {source_spec}: {reason}")]
+    SourceRead {
+        /// The source as given by the user.
+        source_spec: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A file or folder given as input could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

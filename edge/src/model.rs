@@ -1,0 +1,362 @@
+//! A bundle's model, loaded into tract and ready to classify images.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use lookout_shared::bundle::{Bundle, BundleHeader, ModelFormat, OutputKind};
+use lookout_shared::preprocess::Preprocessor;
+use tract_core::prelude::*;
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+use crate::error::EdgeError;
+
+/// How the runtime executes models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Threads for tract's matrix kernels: 1 runs on the calling thread, 0 uses every core.
+    pub threads: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self { threads: 1 }
+    }
+}
+
+impl RuntimeOptions {
+    /// The number of threads these options stand for (0 resolved to the number of cores).
+    pub fn resolved_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// The result of classifying one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Index of the chosen label in the bundle's labels.
+    pub label: usize,
+    /// Probability of the chosen label.
+    pub score: f32,
+    /// One probability per label. For a sigmoid model: `[1 - p, p]`, where p is the model's output.
+    pub probabilities: Vec<f32>,
+    /// Time spent preprocessing (zero for [`Model::classify_tensor`]).
+    pub preprocess: Duration,
+    /// Time spent running the model.
+    pub inference: Duration,
+}
+
+/// A loaded bundle: header, preprocessing and an optimised tract plan with its reusable state.
+pub struct Model {
+    header: BundleHeader,
+    preprocessor: Preprocessor,
+    input_shape: Vec<usize>,
+    input_type: DatumType,
+    tensor_len: usize,
+    state: TypedSimpleState,
+    executor: Executor,
+    /// Reused between frames so classifying does not allocate the input tensor's buffer each time.
+    input_buffer: Vec<f32>,
+    load_time: Duration,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("labels", &self.header.labels.len())
+            .field("input_shape", &self.input_shape)
+            .field("output", &self.header.output)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Reads a `.lookout` bundle file and loads its model.
+    pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Model, EdgeError> {
+        let start = Instant::now();
+        let bundle = Bundle::read_file(path)?;
+        let mut model = Model::from_bundle(bundle, opts)?;
+        model.load_time = start.elapsed();
+        Ok(model)
+    }
+
+    /// Loads the model of an in-memory bundle, checking it against the header.
+    pub fn from_bundle(bundle: Bundle, opts: &RuntimeOptions) -> Result<Model, EdgeError> {
+        let start = Instant::now();
+        let Bundle {
+            header,
+            model: model_bytes,
+        } = bundle;
+        check_header(&header)?;
+        let preprocessor = Preprocessor::new(&header.preprocess)?;
+        let input_shape: Vec<usize> = header.input_shape.iter().map(|&d| d as usize).collect();
+        let recipe_shape = header.preprocess.input_shape()?;
+        if input_shape != recipe_shape {
+            return Err(EdgeError::InvalidBundle(format!(
+                "the header's input shape {:?} differs from what its preprocessing recipe makes {:?}; re-export the bundle",
+                header.input_shape, recipe_shape
+            )));
+        }
+
+        let model = match header.model_format {
+            ModelFormat::NnefTar => tract_nnef::nnef()
+                .model_for_read(&mut model_bytes.as_slice())
+                .map_err(|e| EdgeError::ModelLoad(format!("{e:#}")))?,
+        };
+        drop(model_bytes);
+        let model = pin_and_check(model, &header, &input_shape)?;
+        let input_type = model
+            .input_fact(0)
+            .map_err(|e| EdgeError::ModelLoad(format!("{e:#}")))?
+            .datum_type;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| EdgeError::ModelLoad(format!("optimising: {e:#}")))?;
+        let state = plan
+            .spawn()
+            .map_err(|e| EdgeError::ModelLoad(format!("{e:#}")))?;
+
+        let threads = opts.resolved_threads();
+        let executor = if threads <= 1 {
+            Executor::SingleThread
+        } else {
+            Executor::multithread(threads)
+        };
+        let tensor_len = input_shape.iter().product();
+        Ok(Model {
+            header,
+            preprocessor,
+            input_shape,
+            input_type,
+            tensor_len,
+            state,
+            executor,
+            input_buffer: vec![0.0; tensor_len],
+            load_time: start.elapsed(),
+        })
+    }
+
+    /// The bundle header.
+    pub fn header(&self) -> &BundleHeader {
+        &self.header
+    }
+
+    /// Class names, the index being the label index.
+    pub fn labels(&self) -> &[String] {
+        &self.header.labels
+    }
+
+    /// Time it took to read (for [`Model::load`]), load and optimise the model.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Number of f32 values of one input tensor.
+    pub fn tensor_len(&self) -> usize {
+        self.tensor_len
+    }
+
+    /// Preprocesses one image into `tensor` (of [`Model::tensor_len`] values) with the bundle's recipe.
+    pub fn preprocess_into(
+        &mut self,
+        image: &RgbImage,
+        tensor: &mut [f32],
+    ) -> Result<(), EdgeError> {
+        if tensor.len() != self.tensor_len {
+            return Err(EdgeError::InputLength {
+                expected: self.tensor_len,
+                got: tensor.len(),
+            });
+        }
+        self.preprocessor
+            .run_into(image, tensor)
+            .map_err(EdgeError::from)
+    }
+
+    /// Preprocesses and classifies one image.
+    pub fn classify(&mut self, image: &RgbImage) -> Result<Prediction, EdgeError> {
+        let start = Instant::now();
+        let mut buffer = std::mem::take(&mut self.input_buffer);
+        let preprocessed = self
+            .preprocessor
+            .run_into(image, &mut buffer)
+            .map_err(EdgeError::from);
+        let preprocess = start.elapsed();
+        let result = preprocessed.and_then(|()| self.classify_tensor(&buffer));
+        self.input_buffer = buffer;
+        let mut prediction = result?;
+        prediction.preprocess = preprocess;
+        Ok(prediction)
+    }
+
+    /// Classifies an already preprocessed input tensor.
+    pub fn classify_tensor(&mut self, input: &[f32]) -> Result<Prediction, EdgeError> {
+        let start = Instant::now();
+        let outputs = self.run_tensor(input)?;
+        let inference = start.elapsed();
+        let (label, probabilities) = match self.header.output {
+            OutputKind::Sigmoid => {
+                let p = outputs[0];
+                let label = usize::from(p >= self.header.threshold);
+                (label, vec![1.0 - p, p])
+            }
+            OutputKind::Softmax => {
+                let label = argmax(&outputs);
+                (label, outputs)
+            }
+        };
+        Ok(Prediction {
+            label,
+            score: probabilities[label],
+            probabilities,
+            preprocess: Duration::ZERO,
+            inference,
+        })
+    }
+
+    /// Runs the model on one preprocessed input tensor and returns its raw probabilities: one value (the
+    /// probability of label 1) for a sigmoid model, one per label for a softmax model.
+    pub fn run_tensor(&mut self, input: &[f32]) -> Result<Vec<f32>, EdgeError> {
+        let expected = self.tensor_len;
+        if input.len() != expected {
+            return Err(EdgeError::InputLength {
+                expected,
+                got: input.len(),
+            });
+        }
+        let tensor = Tensor::from_shape(&self.input_shape, input)
+            .and_then(|t| {
+                if self.input_type == f32::datum_type() {
+                    Ok(t)
+                } else {
+                    t.cast_to_dt(self.input_type).map(|t| t.into_owned())
+                }
+            })
+            .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+        let state = &mut self.state;
+        let outputs = multithread_tract_scope(self.executor.clone(), || {
+            state.run(tvec!(tensor.into_tvalue()))
+        })
+        .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+        let output = outputs
+            .into_iter()
+            .next()
+            .ok_or_else(|| EdgeError::Inference("the model returned no output".into()))?;
+        let output = output
+            .cast_to::<f32>()
+            .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+        let values = output
+            .try_as_plain_ram()
+            .and_then(|view| view.as_slice::<f32>().map(<[f32]>::to_vec))
+            .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(EdgeError::NonFiniteOutput);
+        }
+        Ok(values)
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Header-only sanity checks, before anything is loaded.
+fn check_header(header: &BundleHeader) -> Result<(), EdgeError> {
+    match header.output {
+        OutputKind::Sigmoid if header.labels.len() != 2 => Err(EdgeError::InvalidBundle(format!(
+            "a sigmoid model needs exactly 2 labels, the bundle has {}; re-export it",
+            header.labels.len()
+        ))),
+        OutputKind::Softmax if header.labels.len() < 2 => Err(EdgeError::InvalidBundle(format!(
+            "a softmax model needs at least 2 labels, the bundle has {}; re-export it",
+            header.labels.len()
+        ))),
+        OutputKind::Sigmoid if !(header.threshold > 0.0 && header.threshold < 1.0) => {
+            Err(EdgeError::InvalidBundle(format!(
+                "the decision threshold {} is not between 0 and 1; re-export the bundle",
+                header.threshold
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Pins symbolic input dimensions (e.g. a dynamic batch) to the header's shape, then checks the model's input
+/// and output facts against the header.
+fn pin_and_check(
+    mut model: TypedModel,
+    header: &BundleHeader,
+    shape: &[usize],
+) -> Result<TypedModel, EdgeError> {
+    let load = |e: TractError| EdgeError::ModelLoad(format!("{e:#}"));
+    if model.inputs.len() != 1 || model.outputs.len() != 1 {
+        return Err(EdgeError::InvalidBundle(format!(
+            "the model has {} inputs and {} outputs, a classifier has 1 of each; re-export the bundle",
+            model.inputs.len(),
+            model.outputs.len()
+        )));
+    }
+    let input = model.input_fact(0).map_err(load)?.clone();
+    let mismatch = || EdgeError::InputShapeMismatch {
+        header: header.input_shape.clone(),
+        model: format!("{input:?}"),
+    };
+    if input.rank() != shape.len() {
+        return Err(mismatch());
+    }
+    let mut substitutions = HashMap::new();
+    for (dim, &want) in input.shape.iter().zip(shape) {
+        match dim {
+            TDim::Sym(symbol) => {
+                substitutions.insert(symbol.clone(), TDim::Val(want as i64));
+            }
+            other => {
+                if other.as_i64() != Some(want as i64) {
+                    return Err(mismatch());
+                }
+            }
+        }
+    }
+    if !substitutions.is_empty() {
+        model = model.set_symbols(&substitutions).map_err(load)?;
+    }
+    if model.input_fact(0).map_err(load)?.shape.as_concrete() != Some(shape) {
+        return Err(mismatch());
+    }
+
+    let output = model.output_fact(0).map_err(load)?;
+    let (expected, why) = match header.output {
+        OutputKind::Sigmoid => (
+            1,
+            "a sigmoid model outputs the probability of label 1".to_string(),
+        ),
+        OutputKind::Softmax => (
+            header.labels.len(),
+            format!(
+                "a softmax model outputs one probability per label, {} labels",
+                header.labels.len()
+            ),
+        ),
+    };
+    if output.shape.volume().as_i64() != Some(expected as i64) {
+        return Err(EdgeError::OutputSizeMismatch {
+            model: format!("{:?}", output.shape),
+            expected,
+            why,
+        });
+    }
+    Ok(model)
+}

@@ -1,0 +1,157 @@
+//! `lookout evaluate`: test-split metrics of a trained run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use lookout_host::evaluate::compute_metrics;
+use lookout_host::features::{FeatureSet, Split};
+use lookout_host::run::{OutputKind, Run, CONFUSION_FILE};
+
+/// Arguments of `lookout evaluate`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Evaluate a trained run on the test split",
+    long_about = "Evaluate a trained run on the test split of its features cache: accuracy, per-class precision, \
+                  recall and F1, and the confusion matrix (also drawn to RUN_DIR/confusion.png). With --json, \
+                  prints one JSON object with at least `accuracy` (0..1), `per_class` and `confusion`."
+)]
+pub struct Args {
+    /// Run directory written by `lookout train`.
+    #[arg(long, value_name = "RUN_DIR", required = true)]
+    pub run: PathBuf,
+    /// Evaluate this exported bundle instead of the run's float head: the test split's image files go through
+    /// the edge runtime exactly as on the Pi.
+    #[arg(long, value_name = "MODEL.lookout")]
+    pub model: Option<PathBuf>,
+    /// Features cache to evaluate on, if it moved since training (default: the one recorded in run.json).
+    #[arg(long, value_name = "FEATURES_DIR")]
+    pub features: Option<PathBuf>,
+    /// Print one compact JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `lookout evaluate`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let run = Run::load(&args.run)
+        .with_context(|| format!("cannot load the run {}", args.run.display()))?;
+    let (metrics, source) = match &args.model {
+        Some(model) => {
+            let metrics = lookout_host::export::evaluate_bundle(model, &args.run, args.json)
+                .with_context(|| format!("cannot evaluate {}", model.display()))?;
+            (metrics, model.clone())
+        }
+        None => (float_metrics(&args, &run)?, args.run.clone()),
+    };
+    let confusion_png = args.run.join(CONFUSION_FILE);
+    let plot_result = lookout_host::plots::confusion_matrix(&metrics, &confusion_png);
+    if args.json {
+        let mut value = serde_json::to_value(&metrics)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("threshold".into(), serde_json::json!(threshold(&run)));
+            object.insert("output".into(), serde_json::to_value(run.config.output)?);
+            object.insert("run".into(), serde_json::json!(args.run));
+        }
+        println!("{value}");
+    } else {
+        println!(
+            "Test split, {}: {} images, accuracy {:.2}% ({} of {})\n",
+            source.display(),
+            metrics.examples,
+            metrics.accuracy * 100.0,
+            metrics
+                .confusion
+                .iter()
+                .enumerate()
+                .map(|(i, row)| row[i])
+                .sum::<usize>(),
+            metrics.examples
+        );
+        print!("{}", metrics.to_table());
+        match threshold(&run) {
+            Some(t) => println!(
+                "\ndecision: {} when sigmoid(logit) ≥ {t}, else {}",
+                run.config.classes[1], run.config.classes[0]
+            ),
+            None => println!("\ndecision: the class with the highest softmax score"),
+        }
+    }
+    match plot_result {
+        Ok(()) if !args.json => println!("confusion matrix drawn to {}", confusion_png.display()),
+        Ok(()) => {}
+        Err(err) => eprintln!("warning: no confusion matrix picture: {err}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Test-split metrics of the run's float head on its cached features.
+fn float_metrics(args: &Args, run: &Run) -> anyhow::Result<lookout_host::evaluate::Metrics> {
+    let features_dir = args
+        .features
+        .clone()
+        .unwrap_or_else(|| run.config.features.dir.clone());
+    let features = FeatureSet::open(&features_dir).with_context(|| {
+        format!(
+            "cannot open the features cache {} (pass --features DIR if it moved)",
+            features_dir.display()
+        )
+    })?;
+    check_same_features(run, &features)?;
+    let test = features
+        .load_split(Split::Test)
+        .context("cannot load the test features")?;
+    if test.is_empty() {
+        anyhow::bail!(
+            "{} has an empty test split: nothing to evaluate",
+            features_dir.display()
+        );
+    }
+    let logits = run.head.forward_parallel(&test.features);
+    let k = run.head.outputs();
+    let predictions: Vec<usize> = logits.chunks(k).map(|l| run.predict(l)).collect();
+    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+    let metrics = compute_metrics(&run.config.classes, &labels, &predictions)?;
+
+    Ok(metrics)
+}
+
+fn threshold(run: &Run) -> Option<f32> {
+    (run.config.output == OutputKind::Sigmoid).then_some(run.config.threshold)
+}
+
+/// Refuses features that do not come from the run's backbone, preprocessing and classes.
+pub(crate) fn check_same_features(run: &Run, features: &FeatureSet) -> anyhow::Result<()> {
+    let recorded = &run.config.features;
+    let manifest = &features.manifest;
+    let dir = features.dir.display();
+    if manifest.classes != run.config.classes {
+        anyhow::bail!(
+            "{dir} has classes {:?}, the run was trained on {:?}",
+            manifest.classes,
+            run.config.classes
+        );
+    }
+    if manifest.feature_shape != recorded.feature_shape {
+        anyhow::bail!(
+            "{dir} holds features of shape {:?}, the run expects {:?}",
+            manifest.feature_shape,
+            recorded.feature_shape
+        );
+    }
+    if manifest.backbone.sha256 != recorded.backbone.sha256 {
+        anyhow::bail!(
+            "{dir} was extracted with backbone {} ({}), the run with {} ({})",
+            manifest.backbone.name,
+            manifest.backbone.sha256,
+            recorded.backbone.name,
+            recorded.backbone.sha256
+        );
+    }
+    if manifest.preprocess != recorded.preprocess {
+        anyhow::bail!(
+            "{dir} was extracted with a different preprocessing than the run was trained on"
+        );
+    }
+    Ok(())
+}

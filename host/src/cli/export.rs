@@ -1,0 +1,87 @@
+//! `lookout export`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use lookout_host::export::{export, ExportOptions, ExportPrecision, ExportReport};
+
+/// Arguments of `lookout export`.
+///
+/// Builds ONE model for the edge: the run's backbone, its pooling and the trained head in a single tract
+/// graph, reduced to the chosen precision, then measures it on the run's test images through the same runtime
+/// the Pi uses (`lookout-edge`) and stores the figures in the bundle header.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Training run directory (what `lookout train --out` wrote).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub run: PathBuf,
+    /// The bundle to write, e.g. `model.lookout`.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Numeric precision of the exported model.
+    #[arg(long, value_enum, default_value_t = ExportPrecision::F32)]
+    pub precision: ExportPrecision,
+    /// Largest accepted test-accuracy drop against the float model, in percentage points.
+    #[arg(long, value_name = "POINTS", default_value_t = 1.0)]
+    pub max_drop: f32,
+    /// Write the bundle even when its accuracy drops by more than --max-drop.
+    #[arg(long)]
+    pub force: bool,
+    /// Measure on at most this many test images, spread over the split (default: all of them).
+    #[arg(long, value_name = "N")]
+    pub test_images: Option<usize>,
+    /// Print the report as JSON on stdout (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `lookout export`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let options = ExportOptions {
+        precision: args.precision,
+        max_drop_points: args.max_drop,
+        force: args.force,
+        max_test_images: args.test_images,
+        progress: !args.json,
+        ..ExportOptions::default()
+    };
+    let report = export(&args.run, &args.out, &options)
+        .with_context(|| format!("exporting {} as {}", args.run.display(), args.out.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", summary(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable end-of-export summary.
+pub fn summary(r: &ExportReport) -> String {
+    let mut out = format!(
+        "wrote {} ({} precision, {:.1} MB)\n  model:       {}\n  accuracy:    {:.2}% on {} test images (float model: {:.2}%)\n  \
+         agreement:   {:.2}% same label as the float model, probabilities within {:.2e}\n  load time:   {:.0} ms, \
+         {:.1} ms per image on this machine\n",
+        r.path.display(),
+        r.precision,
+        r.file_size as f64 / 1e6,
+        r.head,
+        r.accuracy * 100.0,
+        r.test_images,
+        r.float_accuracy * 100.0,
+        r.agreement * 100.0,
+        r.max_probability_diff,
+        r.load_ms,
+        r.mean_inference_ms,
+    );
+    if r.forced {
+        out.push_str(
+            "  warning:     the accuracy drop is over --max-drop; written because of --force\n",
+        );
+    }
+    out.push_str(&format!(
+        "next: lookout-edge classify --model {} PHOTO.jpg\n",
+        r.path.display()
+    ));
+    out
+}

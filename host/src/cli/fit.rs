@@ -1,0 +1,136 @@
+//! `lookout fit`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use lookout_host::export::ExportPrecision;
+use lookout_host::extract::Pooling;
+use lookout_host::fit::{fit, FitOptions, FitReport, DEFAULT_BACKBONE};
+use lookout_host::run::HeadKind;
+use lookout_host::train::TrainConfig;
+
+use super::extract::PreprocessArgs;
+
+/// Arguments of `lookout fit`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "The whole job: extract → train → evaluate → export, keeping every intermediate",
+    long_about = "The whole job in one command: extract backbone features from an ImageFolder (one sub-folder \
+                  of photos per class; cached, so a second fit reuses them), train the tutorial's head, evaluate \
+                  it on a held-out test split, and export one model bundle for `lookout-edge`.\n\n\
+                  Every intermediate (features, run, plots) is kept in a work folder, by default \
+                  `<out stem>.lookout-work/` next to --out, so each step can be re-run by hand with the \
+                  individual commands.\n\n\
+                  The default backbone, mobilenet_v3_large, is downloaded on first use; without network, pass \
+                  --backbone FILE.onnx --preprocess tf-inception|torchvision."
+)]
+pub struct Args {
+    /// ImageFolder: one sub-folder of photos per class.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// The bundle to write, e.g. `model.lookout`.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Backbone: a catalogue name (see `lookout backbone list`) or an .onnx / .nnef.tar file.
+    #[arg(long, value_name = "NAME|FILE", default_value = DEFAULT_BACKBONE)]
+    pub backbone: String,
+    /// Preprocessing of a backbone given as a file (catalogue backbones know their own).
+    #[command(flatten)]
+    pub preprocess: PreprocessArgs,
+    /// Work folder for the intermediates (default: `<out stem>.lookout-work` next to --out).
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Pool the backbone's feature map at extraction (`avg`: a much smaller, faster head).
+    #[arg(long, value_name = "POOL", default_value = "none", value_parser = ["none", "avg"])]
+    pub pool: String,
+    /// Head architecture.
+    #[arg(long, value_enum, default_value_t = HeadKind::Tutorial)]
+    pub head: HeadKind,
+    /// Training epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Fraction of each class held out for the test split.
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    pub test_split: f64,
+    /// Seed of the split and of training.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Numeric precision of the exported model.
+    #[arg(long, value_enum, default_value_t = ExportPrecision::F32)]
+    pub precision: ExportPrecision,
+    /// Largest accepted test-accuracy drop of the export against the float model, in points.
+    #[arg(long, value_name = "POINTS", default_value_t = 1.0)]
+    pub max_drop: f32,
+    /// Write the bundle even when its accuracy drops by more than --max-drop.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the summary as JSON on stdout (no progress bars).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `lookout fit`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut options = FitOptions::new(&args.data, &args.out);
+    options.backbone = args.backbone.clone();
+    options.preprocess = args.preprocess.to_spec()?;
+    options.work_dir = args.work.clone();
+    options.pool = if args.pool == "avg" {
+        Pooling::Avg
+    } else {
+        Pooling::None
+    };
+    options.test_fraction = args.test_split;
+    options.seed = args.seed;
+    options.train = TrainConfig {
+        head: args.head,
+        epochs: args.epochs,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    options.precision = args.precision;
+    options.max_drop_points = args.max_drop;
+    options.force = args.force;
+    options.progress = !args.json;
+    let report = fit(&options).with_context(|| {
+        format!(
+            "fitting {} into {}",
+            args.data.display(),
+            args.out.display()
+        )
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", summary(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(r: &FitReport) -> String {
+    let e = &r.export;
+    let mut out = format!(
+        "\nDone. {} ({} precision, {:.1} MB)\n  backbone:  {}\n  data:      {} training, {} test images{}\n  \
+         accuracy:  {:.2}% on the test split through the edge runtime (float head: {:.2}%)\n  \
+         agreement: {:.2}% same label as the float head\n  plots:     {}\n  work:      {} (features{}, run)\n",
+        e.path.display(),
+        e.precision,
+        e.file_size as f64 / 1e6,
+        r.backbone,
+        r.train_images,
+        r.test_images,
+        if r.skipped.is_empty() { String::new() } else { format!(", {} unreadable files skipped", r.skipped.len()) },
+        e.accuracy * 100.0,
+        r.float_metrics.accuracy * 100.0,
+        e.agreement * 100.0,
+        r.plots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        r.work_dir.display(),
+        if r.features_reused { " reused" } else { "" },
+    );
+    for skipped in r.skipped.iter().take(5) {
+        out.push_str(&format!("  skipped:   {skipped}\n"));
+    }
+    out.push_str(&format!("next, on the Pi: {}\n", r.next));
+    out
+}

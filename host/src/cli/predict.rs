@@ -1,0 +1,199 @@
+//! `lookout predict`: label photos with a trained run (its backbone, then its head).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use lookout_host::backbone::Backbone;
+use lookout_host::extract::{ExtractOptions, FeatureExtractor, Pooling};
+use lookout_host::plots::{prediction_grid, GridItem};
+use lookout_host::run::Run;
+
+/// Arguments of `lookout predict`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Label photos with a trained run",
+    long_about = "Label photos with a trained run: each image goes through the run's backbone with the \
+                  preprocessing it was trained with, then through its head. Prints one line per image \
+                  (label, score of that label, path); --json prints one JSON object; --grid draws the first \
+                  nine photos titled with their label and score."
+)]
+pub struct Args {
+    /// Run directory written by `lookout train` (its float backbone and head).
+    #[arg(
+        long,
+        value_name = "RUN_DIR",
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
+    pub run: Option<PathBuf>,
+    /// An exported bundle instead of a run: images go through the edge runtime exactly as on the Pi.
+    #[arg(long, value_name = "MODEL.lookout")]
+    pub model: Option<PathBuf>,
+    /// Photos to label.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// Draw a 3×3 grid of the (first nine) photos with their predictions to this PNG.
+    #[arg(long, value_name = "PNG")]
+    pub grid: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One image's prediction.
+#[derive(Debug, serde::Serialize)]
+struct Prediction {
+    path: PathBuf,
+    label: Option<String>,
+    score: Option<f32>,
+    scores: Option<Vec<f32>>,
+    error: Option<String>,
+}
+
+/// Runs `lookout predict`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (classes, predictions) = match (&args.model, &args.run) {
+        (Some(model), _) => predict_with_bundle(model, &args)?,
+        (None, Some(run_dir)) => predict_with_run(run_dir, &args)?,
+        (None, None) => anyhow::bail!("give --run RUN_DIR or --model MODEL.lookout"),
+    };
+    let failed = predictions.iter().filter(|p| p.error.is_some()).count();
+
+    if args.json {
+        let value = serde_json::json!({ "classes": classes, "predictions": predictions });
+        println!("{value}");
+    } else {
+        for p in &predictions {
+            match (&p.label, p.score, &p.error) {
+                (Some(label), Some(score), _) => {
+                    println!("{label}\t{score:.4}\t{}", p.path.display())
+                }
+                (_, _, Some(error)) => println!("-\t-\t{}\t({error})", p.path.display()),
+                _ => {}
+            }
+        }
+    }
+    if let Some(grid) = &args.grid {
+        let items: Vec<GridItem> = predictions
+            .iter()
+            .filter_map(|p| {
+                Some(GridItem {
+                    image: p.path.clone(),
+                    title: format!("{} {:.2}", p.label.as_ref()?, p.score?),
+                })
+            })
+            .take(9)
+            .collect();
+        prediction_grid(&items, grid).with_context(|| format!("cannot draw {}", grid.display()))?;
+        if !args.json {
+            println!("grid drawn to {}", grid.display());
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} images could not be read", predictions.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Labels the images with a run's float backbone and head.
+fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>, Vec<Prediction>)> {
+    let run =
+        Run::load(run_dir).with_context(|| format!("cannot load the run {}", run_dir.display()))?;
+    let recorded = &run.config.features;
+    let backbone = Backbone::from_file(&recorded.backbone.path, Some(recorded.preprocess.clone()))
+        .with_context(|| {
+            format!(
+                "cannot open the run's backbone {} (it must stay where it was at extraction)",
+                recorded.backbone.path.display()
+            )
+        })?;
+    if backbone.sha256 != recorded.backbone.sha256 {
+        anyhow::bail!(
+            "{} has changed since the features were extracted (sha256 {} ≠ {}); re-extract and retrain",
+            backbone.path.display(),
+            backbone.sha256,
+            recorded.backbone.sha256
+        );
+    }
+    let options = ExtractOptions {
+        cut: recorded.backbone.cut.clone(),
+        pool: if recorded.pooled {
+            Pooling::Avg
+        } else {
+            Pooling::None
+        },
+        ..ExtractOptions::default()
+    };
+    let extractor =
+        FeatureExtractor::new(&backbone, &options).context("cannot prepare the backbone")?;
+    if extractor.feature_shape() != recorded.feature_shape.as_slice() {
+        anyhow::bail!(
+            "the backbone gives features of shape {:?}, the run was trained on {:?}",
+            extractor.feature_shape(),
+            recorded.feature_shape
+        );
+    }
+    let progress = if args.images.len() > 4 && !args.json {
+        ProgressBar::new(args.images.len() as u64).with_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_message("Predicting");
+    let outcomes = extractor
+        .extract_files(&args.images, &progress)
+        .context("the backbone failed")?;
+    progress.finish_and_clear();
+
+    let mut predictions = Vec::with_capacity(outcomes.len());
+    for (path, outcome) in args.images.iter().zip(outcomes) {
+        predictions.push(match outcome {
+            Ok(features) => {
+                let logits = run.head.forward(&features);
+                let scores = run.scores(&logits);
+                let class = run.predict(&logits);
+                Prediction {
+                    path: path.clone(),
+                    label: Some(run.config.classes[class].clone()),
+                    score: Some(scores[class]),
+                    scores: Some(scores),
+                    error: None,
+                }
+            }
+            Err(reason) => Prediction {
+                path: path.clone(),
+                label: None,
+                score: None,
+                scores: None,
+                error: Some(reason),
+            },
+        });
+    }
+    Ok((run.config.classes.clone(), predictions))
+}
+
+/// Labels the images with an exported bundle through the edge runtime.
+fn predict_with_bundle(
+    model: &Path,
+    args: &Args,
+) -> anyhow::Result<(Vec<String>, Vec<Prediction>)> {
+    let classes = lookout_shared::Bundle::read_file(model)?.header.labels;
+    let predictions = lookout_host::export::predict_bundle(model, &args.images, !args.json)
+        .with_context(|| format!("cannot run {}", model.display()))?
+        .into_iter()
+        .map(|p| Prediction {
+            path: p.path,
+            label: p.label,
+            score: p.score,
+            scores: p.error.is_none().then_some(p.probabilities),
+            error: p.error,
+        })
+        .collect();
+    Ok((classes, predictions))
+}

@@ -1,0 +1,292 @@
+//! `lookout train`: fit a classifier head on a features cache and write a run directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use lookout_host::evaluate::compute_metrics;
+use lookout_host::features::{FeatureSet, Split};
+use lookout_host::run::{
+    predict_from_logits, FeaturesRecord, HeadKind, HeadSpec, Pool, Run, RunConfig, TrainingRecord,
+    CURVES_FILE, HISTORY_FILE, RUN_FILE, RUN_FORMAT, RUN_FORMAT_VERSION,
+};
+use lookout_host::train::{train, Dataset, Progress, TrainConfig};
+
+/// Arguments of `lookout train`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Train a classifier head on cached features",
+    long_about = "Train a classifier head on a features cache made by `lookout extract`, keeping the weights of \
+                  the epoch with the lowest validation loss. The validation rows are a stratified, seeded \
+                  fraction of the TRAINING split; the test split is only looked at after training, for the \
+                  summary. Writes RUN_DIR/{run.json, head.safetensors, history.json, curves.png}.\n\n\
+                  Defaults are the tutorial's head: flatten → Linear(→256) → ReLU → Dropout(0.5) → \
+                  Linear(→1) with BCE-with-logits for two classes (softmax cross-entropy for more), \
+                  Adam(amsgrad) at lr 1e-3, batch 64, 5 epochs."
+)]
+pub struct Args {
+    /// Features cache directory (written by `lookout extract`).
+    #[arg(long, value_name = "FEATURES_DIR")]
+    pub features: PathBuf,
+    /// Run directory to write.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// Head architecture.
+    #[arg(long, value_enum, default_value_t = HeadKind::Tutorial)]
+    pub head: HeadKind,
+    /// Width of the hidden layer(s).
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    /// Dropout probability after each hidden layer during training.
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f32,
+    /// Pool [C, H, W] features to [C] before the head (`avg`: global average pooling).
+    #[arg(long, value_enum, default_value_t = Pool::None)]
+    pub pool: Pool,
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Learning rate of Adam.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Plain Adam instead of the AMSGrad variant.
+    #[arg(long)]
+    pub no_amsgrad: bool,
+    /// Seed of initialisation, validation split, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop after this many epochs without a lower validation loss.
+    #[arg(long, value_name = "N")]
+    pub patience: Option<usize>,
+    /// Fraction of the training split held out for validation (0 keeps the last epoch).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_split: f32,
+    /// Replace an existing run in RUN_DIR.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the summary as one JSON object instead of text (progress bars still go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `lookout train`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.out.join(RUN_FILE).exists() && !args.force {
+        anyhow::bail!(
+            "{} already holds a training run; pass --force to replace it or choose another --out",
+            args.out.display()
+        );
+    }
+    let features = FeatureSet::open(&args.features)
+        .with_context(|| format!("cannot open the features cache {}", args.features.display()))?;
+    let manifest = &features.manifest;
+    let train_split = features
+        .load_split(Split::Train)
+        .context("cannot load the training features")?;
+    if train_split.is_empty() {
+        anyhow::bail!(
+            "{} has no training rows; extract features from a non-empty data set",
+            args.features.display()
+        );
+    }
+    let config = TrainConfig {
+        head: args.head,
+        hidden: args.hidden,
+        dropout: args.dropout,
+        pool: args.pool,
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        amsgrad: !args.no_amsgrad,
+        seed: args.seed,
+        patience: args.patience,
+        val_split: args.val_split,
+    };
+    // A pooled cache is already [C]: average pooling again would be a no-op, so record `none`.
+    let config = if args.pool == Pool::Avg && manifest.feature_shape.len() == 1 {
+        eprintln!(
+            "note: the features are already pooled ({:?}); --pool avg has nothing to do",
+            manifest.feature_shape
+        );
+        TrainConfig {
+            pool: Pool::None,
+            ..config
+        }
+    } else {
+        config
+    };
+    let classes = manifest.classes.len();
+    let data = Dataset::new(train_split.features, train_split.labels, train_split.dim)?;
+    eprintln!(
+        "Training a {:?} head on {} rows of {:?} features ({} classes: {}) from {}",
+        config.head,
+        data.len(),
+        manifest.feature_shape,
+        classes,
+        manifest.classes.join(", "),
+        args.features.display()
+    );
+
+    let style = ProgressStyle::with_template("Epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressBar::new(0).style())
+        .progress_chars("=> ");
+    let mut bar: Option<ProgressBar> = None;
+    let mut on_progress = |event: Progress<'_>| match event {
+        Progress::EpochStart {
+            epoch,
+            epochs,
+            batches,
+        } => {
+            let b = ProgressBar::new(batches as u64)
+                .with_style(style.clone())
+                .with_prefix(format!("{epoch}/{epochs}"));
+            bar = Some(b);
+        }
+        Progress::Batch { loss } => {
+            if let Some(b) = &bar {
+                b.inc(1);
+                b.set_message(format!("loss: {loss:.4}"));
+            }
+        }
+        Progress::EpochEnd(record) => {
+            if let Some(b) = bar.take() {
+                let valid = match (record.valid_accuracy, record.valid_loss) {
+                    (Some(a), Some(l)) => format!(" - accuracy: {a:.4} - valid_loss: {l:.4}"),
+                    _ => String::new(),
+                };
+                b.finish_with_message(format!(
+                    "{:.1}s - train_accuracy: {:.4} - train_loss: {:.4}{valid}",
+                    record.seconds, record.train_accuracy, record.train_loss
+                ));
+            }
+        }
+    };
+    let trained = train(
+        data,
+        &manifest.feature_shape,
+        classes,
+        &config,
+        &mut on_progress,
+    )?;
+
+    let input_dim = trained.head.layers[0].inputs;
+    let run = Run {
+        config: RunConfig {
+            format: RUN_FORMAT.into(),
+            version: RUN_FORMAT_VERSION,
+            classes: manifest.classes.clone(),
+            output: trained.output,
+            threshold: 0.5,
+            head: HeadSpec {
+                kind: config.head,
+                hidden: config.hidden,
+                dropout: config.dropout,
+                pool: config.pool,
+                input_shape: manifest.feature_shape.clone(),
+                input_dim,
+                outputs: trained.head.outputs(),
+                layers: trained.head.layers.iter().map(|l| l.name.clone()).collect(),
+            },
+            features: FeaturesRecord {
+                dir: std::path::absolute(&args.features).unwrap_or_else(|_| args.features.clone()),
+                feature_shape: manifest.feature_shape.clone(),
+                pooled: manifest.pooled,
+                backbone: manifest.backbone.clone(),
+                preprocess: manifest.preprocess.clone(),
+            },
+            training: TrainingRecord {
+                seed: config.seed,
+                epochs: config.epochs,
+                epochs_run: trained.history.epochs.len(),
+                batch: config.batch,
+                lr: config.lr,
+                optimizer: config.optimizer_name().into(),
+                patience: config.patience,
+                val_split: config.val_split,
+                train_examples: trained.train_examples,
+                valid_examples: trained.valid_examples,
+                best_epoch: trained.history.best_epoch,
+                best_valid_loss: trained.best_valid_loss,
+                seconds: trained.seconds,
+            },
+        },
+        head: trained.head,
+    };
+    run.save(&args.out)
+        .with_context(|| format!("cannot write the run to {}", args.out.display()))?;
+    let history_json = serde_json::to_vec_pretty(&trained.history)?;
+    lookout_host::run::write_atomic(&args.out.join(HISTORY_FILE), &history_json)?;
+    let curves = args.out.join(CURVES_FILE);
+    if let Err(err) = lookout_host::plots::training_curves(&trained.history.epochs, &curves) {
+        eprintln!("warning: no training curves: {err}");
+    }
+
+    // The test split is looked at only now, after the weights are fixed.
+    let test = features
+        .load_split(Split::Test)
+        .context("cannot load the test features")?;
+    let test_accuracy = if test.is_empty() {
+        None
+    } else {
+        let logits = run.head.forward_parallel(&test.features);
+        let k = run.head.outputs();
+        let preds: Vec<usize> = logits
+            .chunks(k)
+            .map(|l| predict_from_logits(run.config.output, run.config.threshold, l))
+            .collect();
+        let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+        Some(compute_metrics(&run.config.classes, &labels, &preds)?.accuracy)
+    };
+
+    let best = &trained.history.epochs[trained.history.best_epoch - 1];
+    if args.json {
+        let summary = serde_json::json!({
+            "run": args.out,
+            "best_epoch": trained.history.best_epoch,
+            "epochs_run": trained.history.epochs.len(),
+            "stopped_early": trained.history.stopped_early,
+            "valid_loss": best.valid_loss,
+            "valid_accuracy": best.valid_accuracy,
+            "test_accuracy": test_accuracy,
+            "seconds": run.config.training.seconds,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "\nTrained in {:.1} s ({} epochs{}); kept epoch {} of {}",
+            run.config.training.seconds,
+            trained.history.epochs.len(),
+            if trained.history.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            },
+            trained.history.best_epoch,
+            trained.history.epochs.len()
+        );
+        if let (Some(l), Some(a)) = (best.valid_loss, best.valid_accuracy) {
+            println!(
+                "  validation ({} rows): loss {l:.4}, accuracy {:.2}%",
+                trained.valid_examples,
+                a * 100.0
+            );
+        }
+        if let Some(a) = test_accuracy {
+            println!(
+                "  test ({} rows):       accuracy {:.2}%",
+                test.len(),
+                a * 100.0
+            );
+        }
+        println!(
+            "  run written to {} (run.json, head.safetensors, history.json, curves.png)",
+            args.out.display()
+        );
+        println!("  next: lookout evaluate --run {}", args.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,92 @@
+//! `lookout evaluate --model` and `lookout predict --model`: an exported bundle run through the edge runtime,
+//! on image files, exactly as the Pi runs it.
+
+use std::path::{Path, PathBuf};
+
+use lookout_edge::{Model, RuntimeOptions};
+use serde::Serialize;
+
+use crate::evaluate::{compute_metrics, Metrics};
+use crate::run::Run;
+
+use super::measure::{classify_files, progress_bar};
+use super::ExportError;
+
+/// Evaluates the bundle at `bundle_path` on the test split of the run in `run_dir` (its image files, decoded
+/// and preprocessed by the bundle's own recipe). `json` hides the progress bar (machine-readable output).
+///
+/// Returns the same metrics as `lookout evaluate --run`.
+pub fn evaluate_bundle(
+    bundle_path: &Path,
+    run_dir: &Path,
+    json: bool,
+) -> Result<Metrics, ExportError> {
+    let mut model = Model::load(bundle_path, &RuntimeOptions::default())?;
+    let run = Run::load(run_dir)?;
+    if model.labels() != run.config.classes.as_slice() {
+        return Err(ExportError::Mismatch(format!(
+            "the bundle's labels {:?} differ from the run's classes {:?}: evaluate a bundle with the run it was \
+             exported from",
+            model.labels(),
+            run.config.classes
+        )));
+    }
+    let test = super::load_test_split(run_dir, &run.config)?;
+    let bar = progress_bar(test.len(), "evaluating the bundle", !json);
+    let predictions = classify_files(&mut model, &test.paths, &bar)?;
+    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+    let predicted: Vec<usize> = predictions.iter().map(|p| p.label).collect();
+    compute_metrics(&run.config.classes, &labels, &predicted)
+        .map_err(|e| ExportError::Mismatch(e.to_string()))
+}
+
+/// One image labelled by a bundle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BundlePrediction {
+    /// The image file.
+    pub path: PathBuf,
+    /// The chosen label, or `None` when the image could not be read.
+    pub label: Option<String>,
+    /// Probability of the chosen label.
+    pub score: Option<f32>,
+    /// One probability per label (empty on error).
+    pub probabilities: Vec<f32>,
+    /// Why the image could not be classified.
+    pub error: Option<String>,
+}
+
+/// Labels each image with the bundle at `bundle_path`. An unreadable image gives an entry with `error` set
+/// rather than stopping the rest; a bundle that does not load is an error.
+pub fn predict_bundle(
+    bundle_path: &Path,
+    images: &[PathBuf],
+    progress: bool,
+) -> Result<Vec<BundlePrediction>, ExportError> {
+    let mut model = Model::load(bundle_path, &RuntimeOptions::default())?;
+    let bar = progress_bar(images.len(), "predicting", progress && images.len() > 1);
+    let mut out = Vec::with_capacity(images.len());
+    for path in images {
+        let result = lookout_shared::image_io::decode_file(path)
+            .map_err(|e| e.to_string())
+            .and_then(|image| model.classify(&image).map_err(|e| e.to_string()));
+        out.push(match result {
+            Ok(p) => BundlePrediction {
+                path: path.clone(),
+                label: model.labels().get(p.label).cloned(),
+                score: Some(p.score),
+                probabilities: p.probabilities,
+                error: None,
+            },
+            Err(error) => BundlePrediction {
+                path: path.clone(),
+                label: None,
+                score: None,
+                probabilities: vec![],
+                error: Some(error),
+            },
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}

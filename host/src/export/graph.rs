@@ -1,0 +1,246 @@
+//! Building the one combined tract graph: backbone → pooling → flatten → trained head → activation.
+//!
+//! The backbone is loaded from the file the features were extracted with, pinned to batch 1, cut where the
+//! extraction cut it, and the head's dense layers are appended with tract-core ops (einsum + add, max(·, 0)).
+//! Dropout is the identity at inference, so it has no node.
+
+use std::path::Path;
+
+use lookout_shared::PreprocessSpec;
+use tract_core::ops::change_axes::{wire_with_rank_broadcast, AxisOp};
+use tract_core::ops::einsum::EinSum;
+use tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
+use tract_core::prelude::*;
+
+use crate::backbone::Backbone;
+use crate::run::{Head, OutputKind, Pool};
+
+use super::ExportError;
+
+/// Name of the combined graph's output node.
+pub const OUTPUT_NODE: &str = "lookout_probabilities";
+
+/// Loads the backbone at `path` exactly as extraction did ([`crate::backbone::Backbone`]), pinned to
+/// `input_shape` (batch 1) and cut at `cut` when given.
+pub fn load_backbone(
+    path: &Path,
+    preprocess: &PreprocessSpec,
+    cut: Option<&str>,
+    input_shape: &[usize],
+) -> Result<TypedModel, ExportError> {
+    let fail = |reason: String| ExportError::Backbone {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.exists() {
+        return Err(fail(
+            "the file is gone (the run records the backbone its features came from: put it back, or extract and \
+             train again)"
+                .into(),
+        ));
+    }
+    let backbone =
+        Backbone::from_file(path, Some(preprocess.clone())).map_err(|e| fail(e.to_string()))?;
+    let model = backbone
+        .load_typed_with_input(input_shape, cut)
+        .map_err(|e| fail(e.to_string()))?;
+    if model.inputs.len() != 1 || model.outputs.len() != 1 {
+        return Err(fail(format!(
+            "it has {} inputs and {} outputs; a backbone needs one of each",
+            model.inputs.len(),
+            model.outputs.len()
+        )));
+    }
+    Ok(model)
+}
+
+/// The backbone's output shape as concrete numbers.
+pub fn output_shape(model: &TypedModel) -> Result<Vec<usize>, ExportError> {
+    let fact = model
+        .output_fact(0)
+        .map_err(|e| ExportError::Graph(format!("{e:#}")))?;
+    fact.shape
+        .as_concrete()
+        .map(<[usize]>::to_vec)
+        .ok_or_else(|| {
+            ExportError::Graph(format!(
+                "the backbone's output shape {:?} is not fixed",
+                fact.shape
+            ))
+        })
+}
+
+/// Appends pooling, flatten, the head and the activation to `backbone`.
+///
+/// `features_pooled` says whether extraction average-pooled the backbone's map before caching it (the head was
+/// trained on those pooled vectors). The head's own `pool` then applies to what was cached.
+pub fn compose(
+    mut model: TypedModel,
+    head: &Head,
+    features_pooled: bool,
+    output: OutputKind,
+    q4_layer: Option<usize>,
+) -> Result<TypedModel, ExportError> {
+    let graph = |e: TractError| ExportError::Graph(format!("{e:#}"));
+    let mut wire = model.outputs[0];
+    let mut shape = output_shape(&model)?;
+    if shape.first() != Some(&1) {
+        return Err(ExportError::Graph(format!(
+            "the backbone's output {shape:?} is not batch-1"
+        )));
+    }
+    if features_pooled && shape.len() > 2 {
+        wire = global_average_pool(&mut model, "lookout_features_pool", wire, &shape)
+            .map_err(graph)?;
+        shape.truncate(2);
+    }
+    // What the cache held for one image must be what the head was trained on.
+    let cached: Vec<usize> = shape[1..].to_vec();
+    if cached.iter().product::<usize>() != head.input_len() {
+        return Err(ExportError::Mismatch(format!(
+            "the backbone gives features of shape {cached:?}, the head was trained on {:?}: the run's backbone file \
+             is not the one its features came from",
+            head.input_shape
+        )));
+    }
+    if head.pool == Pool::Avg && shape.len() > 2 {
+        wire = global_average_pool(&mut model, "lookout_head_pool", wire, &shape).map_err(graph)?;
+        shape.truncate(2);
+    }
+    if shape.len() > 2 {
+        let flat: usize = shape[1..].iter().product();
+        let from: TVec<TDim> = shape[1..].iter().map(|&d| TDim::from(d)).collect();
+        wire = model
+            .wire_node(
+                "lookout_flatten",
+                AxisOp::Reshape(1, from, tvec![TDim::from(flat)]),
+                &[wire],
+            )
+            .map_err(graph)?[0];
+    }
+    for (i, layer) in head.layers.iter().enumerate() {
+        let weight_name = format!("lookout_{}.weight", layer.name);
+        let (weight, axes) = if q4_layer == Some(i) {
+            let weight = super::precision::block_quant_weight(
+                &mut model,
+                &weight_name,
+                &layer.weight,
+                layer.outputs,
+                layer.inputs,
+            )
+            .map_err(graph)?;
+            // Block-quantized weights carry a leading group axis: [1, outputs, inputs].
+            (weight, "bk,Gnk->bn")
+        } else {
+            let weight = tensor1(&layer.weight)
+                .into_shape(&[layer.outputs, layer.inputs])
+                .map_err(graph)?;
+            (
+                model.add_const(weight_name, weight).map_err(graph)?,
+                "bk,nk->bn",
+            )
+        };
+        let einsum = EinSum {
+            axes: axes.parse().map_err(graph)?,
+            operating_dt: f32::datum_type(),
+            q_params: None,
+        };
+        wire = model
+            .wire_node(
+                format!("lookout_{}.matmul", layer.name),
+                einsum,
+                &[wire, weight],
+            )
+            .map_err(graph)?[0];
+        let bias = tensor1(&layer.bias)
+            .into_shape(&[1, layer.outputs])
+            .map_err(graph)?;
+        let bias = model
+            .add_const(format!("lookout_{}.bias", layer.name), bias)
+            .map_err(graph)?;
+        wire = model
+            .wire_node(
+                format!("lookout_{}.add", layer.name),
+                tract_core::ops::math::add(),
+                &[wire, bias],
+            )
+            .map_err(graph)?[0];
+        if i + 1 < head.layers.len() {
+            let zero = model
+                .add_const(format!("lookout_{}.relu_zero", layer.name), tensor0(0f32))
+                .map_err(graph)?;
+            wire = wire_with_rank_broadcast(
+                format!("lookout_{}.relu", layer.name),
+                &mut model,
+                tract_core::ops::math::max(),
+                &[wire, zero],
+            )
+            .map_err(graph)?[0];
+        }
+    }
+    wire = match output {
+        OutputKind::Sigmoid => {
+            model.wire_node(OUTPUT_NODE, tract_core::ops::nn::sigmoid(), &[wire])
+        }
+        OutputKind::Softmax => model.wire_node(
+            OUTPUT_NODE,
+            Softmax {
+                axes: tvec![1],
+                quant_output_dt: None,
+                kind: SoftmaxKind::Softmax,
+            },
+            &[wire],
+        ),
+    }
+    .map_err(graph)?[0];
+    model.select_output_outlets(&[wire]).map_err(graph)?;
+    model.into_decluttered().map_err(graph)
+}
+
+/// Mean over the spatial axes of a [1, C, H, W] map, giving [1, C].
+fn global_average_pool(
+    model: &mut TypedModel,
+    name: &str,
+    wire: OutletId,
+    shape: &[usize],
+) -> TractResult<OutletId> {
+    let spatial: Vec<usize> = (2..shape.len()).collect();
+    let area: usize = shape[2..].iter().product();
+    let sum = model.wire_node(
+        format!("{name}.sum"),
+        Reduce::new(spatial.iter().copied().collect(), Reducer::Sum),
+        &[wire],
+    )?[0];
+    let scale = model.add_const(format!("{name}.scale"), tensor0(1.0f32 / area as f32))?;
+    let mut wire = wire_with_rank_broadcast(
+        format!("{name}.mean"),
+        model,
+        tract_core::ops::math::mul(),
+        &[sum, scale],
+    )?[0];
+    for (i, &axis) in spatial.iter().enumerate().rev() {
+        wire = model.wire_node(format!("{name}.squeeze{i}"), AxisOp::Rm(axis), &[wire])?[0];
+    }
+    Ok(wire)
+}
+
+/// Runs a batch-1 model on one input and returns its (only) output as f32 values.
+pub fn run_once(
+    plan: &Arc<TypedRunnableModel>,
+    shape: &[usize],
+    input: &[f32],
+) -> TractResult<Vec<f32>> {
+    let tensor = Tensor::from_shape(shape, input)?;
+    let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
+    let output = outputs[0].cast_to::<f32>()?;
+    Ok(output.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+}
+
+/// Serialises a (decluttered) model as a tract NNEF tar archive.
+pub fn to_nnef_tar(model: &TypedModel) -> Result<Vec<u8>, ExportError> {
+    let mut bytes = Vec::new();
+    tract_nnef::nnef()
+        .write_to_tar(model, &mut bytes)
+        .map_err(|e| ExportError::Serialize(format!("{e:#}")))?;
+    Ok(bytes)
+}

@@ -1,0 +1,146 @@
+//! The numeric precisions an export can have, each a reduction tract really executes.
+//!
+//! - `f32`: the combined graph as built.
+//! - `f16`: tract's `f32_to_f16` transform over the whole graph (weights and activations). The file halves;
+//!   tract runs it with native FP16 kernels on ARMv8.2 (Pi 5) and emulates it elsewhere (slow on x86, Pi 4).
+//! - `f32-q4head`: weight-only Q4_0 block quantization (32 weights share one f16 scale) of the head's largest
+//!   matrix, wired as a block-quantized constant into its einsum; activations stay f32. It shrinks the tutorial
+//!   head (a 62720×256 matrix, ≈ 64 MB in f32) about 6×; on a pooled head it saves little.
+//! - `int8`: refused, see [`INT8_REFUSAL`].
+
+use std::fmt;
+
+use serde::Serialize;
+use tract_core::internal::tract_linalg::block_quant::{
+    BlockQuant, BlockQuantFact, BlockQuantStorage, Q4_0,
+};
+use tract_core::ops::konst::Const;
+use tract_core::prelude::*;
+
+use lookout_shared::bundle::Precision;
+
+use crate::run::Head;
+
+use super::ExportError;
+
+/// Why `--precision int8` is refused, with what was tried and measured.
+pub const INT8_REFUSAL: &str = "--precision int8 is not available: tract 0.23.9 has no path from a float graph to \
+a statically quantized one that it runs with integer kernels. What was measured with tract 0.23.9 (lookout's platform notes): \
+onnxruntime `quantize_static` QDQ models load in tract but run their convolutions in float between \
+Dequantize/Quantize pairs (2.5-2.7x slower than f32, nothing gained); QLinearConv-only models are bit-exact but \
+run at 89-160 ms vs 33 ms in f32 on x86; the fully quantized QOperator form fails on QLinearMul; and no ONNX-quantized \
+model serializes to NNEF (`No serializer found for QuantizeLinearU8`), so none fits in a bundle. Refusing rather \
+than shipping a float model labelled int8. Use --precision f16 (half the size; native FP16 on a Pi 5) or \
+--precision f32-q4head (4-bit head weights).";
+
+/// Numeric precision of an exported model, as chosen on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExportPrecision {
+    /// 32-bit float throughout: the reference, fastest on x86 and the Pi 4.
+    #[value(name = "f32")]
+    F32,
+    /// 16-bit float weights and activations: half the size; fast only with ARMv8.2 FP16 (Pi 5).
+    #[value(name = "f16")]
+    F16,
+    /// 8-bit integer (refused: tract 0.23.9 has no integer path for these graphs; the error says why).
+    #[value(name = "int8")]
+    Int8,
+    /// f32 activations, the head's largest weight matrix in 4-bit blocks (Q4_0).
+    #[value(name = "f32-q4head")]
+    F32Q4Head,
+}
+
+impl fmt::Display for ExportPrecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExportPrecision::F32 => "f32",
+            ExportPrecision::F16 => "f16",
+            ExportPrecision::Int8 => "int8",
+            ExportPrecision::F32Q4Head => "f32-q4head",
+        })
+    }
+}
+
+impl ExportPrecision {
+    /// The bundle header's precision, for those that can be produced.
+    pub fn bundle_precision(self) -> Option<Precision> {
+        match self {
+            ExportPrecision::F32 => Some(Precision::F32),
+            ExportPrecision::F16 => Some(Precision::F16),
+            ExportPrecision::Int8 => None,
+            ExportPrecision::F32Q4Head => Some(Precision::F32WeightsQ4),
+        }
+    }
+}
+
+/// Fails early (before loading anything heavy) when `precision` cannot be produced for `head`.
+pub fn check_available(precision: ExportPrecision, head: &Head) -> Result<(), ExportError> {
+    match precision {
+        ExportPrecision::Int8 => Err(ExportError::Precision(INT8_REFUSAL.to_string())),
+        ExportPrecision::F32Q4Head if q4_layer(head).is_none() => Err(ExportError::Precision(format!(
+            "--precision f32-q4head needs a head layer whose input count is a multiple of {} (Q4_0 blocks run \
+             along the inputs); this head's layers take {:?}: use --precision f32 or f16",
+            Q4_0.block_len(),
+            head.layers.iter().map(|l| l.inputs).collect::<Vec<_>>()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Index of the head layer that `f32-q4head` quantizes: the largest one whose inputs fill whole Q4_0 blocks.
+pub fn q4_layer(head: &Head) -> Option<usize> {
+    head.layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.inputs % Q4_0.block_len() == 0)
+        .max_by_key(|(_, l)| l.weight.len())
+        .map(|(i, _)| i)
+}
+
+/// Applies a whole-graph precision transform. `f32-q4head` is done while composing (see
+/// [`block_quant_weight`]), so here it is the identity.
+pub fn apply(precision: ExportPrecision, model: TypedModel) -> Result<TypedModel, ExportError> {
+    let fail = |e: TractError| ExportError::Precision(format!("applying {precision}: {e:#}"));
+    match precision {
+        ExportPrecision::F32 | ExportPrecision::F32Q4Head => Ok(model),
+        ExportPrecision::F16 => {
+            let transform = tract_core::transform::get_transform("f32_to_f16")
+                .map_err(fail)?
+                .ok_or_else(|| {
+                    ExportError::Precision("this tract build has no f32_to_f16 transform".into())
+                })?;
+            let model = transform.transform_into(model).map_err(fail)?;
+            model.into_decluttered().map_err(fail)
+        }
+        ExportPrecision::Int8 => Err(ExportError::Precision(INT8_REFUSAL.to_string())),
+    }
+}
+
+/// Adds `weight` ([outputs, inputs], row-major) to `model` as a Q4_0 block-quantized constant of shape
+/// [1, outputs, inputs], the form tract's einsum takes block-quantized weights in.
+pub fn block_quant_weight(
+    model: &mut TypedModel,
+    name: &str,
+    weight: &[f32],
+    outputs: usize,
+    inputs: usize,
+) -> TractResult<OutletId> {
+    let format = Q4_0;
+    anyhow::ensure!(
+        inputs % format.block_len() == 0,
+        "{name}: {inputs} inputs is not a whole number of Q4_0 blocks"
+    );
+    let blob = format.quant_f32(weight)?;
+    let storage = BlockQuantStorage::new(Box::new(format), outputs, inputs, Arc::new(blob))?;
+    let fact = Box::new(BlockQuantFact::new(
+        Box::new(format),
+        tvec!(1, outputs, inputs),
+    ));
+    let tensor = storage.into_tensor_with_shape(f32::datum_type(), &[1, outputs, inputs]);
+    Ok(model.wire_node(
+        name,
+        Const::new_with_exotic_fact(Arc::new(tensor), fact)?,
+        &[],
+    )?[0])
+}

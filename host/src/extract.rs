@@ -1,0 +1,757 @@
+//! Running a backbone over images: [`FeatureExtractor`] for one image at a time (also what `lookout predict`
+//! uses, so training and prediction share one code path), and [`extract_folder`] for a whole ImageFolder
+//! into a features cache.
+//!
+//! Speed: on the CPU, tract runs one image per call fastest (batching is slower per image, and a second
+//! thread inside one inference gains nothing), so the default is one batch-1 worker per core, each doing
+//! decode → preprocess → model for its own images. A batch > 1 (for GPUs) decodes the next batch on all cores
+//! while the model runs the current one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use lookout_shared::image_io::{decode_file, DecodeError};
+use lookout_shared::preprocess::{PreprocessError, Preprocessor};
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tract_core::internal::*;
+use tract_core::runtime::{Runnable, State};
+
+use crate::backbone::{hex, Backbone, BackboneError};
+use crate::data::{DataError, ImageFolder};
+use crate::device::{self, Device, DeviceChoice, DeviceError};
+use crate::features::{
+    self, BackboneInfo, FeaturesError, Manifest, ShardData, ShardInfo, SkippedFile, Split,
+    SplitConfig, SplitEntry, FORMAT_TAG,
+};
+
+/// Images per shard file: bounds memory (one shard in RAM) and the work an interruption loses.
+pub const DEFAULT_SHARD_SIZE: usize = 256;
+/// Name of the file recording which inputs the shards in a directory belong to (for resuming).
+const FINGERPRINT_FILE: &str = ".lookout-extract-fingerprint";
+
+/// What can go wrong extracting features.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// Finding or loading the backbone.
+    #[error(transparent)]
+    Backbone(#[from] BackboneError),
+    /// Choosing the device.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Scanning or splitting the data.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Reading or writing the cache.
+    #[error(transparent)]
+    Features(#[from] FeaturesError),
+    /// The preprocessing recipe cannot run.
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    /// tract failed while preparing or running the model.
+    #[error("running the backbone failed: {0}")]
+    Model(String),
+    /// The model output is not what feature extraction needs.
+    #[error("unexpected model output: {0}")]
+    Output(String),
+}
+
+fn model_err(e: impl std::fmt::Display) -> ExtractError {
+    ExtractError::Model(format!("{e:#}"))
+}
+
+/// Global pooling applied to the backbone output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Keep the full feature map.
+    #[default]
+    None,
+    /// Average over the spatial positions: `[C, H, W]` → `[C]`.
+    Avg,
+}
+
+/// How to run the backbone.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractOptions {
+    /// Take the features from this node instead of the model output.
+    pub cut: Option<String>,
+    /// Global pooling of the features.
+    pub pool: Pooling,
+    /// Where to run.
+    pub device: DeviceChoice,
+    /// Images per model call; `None` = 1 on the CPU (fastest there), 32 on a GPU.
+    pub batch: Option<usize>,
+}
+
+/// Wall time spent in each stage, summed over workers.
+#[derive(Debug, Default)]
+struct StageClock {
+    decode_ns: AtomicU64,
+    preprocess_ns: AtomicU64,
+    model_ns: AtomicU64,
+}
+
+impl StageClock {
+    fn add(counter: &AtomicU64, since: Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn times(&self) -> StageTimes {
+        let s = |c: &AtomicU64| Duration::from_nanos(c.load(Ordering::Relaxed)).as_secs_f64();
+        StageTimes {
+            decode_s: s(&self.decode_ns),
+            preprocess_s: s(&self.preprocess_ns),
+            model_s: s(&self.model_ns),
+        }
+    }
+}
+
+/// Seconds spent per stage, summed over all workers (so they can add up to more than the wall time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageTimes {
+    /// Reading and decoding files.
+    pub decode_s: f64,
+    /// Resize, crop, normalise.
+    pub preprocess_s: f64,
+    /// The backbone.
+    pub model_s: f64,
+}
+
+/// A backbone prepared on a device, turning images into feature vectors.
+#[derive(Debug)]
+pub struct FeatureExtractor {
+    backbone: Backbone,
+    runnable: Arc<dyn Runnable>,
+    device: Device,
+    device_note: Option<String>,
+    batch: usize,
+    raw_shape: Vec<usize>,
+    feature_shape: Vec<usize>,
+    pool: Pooling,
+    clock: StageClock,
+}
+
+impl FeatureExtractor {
+    /// Loads `backbone`, cuts and prepares it on the chosen device.
+    pub fn new(backbone: &Backbone, options: &ExtractOptions) -> Result<Self, ExtractError> {
+        let (device, device_note) = device::select(options.device)?;
+        let batch = options
+            .batch
+            .unwrap_or(if device.is_gpu() { 32 } else { 1 })
+            .max(1);
+        let model = backbone.load_typed(batch, options.cut.as_deref())?;
+        let fact = model.output_fact(0).map_err(model_err)?;
+        let shape: Vec<usize> = fact
+            .shape
+            .as_concrete()
+            .ok_or_else(|| {
+                ExtractError::Output(format!("output shape {:?} is not fixed", fact.shape))
+            })?
+            .to_vec();
+        if shape.first() != Some(&batch) {
+            return Err(ExtractError::Output(format!(
+                "output shape {shape:?} does not start with the batch size {batch}{}",
+                if batch > 1 {
+                    "; this model may have a fixed batch size: use --batch 1"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let raw_shape = shape[1..].to_vec();
+        let feature_shape = match (options.pool, raw_shape.len()) {
+            (Pooling::Avg, n) if n >= 2 => {
+                if backbone.channels_last() {
+                    vec![raw_shape[n - 1]]
+                } else {
+                    vec![raw_shape[0]]
+                }
+            }
+            _ => raw_shape.clone(),
+        };
+        let runnable: Arc<dyn Runnable> =
+            Arc::from(device.runtime.prepare(model).map_err(model_err)?);
+        Ok(FeatureExtractor {
+            backbone: backbone.clone(),
+            runnable,
+            device,
+            device_note,
+            batch,
+            raw_shape,
+            feature_shape,
+            pool: options.pool,
+            clock: StageClock::default(),
+        })
+    }
+
+    /// Shape of one image's features (after pooling).
+    pub fn feature_shape(&self) -> &[usize] {
+        &self.feature_shape
+    }
+
+    /// Number of f32 values per image.
+    pub fn feature_dim(&self) -> usize {
+        self.feature_shape.iter().product()
+    }
+
+    /// The device the model runs on (`cpu`, `cuda`, `metal`).
+    pub fn device_name(&self) -> &'static str {
+        self.device.name
+    }
+
+    /// Why `--device auto` fell back to the CPU, if it did.
+    pub fn device_note(&self) -> Option<&str> {
+        self.device_note.as_deref()
+    }
+
+    /// Images per model call.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The backbone.
+    pub fn backbone(&self) -> &Backbone {
+        &self.backbone
+    }
+
+    /// Time spent per stage so far, over every worker of this extractor.
+    pub fn stage_times(&self) -> StageTimes {
+        self.clock.times()
+    }
+
+    /// A worker with its own model state and preprocessing buffers (one per thread).
+    pub fn worker(&self) -> Result<ExtractorWorker<'_>, ExtractError> {
+        Ok(ExtractorWorker {
+            extractor: self,
+            state: self.runnable.spawn().map_err(model_err)?,
+            preprocessor: Preprocessor::new(&self.backbone.preprocess)?,
+        })
+    }
+
+    /// Features of one decoded image (convenience; reuse a [`ExtractorWorker`] for many images).
+    pub fn extract_image(&self, image: &image::RgbImage) -> Result<Vec<f32>, ExtractError> {
+        self.worker()?.extract_image(image)
+    }
+
+    /// Pools one image's raw output into its features.
+    fn pool_into(&self, raw: &[f32], out: &mut Vec<f32>) {
+        match (self.pool, self.raw_shape.len()) {
+            (Pooling::Avg, n) if n >= 2 => {
+                let channels = self.feature_shape[0];
+                let positions = raw.len() / channels.max(1);
+                let start = out.len();
+                out.resize(start + channels, 0.0);
+                let dst = &mut out[start..];
+                if self.backbone.channels_last() {
+                    for pixel in raw.chunks_exact(channels) {
+                        for (d, v) in dst.iter_mut().zip(pixel) {
+                            *d += v;
+                        }
+                    }
+                } else {
+                    for (d, plane) in dst.iter_mut().zip(raw.chunks_exact(positions)) {
+                        *d = plane.iter().sum();
+                    }
+                }
+                let scale = 1.0 / positions as f32;
+                dst.iter_mut().for_each(|d| *d *= scale);
+            }
+            _ => out.extend_from_slice(raw),
+        }
+    }
+}
+
+/// One thread's model state and buffers.
+pub struct ExtractorWorker<'a> {
+    extractor: &'a FeatureExtractor,
+    state: Box<dyn State>,
+    preprocessor: Preprocessor,
+}
+
+impl std::fmt::Debug for ExtractorWorker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtractorWorker").finish_non_exhaustive()
+    }
+}
+
+impl ExtractorWorker<'_> {
+    /// Decodes and preprocesses a file into `out` (one image's input tensor); `Err` = a bad image (skip it).
+    fn load_into(&mut self, path: &Path, out: &mut [f32]) -> Result<(), String> {
+        let clock = &self.extractor.clock;
+        let t = Instant::now();
+        let decoded = decode_file(path);
+        StageClock::add(&clock.decode_ns, t);
+        let image = decoded.map_err(|e: DecodeError| e.kind.to_string())?;
+        let t = Instant::now();
+        let done = self.preprocessor.run_into(&image, out);
+        StageClock::add(&clock.preprocess_ns, t);
+        done.map_err(|e| e.to_string())
+    }
+
+    /// Runs the model on a full batch of input tensors and returns the features, one row per image.
+    fn run_model(&mut self, input: Vec<f32>) -> Result<Vec<f32>, ExtractError> {
+        let extractor = self.extractor;
+        let t = Instant::now();
+        let shape = extractor.backbone.input_shape(extractor.batch)?;
+        let tensor = tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(&shape), input)
+            .map_err(|e| ExtractError::Output(e.to_string()))?
+            .into_tensor();
+        let outputs = self
+            .state
+            .run(tvec![tensor.into_tvalue()])
+            .map_err(model_err)?;
+        StageClock::add(&extractor.clock.model_ns, t);
+        let output = outputs
+            .first()
+            .ok_or_else(|| ExtractError::Output("the model returned nothing".into()))?;
+        let output = output
+            .to_plain_array_view::<f32>()
+            .map_err(|e| ExtractError::Output(format!("{e:#}")))?;
+        let raw_len: usize = extractor.raw_shape.iter().product();
+        let values: Vec<f32> = output.iter().copied().collect();
+        let mut features = Vec::with_capacity(extractor.batch * extractor.feature_dim());
+        for raw in values.chunks_exact(raw_len.max(1)) {
+            extractor.pool_into(raw, &mut features);
+        }
+        Ok(features)
+    }
+
+    /// Features of one decoded image.
+    pub fn extract_image(&mut self, image: &image::RgbImage) -> Result<Vec<f32>, ExtractError> {
+        let extractor = self.extractor;
+        let len = self.preprocessor.tensor_len();
+        let mut input = vec![0f32; len * extractor.batch];
+        let t = Instant::now();
+        self.preprocessor.run_into(image, &mut input[..len])?;
+        StageClock::add(&extractor.clock.preprocess_ns, t);
+        let mut features = self.run_model(input)?;
+        features.truncate(extractor.feature_dim());
+        Ok(features)
+    }
+
+    /// Features of one image file; `Ok(Err(reason))` when the file is not a usable image.
+    pub fn extract_file(&mut self, path: &Path) -> Result<Result<Vec<f32>, String>, ExtractError> {
+        let extractor = self.extractor;
+        let len = self.preprocessor.tensor_len();
+        let mut input = vec![0f32; len * extractor.batch];
+        if let Err(reason) = self.load_into(path, &mut input[..len]) {
+            return Ok(Err(reason));
+        }
+        let mut features = self.run_model(input)?;
+        features.truncate(extractor.feature_dim());
+        Ok(Ok(features))
+    }
+}
+
+/// One image's outcome: its features, or why it gave none.
+type Outcome = Result<Vec<f32>, String>;
+
+impl FeatureExtractor {
+    /// Features of many files, in order, using every core; bad images give `Err(reason)`, model failures abort.
+    pub fn extract_files(
+        &self,
+        paths: &[PathBuf],
+        progress: &ProgressBar,
+    ) -> Result<Vec<Outcome>, ExtractError> {
+        if self.batch == 1 {
+            self.extract_files_batch1(paths, progress)
+        } else {
+            self.extract_files_batched(paths, progress)
+        }
+    }
+
+    fn extract_files_batch1(
+        &self,
+        paths: &[PathBuf],
+        progress: &ProgressBar,
+    ) -> Result<Vec<Outcome>, ExtractError> {
+        // One worker per rayon thread, created on first use and kept for the whole list.
+        let workers: Vec<Mutex<Option<ExtractorWorker<'_>>>> = (0..rayon::current_num_threads()
+            .max(1))
+            .map(|_| Mutex::new(None))
+            .collect();
+        paths
+            .par_iter()
+            .with_max_len(1)
+            .map(|path| {
+                let slot = rayon::current_thread_index().unwrap_or(0) % workers.len();
+                let mut guard = workers[slot]
+                    .lock()
+                    .map_err(|_| ExtractError::Model("a worker thread panicked".into()))?;
+                if guard.is_none() {
+                    *guard = Some(self.worker()?);
+                }
+                let worker = guard
+                    .as_mut()
+                    .ok_or_else(|| ExtractError::Model("worker missing".into()))?;
+                let outcome = worker.extract_file(path);
+                progress.inc(1);
+                outcome
+            })
+            .collect()
+    }
+
+    fn extract_files_batched(
+        &self,
+        paths: &[PathBuf],
+        progress: &ProgressBar,
+    ) -> Result<Vec<Outcome>, ExtractError> {
+        let batch = self.batch;
+        let len = Preprocessor::new(&self.backbone.preprocess)?.tensor_len();
+        let mut runner = self.worker()?;
+        // Decode + preprocess one batch on all cores: the input tensor and the per-image load results.
+        let prepare = |chunk: &[PathBuf]| -> (Vec<f32>, Vec<Result<(), String>>) {
+            let mut input = vec![0f32; len * batch];
+            let loaded = input
+                .par_chunks_mut(len)
+                .zip(chunk.par_iter())
+                .map_init(
+                    || Preprocessor::new(&self.backbone.preprocess),
+                    |pre, (slot, path)| {
+                        let pre = pre.as_mut().map_err(|e| e.to_string())?;
+                        let t = Instant::now();
+                        let image = decode_file(path).map_err(|e| e.kind.to_string());
+                        StageClock::add(&self.clock.decode_ns, t);
+                        let t = Instant::now();
+                        let done = pre.run_into(&image?, slot).map_err(|e| e.to_string());
+                        StageClock::add(&self.clock.preprocess_ns, t);
+                        done
+                    },
+                )
+                .collect();
+            (input, loaded)
+        };
+        let chunks: Vec<&[PathBuf]> = paths.chunks(batch).collect();
+        let mut outcomes = Vec::with_capacity(paths.len());
+        let mut next = chunks.first().map(|c| prepare(c));
+        for i in 0..chunks.len() {
+            let Some((input, loaded)) = next.take() else {
+                break;
+            };
+            // The model runs on this batch while the other cores prepare the next one.
+            let (features, prepared) = rayon::join(
+                || runner.run_model(input),
+                || chunks.get(i + 1).map(|c| prepare(c)),
+            );
+            next = prepared;
+            let features = features?;
+            let dim = self.feature_dim();
+            for (k, load) in loaded.into_iter().enumerate() {
+                outcomes.push(load.map(|()| features[k * dim..(k + 1) * dim].to_vec()));
+            }
+            progress.inc(chunks[i].len() as u64);
+        }
+        Ok(outcomes)
+    }
+}
+
+/// A whole extraction: data folder in, features cache out.
+#[derive(Debug, Clone)]
+pub struct ExtractJob {
+    /// The ImageFolder.
+    pub data_dir: PathBuf,
+    /// The cache directory to write.
+    pub out_dir: PathBuf,
+    /// Fraction of each class for the test split.
+    pub test_fraction: f64,
+    /// Seed of the split.
+    pub seed: u64,
+    /// Rebuild even if a matching cache exists.
+    pub force: bool,
+    /// Images per shard file.
+    pub shard_size: usize,
+    /// How to run the backbone.
+    pub options: ExtractOptions,
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractReport {
+    /// The cache directory.
+    pub out_dir: PathBuf,
+    /// True when an existing complete cache with identical inputs was reused.
+    pub reused: bool,
+    /// Shards kept from an interrupted run.
+    pub resumed_shards: usize,
+    /// Shards computed by this run.
+    pub computed_shards: usize,
+    /// Images that gave features, per split.
+    pub train_images: usize,
+    /// Images of the test split that gave features.
+    pub test_images: usize,
+    /// Images run through the backbone by this run (excludes reused/resumed ones).
+    pub processed_images: usize,
+    /// Files that gave no features, with why.
+    pub skipped: Vec<SkippedFile>,
+    /// Non-image files ignored.
+    pub ignored_non_images: usize,
+    /// Wall time of this run, seconds.
+    pub seconds: f64,
+    /// Processed images per second of wall time.
+    pub images_per_second: f64,
+    /// Per-stage time, summed over workers.
+    pub stages: StageTimes,
+    /// Device the model ran on.
+    pub device: String,
+    /// Why `--device auto` fell back to the CPU.
+    pub device_note: Option<String>,
+    /// Images per model call.
+    pub batch: usize,
+    /// Shape of one image's features.
+    pub feature_shape: Vec<usize>,
+    /// Class names.
+    pub classes: Vec<String>,
+}
+
+/// Hash of every input that determines the cache contents.
+fn fingerprint(
+    folder: &ImageFolder,
+    lists: &[(Split, &[SplitEntry])],
+    backbone: &Backbone,
+    job: &ExtractJob,
+    cut: Option<&str>,
+) -> String {
+    let stats: HashMap<&Path, (u64, u128)> = folder
+        .samples
+        .iter()
+        .map(|s| (s.rel_path.as_path(), (s.size, s.mtime_ns)))
+        .collect();
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    put(FORMAT_TAG);
+    put(&folder.root.to_string_lossy());
+    for c in &folder.classes {
+        put(c);
+    }
+    for (split, list) in lists {
+        put(split.name());
+        for (rel, class) in *list {
+            let (size, mtime) = stats.get(rel.as_path()).copied().unwrap_or_default();
+            put(&format!("{}\t{class}\t{size}\t{mtime}", rel.display()));
+        }
+    }
+    for bad in &folder.bad_files {
+        put(&bad.path.to_string_lossy());
+    }
+    put(&backbone.sha256);
+    put(&serde_json::to_string(&backbone.preprocess).unwrap_or_default());
+    put(cut.unwrap_or(""));
+    put(&format!("{:?}", job.options.pool));
+    put(&job.seed.to_string());
+    put(&job.test_fraction.to_bits().to_string());
+    put(&job.shard_size.to_string());
+    hex(&h.finalize())
+}
+
+/// Is `dir` holding a complete cache for exactly these inputs?
+fn reusable(dir: &Path, fingerprint: &str) -> Option<Manifest> {
+    let manifest = Manifest::read(dir).ok()?;
+    let files_present = manifest.shards.iter().all(|s| dir.join(&s.file).is_file())
+        && Split::ALL.iter().all(|s| s.list_path(dir).is_file());
+    (manifest.complete && manifest.fingerprint == fingerprint && files_present).then_some(manifest)
+}
+
+/// Removes shard files (`train-*.safetensors`, `test-*.safetensors`) left by a run with other inputs.
+fn remove_stale_shards(dir: &Path) -> Result<(), FeaturesError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| FeaturesError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| FeaturesError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let is_shard = (name.starts_with("train-") || name.starts_with("test-"))
+            && name.ends_with(".safetensors");
+        if is_shard {
+            std::fs::remove_file(&path).map_err(|e| FeaturesError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a whole extraction (scan, split, resume or reuse, shards, manifest). `progress` gets its length set
+/// and is advanced per image; pass `ProgressBar::hidden()` for none.
+pub fn extract_folder(
+    job: &ExtractJob,
+    backbone: &Backbone,
+    progress: &ProgressBar,
+) -> Result<ExtractReport, ExtractError> {
+    let started = Instant::now();
+    let shard_size = job.shard_size.max(1);
+    let folder = ImageFolder::scan(&job.data_dir)?;
+    let lists = folder.split(job.test_fraction, job.seed)?;
+    let split_lists: [(Split, &[SplitEntry]); 2] =
+        [(Split::Train, &lists.train), (Split::Test, &lists.test)];
+    let cut = job
+        .options
+        .cut
+        .clone()
+        .or_else(|| backbone.feature_node.clone());
+    let fp = fingerprint(&folder, &split_lists, backbone, job, cut.as_deref());
+    let out = &job.out_dir;
+
+    let mut report = ExtractReport {
+        out_dir: out.clone(),
+        reused: false,
+        resumed_shards: 0,
+        computed_shards: 0,
+        train_images: 0,
+        test_images: 0,
+        processed_images: 0,
+        skipped: Vec::new(),
+        ignored_non_images: folder.ignored_non_images,
+        seconds: 0.0,
+        images_per_second: 0.0,
+        stages: StageTimes::default(),
+        device: String::new(),
+        device_note: None,
+        batch: 0,
+        feature_shape: Vec::new(),
+        classes: folder.classes.clone(),
+    };
+
+    if !job.force {
+        if let Some(manifest) = reusable(out, &fp) {
+            report.reused = true;
+            report.train_images = manifest.count(Split::Train);
+            report.test_images = manifest.count(Split::Test);
+            report.skipped = manifest.skipped;
+            report.feature_shape = manifest.feature_shape;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    }
+
+    std::fs::create_dir_all(out.join(features::SPLITS_DIR))
+        .map_err(|e| FeaturesError::io(out, e))?;
+    // The manifest goes first: a cache without one is never mistaken for a complete one.
+    match std::fs::remove_file(out.join(features::MANIFEST_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(FeaturesError::io(out.join(features::MANIFEST_FILE), e).into())
+        }
+        _ => {}
+    }
+    let fp_path = out.join(FINGERPRINT_FILE);
+    let same_inputs = std::fs::read_to_string(&fp_path).is_ok_and(|s| s.trim() == fp);
+    let resume = same_inputs && !job.force;
+    if !resume {
+        remove_stale_shards(out)?;
+        features::write_atomic(&fp_path, fp.as_bytes())?;
+    }
+    for (split, list) in &split_lists {
+        features::write_split_list(&split.list_path(out), list)?;
+    }
+
+    let extractor = FeatureExtractor::new(backbone, &job.options)?;
+    let feature_shape = extractor.feature_shape().to_vec();
+    let total: usize = lists.train.len() + lists.test.len();
+    progress.set_length(total as u64);
+
+    let mut shards = Vec::new();
+    let mut skipped: Vec<SkippedFile> = folder.bad_files.clone();
+    for (split, list) in &split_lists {
+        for (k, first) in (0..list.len()).step_by(shard_size).enumerate() {
+            let end = (first + shard_size).min(list.len());
+            let file = split.shard_file_name(k);
+            let path = out.join(&file);
+            let kept = if resume && path.is_file() {
+                features::read_shard(&path, &feature_shape)
+                    .ok()
+                    .filter(|d| {
+                        d.index
+                            .iter()
+                            .all(|&i| (first..end).contains(&(i as usize)))
+                    })
+            } else {
+                None
+            };
+            let data = match kept {
+                Some(data) => {
+                    report.resumed_shards += 1;
+                    progress.inc((end - first) as u64);
+                    data
+                }
+                None => {
+                    let paths: Vec<PathBuf> = list[first..end]
+                        .iter()
+                        .map(|(rel, _)| folder.root.join(rel))
+                        .collect();
+                    let outcomes = extractor.extract_files(&paths, progress)?;
+                    let mut data = ShardData::default();
+                    for (offset, outcome) in outcomes.into_iter().enumerate() {
+                        let (rel, class) = &list[first + offset];
+                        match outcome {
+                            Ok(f) => {
+                                data.features.extend_from_slice(&f);
+                                data.labels.push(*class);
+                                data.index.push((first + offset) as u32);
+                            }
+                            Err(reason) => data.skipped.push(SkippedFile {
+                                path: rel.clone(),
+                                reason,
+                            }),
+                        }
+                    }
+                    features::write_shard(&path, &feature_shape, &data)?;
+                    report.computed_shards += 1;
+                    report.processed_images += end - first;
+                    data
+                }
+            };
+            skipped.extend(data.skipped.iter().cloned());
+            shards.push(ShardInfo {
+                file,
+                split: *split,
+                count: data.labels.len(),
+                first,
+                end,
+            });
+        }
+    }
+
+    let manifest = Manifest {
+        format: FORMAT_TAG.to_string(),
+        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        complete: true,
+        classes: folder.classes.clone(),
+        data_root: folder.root.clone(),
+        backbone: BackboneInfo {
+            name: backbone.name.clone(),
+            path: backbone.path.clone(),
+            sha256: backbone.sha256.clone(),
+            cut,
+        },
+        preprocess: backbone.preprocess.clone(),
+        feature_shape: feature_shape.clone(),
+        pooled: job.options.pool == Pooling::Avg,
+        split: SplitConfig {
+            seed: job.seed,
+            test_fraction: job.test_fraction,
+        },
+        shard_size,
+        shards,
+        skipped: skipped.clone(),
+        ignored_non_images: folder.ignored_non_images,
+        fingerprint: fp,
+    };
+    features::write_skipped_list(out, &skipped)?;
+    manifest.write(out)?;
+
+    report.train_images = manifest.count(Split::Train);
+    report.test_images = manifest.count(Split::Test);
+    report.skipped = skipped;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.images_per_second = report.processed_images as f64 / report.seconds.max(1e-9);
+    report.stages = extractor.stage_times();
+    report.device = extractor.device_name().to_string();
+    report.device_note = extractor.device_note().map(str::to_string);
+    report.batch = extractor.batch();
+    report.feature_shape = feature_shape;
+    Ok(report)
+}

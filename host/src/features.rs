@@ -1,0 +1,572 @@
+//! The features cache: what `lookout extract` writes and `lookout train` reads.
+//!
+//! A cache is a directory:
+//!
+//! ```text
+//! manifest.json            format tag "lookout-features/1", classes, backbone, preprocess, shapes, shards
+//! splits/train.txt         relative/path<TAB>class_index, one line per image of the split (the split's file list)
+//! splits/test.txt
+//! train-00000.safetensors  tensors `features` f32 [n, ...feature_shape], `labels` u32 [n], `index` u32 [n]
+//! test-00000.safetensors   (`index` = position of the row's image in the split's file list)
+//! skipped.txt              relative/path<TAB>reason, one line per file that gave no features
+//! ```
+//!
+//! Shard `k` of a split covers the positions `k·shard_size .. (k+1)·shard_size` of the split's file list, so an
+//! interrupted extraction resumes by redoing only the missing shards. Every file is written atomically (temp
+//! file in the same directory, then rename) and the manifest is written last, with `complete: true`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use lookout_shared::PreprocessSpec;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+/// The format tag in `manifest.json`; bumped on any incompatible change.
+pub const FORMAT_TAG: &str = "lookout-features/1";
+/// Name of the manifest inside a cache directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Name of the list of files that gave no features.
+pub const SKIPPED_FILE: &str = "skipped.txt";
+/// Sub-directory holding the split file lists.
+pub const SPLITS_DIR: &str = "splits";
+/// Shard metadata key holding the JSON list of files skipped inside that shard.
+const SHARD_SKIPPED_KEY: &str = "lookout.skipped";
+
+/// What can go wrong reading or writing a features cache.
+#[derive(Debug, thiserror::Error)]
+pub enum FeaturesError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `manifest.json` is missing or does not parse.
+    #[error("{}: not a lookout features manifest ({reason}); run `lookout extract` to (re)build the cache", path.display())]
+    BadManifest {
+        /// The manifest path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The cache was written by an incompatible version.
+    #[error("{}: features format {found:?} is not {FORMAT_TAG:?}; re-run `lookout extract --force`", path.display())]
+    UnsupportedFormat {
+        /// The manifest path.
+        path: PathBuf,
+        /// The format tag found.
+        found: String,
+    },
+    /// The extraction that wrote the cache did not finish.
+    #[error("{}: the features cache is incomplete (interrupted extraction); re-run `lookout extract` to finish it", dir.display())]
+    Incomplete {
+        /// The cache directory.
+        dir: PathBuf,
+    },
+    /// A shard file is damaged or does not match the manifest.
+    #[error("{}: bad features shard ({reason}); re-run `lookout extract --force`", path.display())]
+    BadShard {
+        /// The shard path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A split file list has a malformed line.
+    #[error("{}:{line}: bad split list line ({reason})", path.display())]
+    BadSplitList {
+        /// The list path.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl FeaturesError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FeaturesError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// One of the two splits of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// The training split.
+    Train,
+    /// The held-out test split.
+    Test,
+}
+
+impl Split {
+    /// Both splits, train first.
+    pub const ALL: [Split; 2] = [Split::Train, Split::Test];
+
+    /// `train` or `test`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+
+    /// File name of shard number `k` of this split.
+    pub fn shard_file_name(self, k: usize) -> String {
+        format!("{}-{k:05}.safetensors", self.name())
+    }
+
+    /// Path of this split's file list inside a cache directory.
+    pub fn list_path(self, dir: &Path) -> PathBuf {
+        dir.join(SPLITS_DIR).join(format!("{}.txt", self.name()))
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The backbone the features came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneInfo {
+    /// Catalogue name or file stem.
+    pub name: String,
+    /// The model file that was run.
+    pub path: PathBuf,
+    /// sha256 of the model file, hex.
+    pub sha256: String,
+    /// The node the features were taken from, when not the model's output.
+    pub cut: Option<String>,
+}
+
+/// How the data set was split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitConfig {
+    /// Seed of the per-class shuffle.
+    pub seed: u64,
+    /// Fraction of every class that goes to the test split.
+    pub test_fraction: f64,
+}
+
+/// One shard file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// File name inside the cache directory.
+    pub file: String,
+    /// Which split it belongs to.
+    pub split: Split,
+    /// Number of feature rows (images that decoded).
+    pub count: usize,
+    /// First position in the split's file list that this shard covers.
+    pub first: usize,
+    /// One past the last position covered.
+    pub end: usize,
+}
+
+/// A file that gave no features, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    /// Path relative to the data directory.
+    pub path: PathBuf,
+    /// Why it was skipped, in words.
+    pub reason: String,
+}
+
+/// `manifest.json`: everything needed to trust and reuse a features cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT_TAG`].
+    pub format: String,
+    /// Version of lookout that wrote the cache.
+    pub lookout_version: String,
+    /// True once every shard is written; a cache without it is being (or was being) written.
+    pub complete: bool,
+    /// Class names; label `i` is `classes[i]` (sorted folder names).
+    pub classes: Vec<String>,
+    /// The data directory the split lists are relative to (absolute).
+    pub data_root: PathBuf,
+    /// The backbone that produced the features.
+    pub backbone: BackboneInfo,
+    /// The preprocessing applied to every image.
+    pub preprocess: PreprocessSpec,
+    /// Shape of one image's features, e.g. `[1280, 7, 7]`, or `[1280]` when pooled.
+    pub feature_shape: Vec<usize>,
+    /// True when the features were globally average-pooled.
+    pub pooled: bool,
+    /// How the data set was split.
+    pub split: SplitConfig,
+    /// Maximum number of images per shard.
+    pub shard_size: usize,
+    /// The shards, train first, in order.
+    pub shards: Vec<ShardInfo>,
+    /// Files that gave no features.
+    pub skipped: Vec<SkippedFile>,
+    /// Non-image files found in the class folders and ignored.
+    pub ignored_non_images: usize,
+    /// Hash of every input of the extraction (data listing, model, preprocessing, options): equal → reusable.
+    pub fingerprint: String,
+}
+
+impl Manifest {
+    /// Number of f32 values per image.
+    pub fn feature_dim(&self) -> usize {
+        self.feature_shape.iter().product()
+    }
+
+    /// Number of feature rows in a split.
+    pub fn count(&self, split: Split) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| s.split == split)
+            .map(|s| s.count)
+            .sum()
+    }
+
+    /// Reads `dir/manifest.json` (complete or not) and checks its format tag.
+    pub fn read(dir: &Path) -> Result<Manifest, FeaturesError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                FeaturesError::BadManifest {
+                    path: path.clone(),
+                    reason: "no manifest.json here".into(),
+                }
+            } else {
+                FeaturesError::io(&path, e)
+            }
+        })?;
+        // Check the tag before the full schema, so an old/new format says so instead of "missing field".
+        let tag: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| FeaturesError::BadManifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let found = tag.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        if found != FORMAT_TAG {
+            return Err(FeaturesError::UnsupportedFormat {
+                path,
+                found: found.to_string(),
+            });
+        }
+        serde_json::from_value(tag).map_err(|e| FeaturesError::BadManifest {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `dir/manifest.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<(), FeaturesError> {
+        let path = dir.join(MANIFEST_FILE);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| FeaturesError::BadManifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&path, &json)
+    }
+}
+
+/// A complete features cache opened for reading.
+#[derive(Debug, Clone)]
+pub struct FeatureSet {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// All feature rows of one split, in file-list order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitFeatures {
+    /// Row-major `[n, dim]`.
+    pub features: Vec<f32>,
+    /// Class index of every row.
+    pub labels: Vec<u32>,
+    /// Absolute path of the image of every row.
+    pub paths: Vec<PathBuf>,
+    /// Values per row (the product of the manifest's `feature_shape`).
+    pub dim: usize,
+}
+
+impl SplitFeatures {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the split has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The features of row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.features[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+impl FeatureSet {
+    /// Opens a cache written by `lookout extract`; fails if it is incomplete.
+    pub fn open(dir: impl AsRef<Path>) -> Result<FeatureSet, FeaturesError> {
+        let dir = dir.as_ref().to_path_buf();
+        let manifest = Manifest::read(&dir)?;
+        if !manifest.complete {
+            return Err(FeaturesError::Incomplete { dir });
+        }
+        Ok(FeatureSet { dir, manifest })
+    }
+
+    /// Loads every row of a split into memory.
+    pub fn load_split(&self, split: Split) -> Result<SplitFeatures, FeaturesError> {
+        let list = read_split_list(&split.list_path(&self.dir))?;
+        let dim = self.manifest.feature_dim();
+        let total = self.manifest.count(split);
+        let mut out = SplitFeatures {
+            features: Vec::with_capacity(total * dim),
+            labels: Vec::with_capacity(total),
+            paths: Vec::with_capacity(total),
+            dim,
+        };
+        for shard in self.manifest.shards.iter().filter(|s| s.split == split) {
+            let path = self.dir.join(&shard.file);
+            let data = read_shard(&path, &self.manifest.feature_shape)?;
+            if data.labels.len() != shard.count {
+                return Err(FeaturesError::BadShard {
+                    path,
+                    reason: format!(
+                        "{} rows, the manifest says {}",
+                        data.labels.len(),
+                        shard.count
+                    ),
+                });
+            }
+            for (&pos, &label) in data.index.iter().zip(&data.labels) {
+                let entry = list
+                    .get(pos as usize)
+                    .ok_or_else(|| FeaturesError::BadShard {
+                        path: path.clone(),
+                        reason: format!("index {pos} is past the end of the split list"),
+                    })?;
+                out.paths.push(self.manifest.data_root.join(&entry.0));
+                out.labels.push(label);
+            }
+            out.features.extend_from_slice(&data.features);
+        }
+        Ok(out)
+    }
+}
+
+/// The rows of one shard, as written or read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShardData {
+    /// Row-major `[n, ...feature_shape]`.
+    pub features: Vec<f32>,
+    /// Class index per row.
+    pub labels: Vec<u32>,
+    /// Position of each row's image in the split's file list.
+    pub index: Vec<u32>,
+    /// Files of the shard's range that gave no features.
+    pub skipped: Vec<SkippedFile>,
+}
+
+fn le_bytes_f32(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn le_bytes_u32(values: &[u32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Writes one shard atomically.
+pub fn write_shard(
+    path: &Path,
+    feature_shape: &[usize],
+    shard: &ShardData,
+) -> Result<(), FeaturesError> {
+    let n = shard.labels.len();
+    let bad = |reason: String| FeaturesError::BadShard {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dim: usize = feature_shape.iter().product();
+    if shard.features.len() != n * dim || shard.index.len() != n {
+        return Err(bad(format!(
+            "inconsistent shard: {} labels, {} indices, {} values for rows of {dim}",
+            n,
+            shard.index.len(),
+            shard.features.len()
+        )));
+    }
+    let features = le_bytes_f32(&shard.features);
+    let labels = le_bytes_u32(&shard.labels);
+    let index = le_bytes_u32(&shard.index);
+    let mut shape = vec![n];
+    shape.extend_from_slice(feature_shape);
+    let tensors = vec![
+        (
+            "features",
+            TensorView::new(Dtype::F32, shape, &features).map_err(|e| bad(e.to_string()))?,
+        ),
+        (
+            "labels",
+            TensorView::new(Dtype::U32, vec![n], &labels).map_err(|e| bad(e.to_string()))?,
+        ),
+        (
+            "index",
+            TensorView::new(Dtype::U32, vec![n], &index).map_err(|e| bad(e.to_string()))?,
+        ),
+    ];
+    let skipped = serde_json::to_string(&shard.skipped).map_err(|e| bad(e.to_string()))?;
+    let metadata = HashMap::from([(SHARD_SKIPPED_KEY.to_string(), skipped)]);
+    let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| bad(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads one shard and checks its tensors against the expected per-image shape.
+pub fn read_shard(path: &Path, feature_shape: &[usize]) -> Result<ShardData, FeaturesError> {
+    let bytes = std::fs::read(path).map_err(|e| FeaturesError::io(path, e))?;
+    let bad = |reason: String| FeaturesError::BadShard {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let skipped = match metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(SHARD_SKIPPED_KEY))
+    {
+        Some(json) => serde_json::from_str(json).map_err(|e| bad(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let get = |name: &str, dtype: Dtype| {
+        let t = tensors.tensor(name).map_err(|e| bad(e.to_string()))?;
+        if t.dtype() != dtype {
+            return Err(bad(format!(
+                "`{name}` is {:?}, expected {dtype:?}",
+                t.dtype()
+            )));
+        }
+        Ok(t)
+    };
+    let labels_t = get("labels", Dtype::U32)?;
+    let n = labels_t.shape().first().copied().unwrap_or(0);
+    let features_t = get("features", Dtype::F32)?;
+    let index_t = get("index", Dtype::U32)?;
+    let mut expected_shape = vec![n];
+    expected_shape.extend_from_slice(feature_shape);
+    if features_t.shape() != expected_shape.as_slice() || index_t.shape() != [n] {
+        return Err(bad(format!(
+            "`features` has shape {:?}, expected {expected_shape:?}",
+            features_t.shape()
+        )));
+    }
+    let f32s = |b: &[u8]| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<_>>()
+    };
+    let u32s = |b: &[u8]| {
+        b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<_>>()
+    };
+    Ok(ShardData {
+        features: f32s(features_t.data()),
+        labels: u32s(labels_t.data()),
+        index: u32s(index_t.data()),
+        skipped,
+    })
+}
+
+/// One entry of a split file list: path relative to the data directory, class index.
+pub type SplitEntry = (PathBuf, u32);
+
+/// Writes a split file list (`relative/path<TAB>class_index` lines) atomically.
+pub fn write_split_list(path: &Path, entries: &[SplitEntry]) -> Result<(), FeaturesError> {
+    let mut text = String::new();
+    for (rel, class) in entries {
+        text.push_str(&portable_path(rel));
+        text.push('\t');
+        text.push_str(&class.to_string());
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Reads a split file list.
+pub fn read_split_list(path: &Path) -> Result<Vec<SplitEntry>, FeaturesError> {
+    let file = std::fs::File::open(path).map_err(|e| FeaturesError::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| FeaturesError::io(path, e))?;
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |reason: &str| FeaturesError::BadSplitList {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: reason.to_string(),
+        };
+        let (rel, class) = line
+            .rsplit_once('\t')
+            .ok_or_else(|| bad("no TAB between path and class index"))?;
+        let class = class
+            .parse::<u32>()
+            .map_err(|_| bad("class index is not a number"))?;
+        out.push((PathBuf::from(rel), class));
+    }
+    Ok(out)
+}
+
+/// Writes `skipped.txt` (`relative/path<TAB>reason` lines) atomically.
+pub fn write_skipped_list(dir: &Path, skipped: &[SkippedFile]) -> Result<(), FeaturesError> {
+    let mut text = String::new();
+    for s in skipped {
+        text.push_str(&portable_path(&s.path));
+        text.push('\t');
+        // One line per file: a reason never spans lines.
+        text.push_str(&s.reason.replace(['\n', '\t'], " "));
+        text.push('\n');
+    }
+    write_atomic(&dir.join(SKIPPED_FILE), text.as_bytes())
+}
+
+/// Relative paths are stored with `/` so a cache reads the same on every OS.
+fn portable_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so readers never see
+/// a half-written file and an interrupted run leaves no damaged one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FeaturesError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        FeaturesError::io(path, e)
+    })
+}

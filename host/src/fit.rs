@@ -1,0 +1,403 @@
+//! `lookout fit`: extract → train → evaluate → export in one go, for people who do not want the steps.
+//!
+//! Every intermediate is kept in a work folder (by default `<out stem>.lookout-work/` next to the bundle):
+//!
+//! ```text
+//! WORK/features/   the features cache (reused when the data, backbone and recipe are unchanged)
+//! WORK/run/        run.json, head.safetensors, history.json, curves.png, confusion.png
+//! ```
+//!
+//! so that any step can be re-run by hand with the individual commands.
+
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+use lookout_shared::PreprocessSpec;
+use serde::Serialize;
+
+use crate::backbone::Backbone;
+use crate::device::DeviceChoice;
+use crate::evaluate::{compute_metrics, Metrics};
+use crate::export::{export, ExportOptions, ExportPrecision, ExportReport};
+use crate::extract::{extract_folder, ExtractJob, ExtractOptions, Pooling, DEFAULT_SHARD_SIZE};
+use crate::features::{FeatureSet, Split};
+use crate::run::{
+    predict_from_logits, FeaturesRecord, HeadSpec, Pool, Run, RunConfig, TrainingRecord,
+    CONFUSION_FILE, CURVES_FILE, HISTORY_FILE, RUN_FORMAT, RUN_FORMAT_VERSION,
+};
+use crate::train::{train, Dataset, Progress, TrainConfig};
+
+/// The backbone `fit` uses when none is given: the tutorial's, from the catalogue.
+pub const DEFAULT_BACKBONE: &str = "mobilenet_v3_large";
+
+/// What can go wrong in `fit`; each step's own error, said with the step's name.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    /// The backbone could not be found or fetched.
+    #[error(
+        "backbone {name:?}: {source}{}",
+        if *offline_hint { "; offline? pass --backbone FILE.onnx --preprocess tf-inception|torchvision instead of a catalogue name" } else { "" }
+    )]
+    Backbone {
+        /// What was asked for.
+        name: String,
+        /// Why it failed.
+        source: crate::backbone::BackboneError,
+        /// Whether a catalogue name was asked for (so the network may be the cause).
+        offline_hint: bool,
+    },
+    /// Extraction failed.
+    #[error("extracting features: {0}")]
+    Extract(#[from] crate::extract::ExtractError),
+    /// The features cache could not be read back.
+    #[error("reading the features: {0}")]
+    Features(#[from] crate::features::FeaturesError),
+    /// Training failed.
+    #[error("training: {0}")]
+    Train(#[from] crate::train::TrainError),
+    /// The run could not be written.
+    #[error("writing the run: {0}")]
+    Run(#[from] crate::run::RunError),
+    /// Evaluation failed.
+    #[error("evaluating: {0}")]
+    Evaluate(#[from] crate::evaluate::EvaluateError),
+    /// Export failed or was refused.
+    #[error("exporting: {0}")]
+    Export(#[from] crate::export::ExportError),
+    /// The data set has no test images to measure on.
+    #[error(
+        "the test split is empty: use a --test-split above 0 (and at least a few images per class)"
+    )]
+    NoTestImages,
+    /// The work folder could not be created.
+    #[error("creating the work folder {}: {source}", path.display())]
+    WorkDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Settings of one `fit`.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// ImageFolder: one sub-folder of photos per class.
+    pub data_dir: PathBuf,
+    /// The bundle to write.
+    pub out: PathBuf,
+    /// Catalogue name or model file.
+    pub backbone: String,
+    /// Preprocessing (required for a model file; overrides the catalogue's).
+    pub preprocess: Option<PreprocessSpec>,
+    /// Work folder; `None` = `<out stem>.lookout-work` next to `out`.
+    pub work_dir: Option<PathBuf>,
+    /// Global average pooling of the features at extraction.
+    pub pool: Pooling,
+    /// Fraction of each class held out as the test split.
+    pub test_fraction: f64,
+    /// Seed of the split.
+    pub seed: u64,
+    /// Training settings.
+    pub train: TrainConfig,
+    /// Export precision.
+    pub precision: ExportPrecision,
+    /// Largest accepted accuracy drop of the export, in points.
+    pub max_drop_points: f32,
+    /// Write the bundle even if the drop is larger.
+    pub force: bool,
+    /// Progress bars on stderr.
+    pub progress: bool,
+}
+
+impl FitOptions {
+    /// Defaults for `data_dir` → `out`: the tutorial's backbone and head, a 20 % test split, f32.
+    pub fn new(data_dir: impl Into<PathBuf>, out: impl Into<PathBuf>) -> FitOptions {
+        FitOptions {
+            data_dir: data_dir.into(),
+            out: out.into(),
+            backbone: DEFAULT_BACKBONE.to_string(),
+            preprocess: None,
+            work_dir: None,
+            pool: Pooling::None,
+            test_fraction: 0.2,
+            seed: 42,
+            train: TrainConfig::default(),
+            precision: ExportPrecision::F32,
+            max_drop_points: 1.0,
+            force: false,
+            progress: false,
+        }
+    }
+
+    /// The work folder these options use.
+    pub fn resolved_work_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.work_dir {
+            return dir.clone();
+        }
+        let stem = self
+            .out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        let parent = self
+            .out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        parent.join(format!("{stem}.lookout-work"))
+    }
+}
+
+/// What `fit` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitReport {
+    /// The work folder.
+    pub work_dir: PathBuf,
+    /// The features cache.
+    pub features_dir: PathBuf,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Backbone used.
+    pub backbone: String,
+    /// Whether the features cache was reused from an earlier `fit`/`extract`.
+    pub features_reused: bool,
+    /// Training images.
+    pub train_images: usize,
+    /// Test images.
+    pub test_images: usize,
+    /// Files skipped at extraction (unreadable images), with why.
+    pub skipped: Vec<String>,
+    /// Float test metrics of the trained head (on the cached features).
+    pub float_metrics: Metrics,
+    /// The export.
+    pub export: ExportReport,
+    /// Pictures written: training curves and confusion matrix.
+    pub plots: Vec<PathBuf>,
+    /// The command to run next, on the Pi.
+    pub next: String,
+}
+
+/// Runs the whole job. `progress` is shown only when `options.progress`.
+pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
+    let work = options.resolved_work_dir();
+    std::fs::create_dir_all(&work).map_err(|source| FitError::WorkDir {
+        path: work.clone(),
+        source,
+    })?;
+    let features_dir = work.join("features");
+    let run_dir = work.join("run");
+
+    let looks_like_file =
+        Path::new(&options.backbone).exists() || options.backbone.contains(['/', '.']);
+    let backbone =
+        Backbone::resolve(&options.backbone, options.preprocess.clone()).map_err(|source| {
+            FitError::Backbone {
+                name: options.backbone.clone(),
+                source,
+                offline_hint: !looks_like_file,
+            }
+        })?;
+    note(
+        options,
+        &format!(
+            "1/4 extracting {} features from {}",
+            backbone.name,
+            options.data_dir.display()
+        ),
+    );
+    let bar = if options.progress {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    let job = ExtractJob {
+        data_dir: options.data_dir.clone(),
+        out_dir: features_dir.clone(),
+        test_fraction: options.test_fraction,
+        seed: options.seed,
+        force: false,
+        shard_size: DEFAULT_SHARD_SIZE,
+        options: ExtractOptions {
+            cut: None,
+            pool: options.pool,
+            device: DeviceChoice::Auto,
+            batch: None,
+        },
+    };
+    let extracted = extract_folder(&job, &backbone, &bar)?;
+    bar.finish_and_clear();
+    if extracted.test_images == 0 {
+        return Err(FitError::NoTestImages);
+    }
+
+    note(
+        options,
+        &format!("2/4 training a {:?} head", options.train.head),
+    );
+    let (run, float_metrics) =
+        train_run(&features_dir, &run_dir, &options.train, options.progress)?;
+
+    note(options, "3/4 evaluating on the test split");
+    let mut plots = vec![run_dir.join(CURVES_FILE)];
+    let confusion = run_dir.join(CONFUSION_FILE);
+    match crate::plots::confusion_matrix(&float_metrics, &confusion) {
+        Ok(()) => plots.push(confusion),
+        Err(e) => eprintln!("warning: no confusion matrix picture: {e}"),
+    }
+    plots.retain(|p| p.exists());
+
+    note(
+        options,
+        &format!(
+            "4/4 exporting ({} precision) to {}",
+            options.precision,
+            options.out.display()
+        ),
+    );
+    let export_options = ExportOptions {
+        precision: options.precision,
+        max_drop_points: options.max_drop_points,
+        force: options.force,
+        progress: options.progress,
+        ..ExportOptions::default()
+    };
+    let exported = export(&run_dir, &options.out, &export_options)?;
+    drop(run);
+    Ok(FitReport {
+        work_dir: work,
+        features_dir,
+        run_dir,
+        backbone: backbone.name,
+        features_reused: extracted.reused,
+        train_images: extracted.train_images,
+        test_images: extracted.test_images,
+        skipped: extracted
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.path.display(), s.reason))
+            .collect(),
+        float_metrics,
+        next: format!(
+            "lookout-edge classify --model {} PHOTO.jpg",
+            exported.path.display()
+        ),
+        export: exported,
+        plots,
+    })
+}
+
+fn note(options: &FitOptions, message: &str) {
+    if options.progress {
+        eprintln!("{message}");
+    }
+}
+
+/// Trains a head on the features cache in `features_dir` and writes the run (run.json, head.safetensors,
+/// history.json, curves.png) to `run_dir`; returns it with its float test metrics.
+pub fn train_run(
+    features_dir: &Path,
+    run_dir: &Path,
+    config: &TrainConfig,
+    progress: bool,
+) -> Result<(Run, Metrics), FitError> {
+    let features = FeatureSet::open(features_dir)?;
+    let manifest = &features.manifest;
+    let train_split = features.load_split(Split::Train)?;
+    // A pooled cache is [C] already: the head's own pooling has nothing to do.
+    let config = if manifest.feature_shape.len() == 1 {
+        TrainConfig {
+            pool: Pool::None,
+            ..config.clone()
+        }
+    } else {
+        config.clone()
+    };
+    let classes = manifest.classes.len();
+    let data = Dataset::new(train_split.features, train_split.labels, train_split.dim)?;
+    let bar = if progress {
+        ProgressBar::new(config.epochs as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut on_progress = |event: Progress<'_>| {
+        if let Progress::EpochEnd(record) = event {
+            bar.inc(1);
+            bar.set_message(format!("train loss {:.4}", record.train_loss));
+        }
+    };
+    let trained = train(
+        data,
+        &manifest.feature_shape,
+        classes,
+        &config,
+        &mut on_progress,
+    )?;
+    bar.finish_and_clear();
+    let run = Run {
+        config: RunConfig {
+            format: RUN_FORMAT.into(),
+            version: RUN_FORMAT_VERSION,
+            classes: manifest.classes.clone(),
+            output: trained.output,
+            threshold: 0.5,
+            head: HeadSpec {
+                kind: config.head,
+                hidden: config.hidden,
+                dropout: config.dropout,
+                pool: config.pool,
+                input_shape: manifest.feature_shape.clone(),
+                input_dim: trained.head.layers[0].inputs,
+                outputs: trained.head.outputs(),
+                layers: trained.head.layers.iter().map(|l| l.name.clone()).collect(),
+            },
+            features: FeaturesRecord {
+                dir: std::path::absolute(features_dir)
+                    .unwrap_or_else(|_| features_dir.to_path_buf()),
+                feature_shape: manifest.feature_shape.clone(),
+                pooled: manifest.pooled,
+                backbone: manifest.backbone.clone(),
+                preprocess: manifest.preprocess.clone(),
+            },
+            training: TrainingRecord {
+                seed: config.seed,
+                epochs: config.epochs,
+                epochs_run: trained.history.epochs.len(),
+                batch: config.batch,
+                lr: config.lr,
+                optimizer: config.optimizer_name().into(),
+                patience: config.patience,
+                val_split: config.val_split,
+                train_examples: trained.train_examples,
+                valid_examples: trained.valid_examples,
+                best_epoch: trained.history.best_epoch,
+                best_valid_loss: trained.best_valid_loss,
+                seconds: trained.seconds,
+            },
+        },
+        head: trained.head,
+    };
+    run.save(run_dir)?;
+    if let Ok(json) = serde_json::to_vec_pretty(&trained.history) {
+        crate::run::write_atomic(&run_dir.join(HISTORY_FILE), &json)?;
+    }
+    if let Err(e) =
+        crate::plots::training_curves(&trained.history.epochs, &run_dir.join(CURVES_FILE))
+    {
+        eprintln!("warning: no training curves: {e}");
+    }
+
+    let test = features.load_split(Split::Test)?;
+    if test.is_empty() {
+        return Err(FitError::NoTestImages);
+    }
+    let k = run.head.outputs();
+    let logits = run.head.forward(&test.features);
+    let predictions: Vec<usize> = logits
+        .chunks(k)
+        .map(|l| predict_from_logits(run.config.output, run.config.threshold, l))
+        .collect();
+    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+    let metrics = compute_metrics(&run.config.classes, &labels, &predictions)?;
+    Ok((run, metrics))
+}

@@ -1,0 +1,303 @@
+//! Training on synthetic Gaussian blobs, where the right answer is known: the trainer must find it, be
+//! reproducible for a seed, and save a run that loads back and predicts the same.
+
+use lookout_host::evaluate::compute_metrics;
+use lookout_host::run::{
+    BackboneInfo, FeaturesRecord, HeadKind, HeadSpec, OutputKind, Pool, Run, RunConfig,
+    TrainingRecord, RUN_FORMAT, RUN_FORMAT_VERSION,
+};
+use lookout_host::train::rng::Rng;
+use lookout_host::train::{train, Dataset, TrainConfig, Trained};
+
+/// `per_class` points per class around class centres ±`separation` on a few axes, unit noise, `dim` wide.
+fn blobs(classes: usize, per_class: usize, dim: usize, separation: f32, seed: u64) -> Dataset {
+    blobs_in_blocks(classes, per_class, dim, separation, seed, 1)
+}
+
+/// As [`blobs`], class `c`'s centre on the dimensions d with (d / block) % classes == c, so that a [C, H, W]
+/// layout with H·W = block puts each class on whole channels.
+fn blobs_in_blocks(
+    classes: usize,
+    per_class: usize,
+    dim: usize,
+    separation: f32,
+    seed: u64,
+    block: usize,
+) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut gauss = move || {
+        // Box–Muller
+        let u1 = rng.next_f32().max(1e-7);
+        let u2 = rng.next_f32();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+    };
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..classes * per_class {
+        let class = i % classes;
+        for d in 0..dim {
+            let centre = if (d / block) % classes == class {
+                separation
+            } else {
+                0.0
+            };
+            features.push(centre + gauss());
+        }
+        labels.push(class as u32);
+    }
+    Dataset::new(features, labels, dim).unwrap()
+}
+
+fn accuracy(trained: &Trained, data: &Dataset, classes: usize) -> f64 {
+    let output = trained.output;
+    let logits = trained.head.forward(&data.features);
+    let k = trained.head.outputs();
+    let preds: Vec<usize> = logits
+        .chunks(k)
+        .map(|l| lookout_host::run::predict_from_logits(output, 0.5, l))
+        .collect();
+    let labels: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
+    let names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
+    compute_metrics(&names, &labels, &preds).unwrap().accuracy
+}
+
+#[test]
+fn tutorial_head_separates_two_blobs_and_keeps_the_best_epoch() {
+    // Feature maps [4, 2, 2] like a tiny backbone output.
+    let train_set = blobs(2, 200, 16, 1.0, 1);
+    let test_set = blobs(2, 100, 16, 1.0, 2);
+    let config = TrainConfig {
+        epochs: 8,
+        batch: 32,
+        ..TrainConfig::default()
+    };
+    let trained = train(train_set, &[4, 2, 2], 2, &config, &mut |_| {}).unwrap();
+    assert_eq!(trained.output, OutputKind::Sigmoid);
+    assert_eq!(trained.head.layers.len(), 2);
+    assert_eq!(
+        (
+            trained.head.layers[0].outputs,
+            trained.head.layers[0].inputs
+        ),
+        (256, 16)
+    );
+    assert_eq!(trained.valid_examples, 40);
+    let best = trained.history.best_epoch;
+    let best_loss = trained.history.epochs[best - 1].valid_loss.unwrap();
+    assert!(trained
+        .history
+        .epochs
+        .iter()
+        .all(|r| r.valid_loss.unwrap() >= best_loss));
+    // Bayes accuracy for 8 informative dims at separation 1 each: Φ(√8 / 2) ≈ 0.92. Measured 0.915.
+    let acc = accuracy(&trained, &test_set, 2);
+    assert!(acc > 0.88, "test accuracy {acc}");
+    assert!(
+        trained.history.epochs.last().unwrap().train_loss < trained.history.epochs[0].train_loss
+    );
+}
+
+#[test]
+fn three_classes_with_every_head_kind_and_pooling() {
+    let train_set = blobs(3, 150, 12, 3.0, 3);
+    let test_set = blobs(3, 60, 12, 3.0, 4);
+    for head in [HeadKind::Tutorial, HeadKind::Linear, HeadKind::Mlp] {
+        let config = TrainConfig {
+            head,
+            hidden: 32,
+            epochs: 10,
+            batch: 16,
+            ..TrainConfig::default()
+        };
+        let trained = train(train_set.clone(), &[12], 3, &config, &mut |_| {}).unwrap();
+        assert_eq!(trained.output, OutputKind::Softmax);
+        assert_eq!(trained.head.outputs(), 3);
+        let acc = accuracy(&trained, &test_set, 3);
+        // Separation 3 on 4 dims per class: nearly separable; measured ≥ 0.99 for all three heads.
+        assert!(acc > 0.95, "{head:?}: test accuracy {acc}");
+    }
+    // Average pooling over [C=3, 2, 2]: each channel's mean carries the class.
+    let pooled_train = blobs_in_blocks(3, 150, 12, 3.0, 5, 4);
+    let config = TrainConfig {
+        pool: Pool::Avg,
+        hidden: 16,
+        epochs: 10,
+        batch: 16,
+        ..TrainConfig::default()
+    };
+    let trained = train(pooled_train, &[3, 2, 2], 3, &config, &mut |_| {}).unwrap();
+    assert_eq!(trained.head.layers[0].inputs, 3);
+    let acc = accuracy(&trained, &blobs_in_blocks(3, 60, 12, 3.0, 6, 4), 3);
+    assert!(acc > 0.9, "pooled test accuracy {acc}");
+}
+
+#[test]
+fn same_seed_same_weights_other_seed_other_weights() {
+    let data = blobs(2, 64, 8, 1.0, 7);
+    let config = TrainConfig {
+        epochs: 2,
+        batch: 16,
+        hidden: 8,
+        ..TrainConfig::default()
+    };
+    let a = train(data.clone(), &[8], 2, &config, &mut |_| {}).unwrap();
+    let b = train(data.clone(), &[8], 2, &config, &mut |_| {}).unwrap();
+    let c = train(
+        data,
+        &[8],
+        2,
+        &TrainConfig { seed: 43, ..config },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(a.head, b.head);
+    assert_eq!(
+        a.history
+            .epochs
+            .iter()
+            .map(|r| r.train_loss)
+            .collect::<Vec<_>>(),
+        b.history
+            .epochs
+            .iter()
+            .map(|r| r.train_loss)
+            .collect::<Vec<_>>()
+    );
+    assert_ne!(a.head, c.head);
+}
+
+#[test]
+fn early_stopping_stops_after_patience_epochs_without_improvement() {
+    // Pure noise: validation loss stops improving quickly, and the big learning rate makes it worse.
+    let data = blobs(2, 100, 8, 0.0, 8);
+    let config = TrainConfig {
+        epochs: 50,
+        batch: 8,
+        lr: 0.05,
+        patience: Some(2),
+        hidden: 64,
+        ..TrainConfig::default()
+    };
+    let trained = train(data, &[8], 2, &config, &mut |_| {}).unwrap();
+    let h = &trained.history;
+    assert!(h.stopped_early, "ran all {} epochs", h.epochs.len());
+    assert_eq!(h.epochs.len(), h.best_epoch + 2);
+}
+
+#[test]
+fn bad_settings_and_data_are_clear_errors() {
+    let data = blobs(2, 10, 4, 1.0, 9);
+    let bad = |c: TrainConfig| {
+        train(data.clone(), &[4], 2, &c, &mut |_| {})
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad(TrainConfig {
+        epochs: 0,
+        ..TrainConfig::default()
+    })
+    .contains("--epochs"));
+    assert!(bad(TrainConfig {
+        dropout: 1.0,
+        ..TrainConfig::default()
+    })
+    .contains("--dropout"));
+    assert!(bad(TrainConfig {
+        val_split: 1.0,
+        ..TrainConfig::default()
+    })
+    .contains("--val-split"));
+    let flat = Dataset::new(vec![0.0; 8], vec![0, 1], 4).unwrap();
+    let err = train(
+        flat,
+        &[2, 2],
+        2,
+        &TrainConfig {
+            pool: Pool::Avg,
+            ..TrainConfig::default()
+        },
+        &mut |_| {},
+    );
+    assert!(err.unwrap_err().to_string().contains("[C, H, W]"));
+    let one_class = Dataset::new(vec![0.0; 8], vec![0, 0], 4).unwrap();
+    let err = train(one_class, &[4], 2, &TrainConfig::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no training examples"), "{err}");
+}
+
+#[test]
+fn a_saved_run_loads_back_and_predicts_identically() {
+    let data = blobs(2, 50, 12, 2.0, 10);
+    let config = TrainConfig {
+        epochs: 2,
+        hidden: 8,
+        ..TrainConfig::default()
+    };
+    let trained = train(data.clone(), &[3, 2, 2], 2, &config, &mut |_| {}).unwrap();
+    let run = Run {
+        config: RunConfig {
+            format: RUN_FORMAT.into(),
+            version: RUN_FORMAT_VERSION,
+            classes: vec!["cat".into(), "dog".into()],
+            output: trained.output,
+            threshold: 0.5,
+            head: HeadSpec {
+                kind: config.head,
+                hidden: config.hidden,
+                dropout: config.dropout,
+                pool: config.pool,
+                input_shape: vec![3, 2, 2],
+                input_dim: 12,
+                outputs: 1,
+                layers: vec!["fc1".into(), "fc2".into()],
+            },
+            features: FeaturesRecord {
+                dir: "/nowhere".into(),
+                feature_shape: vec![3, 2, 2],
+                pooled: false,
+                backbone: BackboneInfo {
+                    name: "b".into(),
+                    path: "b.onnx".into(),
+                    sha256: "00".into(),
+                    cut: None,
+                },
+                preprocess: lookout_shared::PreprocessSpec::tf_inception(),
+            },
+            training: TrainingRecord {
+                seed: 42,
+                epochs: 2,
+                epochs_run: 2,
+                batch: 64,
+                lr: 1e-3,
+                optimizer: "adam(amsgrad)".into(),
+                patience: None,
+                val_split: 0.1,
+                train_examples: trained.train_examples,
+                valid_examples: trained.valid_examples,
+                best_epoch: trained.history.best_epoch,
+                best_valid_loss: trained.best_valid_loss,
+                seconds: trained.seconds,
+            },
+        },
+        head: trained.head.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run.save(dir.path()).unwrap();
+    let loaded = Run::load(dir.path()).unwrap();
+    assert_eq!(loaded, run);
+    assert_eq!(
+        loaded.head.forward(&data.features),
+        trained.head.forward(&data.features)
+    );
+    // PyTorch names and shapes in the safetensors file.
+    let bytes = std::fs::read(dir.path().join("head.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("fc1.weight").unwrap().shape(), &[8, 12]);
+    assert_eq!(st.tensor("fc2.weight").unwrap().shape(), &[1, 8]);
+    assert_eq!(st.tensor("fc2.bias").unwrap().shape(), &[1]);
+    // A directory without a run is a clear error.
+    let empty = tempfile::tempdir().unwrap();
+    let err = Run::load(empty.path()).unwrap_err().to_string();
+    assert!(err.contains("not a training run"), "{err}");
+}

@@ -1,0 +1,553 @@
+//! The `.lookout` model bundle: one file holding everything the edge needs.
+//!
+//! Layout (all integers little-endian):
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | magic `b"LOOKOUT\0"` |
+//! | 2 | format version (u16), currently [`FORMAT_VERSION`] |
+//! | 4 | header length H (u32) |
+//! | H | [`BundleHeader`], postcard |
+//! | 8 | model length M (u64) |
+//! | M | model bytes (tract NNEF tar, see [`ModelFormat`]) |
+//! | 32 | SHA-256 of every byte before it |
+//!
+//! Readers check, in this order: the magic, the version (so a bundle from a newer lookout says so even if
+//! nothing after it is readable), the lengths against the bytes present (so a cut-off copy says "truncated"),
+//! the checksum, trailing bytes, and only then decode the header. A checksum-verified header that does not
+//! decode was written by an incompatible build, not damaged in transfer.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::preprocess::PreprocessSpec;
+
+/// The first eight bytes of every bundle.
+pub const MAGIC: [u8; 8] = *b"LOOKOUT\0";
+/// The bundle format version this crate writes and the newest it reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// The oldest bundle format version this crate reads.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
+/// Largest header a reader accepts: a flipped bit in the length must not make a reader allocate gigabytes,
+/// and a real header (labels, preprocessing, provenance) is a few kilobytes.
+pub const MAX_HEADER_LEN: u32 = 16 * 1024 * 1024;
+
+const VERSION_AT: usize = MAGIC.len();
+const HEADER_LEN_AT: usize = VERSION_AT + 2;
+const HEADER_AT: usize = HEADER_LEN_AT + 4;
+const MODEL_LEN_LEN: usize = 8;
+const CHECKSUM_LEN: usize = 32;
+/// Size of a bundle with an empty header and an empty model.
+const MIN_BUNDLE_LEN: usize = HEADER_AT + MODEL_LEN_LEN + CHECKSUM_LEN;
+
+/// Numeric precision of the model inside a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Precision {
+    /// 32-bit float weights and activations.
+    F32,
+    /// 16-bit float weights and activations (native on ARMv8.2 FP16, e.g. the Pi 5's Cortex-A76).
+    F16,
+    /// 8-bit integer weights and activations, statically calibrated.
+    Int8,
+    /// Float activations; the head's large matrix weights block-quantized to 4 bits.
+    F32WeightsQ4,
+}
+
+/// How the model's output becomes class probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum OutputKind {
+    /// One output: the probability of label index 1 (label index 0 otherwise).
+    Sigmoid,
+    /// One probability per label, summing to 1.
+    Softmax,
+}
+
+/// Serialization of the model bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ModelFormat {
+    /// tract NNEF, tar archive (what `tract_nnef::Nnef::write_to_tar` writes).
+    NnefTar,
+}
+
+/// Which backbone the model was built on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BackboneInfo {
+    /// Catalogue name or file stem, e.g. `mobilenet_v3_large`.
+    pub name: String,
+    /// SHA-256 (hex) of the backbone file the features were extracted with.
+    pub sha256: String,
+    /// Node the features were taken from, when not the model's output.
+    pub cut: Option<String>,
+}
+
+/// The classifier head on top of the backbone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HeadInfo {
+    /// Head kind: `tutorial`, `linear`, `mlp`.
+    pub kind: String,
+    /// One-line description, e.g. `flatten → Linear(47040,256) → ReLU → Dropout(0.5) → Linear(256,1)`.
+    pub description: String,
+    /// Number of trainable parameters.
+    pub parameters: u64,
+}
+
+/// What was measured when the bundle was exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ExportMetrics {
+    /// Test-split accuracy of this exported model (0..1), run through the edge runtime.
+    pub accuracy: f32,
+    /// Test-split accuracy of the float model it was exported from (0..1).
+    pub float_accuracy: f32,
+    /// Fraction of test images where this model and the float model give the same label (0..1).
+    pub agreement: f32,
+    /// Largest absolute difference of the top probability against the float model.
+    pub max_probability_diff: f32,
+    /// Number of test images measured.
+    pub test_images: u32,
+    /// Time to load and optimise the model, in milliseconds, on the exporting machine.
+    pub load_ms: f32,
+    /// Size of the whole bundle file in bytes (written after the fact; 0 while unknown).
+    pub file_size: u64,
+}
+
+/// Everything about the model except its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BundleHeader {
+    /// Class names; the index is the label index.
+    pub labels: Vec<String>,
+    /// How images must be prepared for the model.
+    pub preprocess: PreprocessSpec,
+    /// The backbone the model was built on.
+    pub backbone: BackboneInfo,
+    /// The classifier head.
+    pub head: HeadInfo,
+    /// Numeric precision of the model.
+    pub precision: Precision,
+    /// Model input shape, e.g. `[1, 3, 224, 224]`.
+    pub input_shape: Vec<u32>,
+    /// How outputs become probabilities.
+    pub output: OutputKind,
+    /// Decision threshold on the probability of label 1 for sigmoid models (0.5 unless tuned).
+    pub threshold: f32,
+    /// What was measured at export, if anything.
+    pub metrics: Option<ExportMetrics>,
+    /// Version of lookout that wrote the bundle.
+    pub lookout_version: String,
+    /// Serialization of the model bytes.
+    pub model_format: ModelFormat,
+}
+
+/// A whole bundle in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    /// The header.
+    pub header: BundleHeader,
+    /// The model bytes, in `header.model_format`.
+    pub model: Vec<u8>,
+}
+
+impl BundleHeader {
+    /// Number of classes the model distinguishes.
+    pub fn num_labels(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The name of label `index`, if the model has that many labels.
+    pub fn label(&self, index: usize) -> Option<&str> {
+        self.labels.get(index).map(String::as_str)
+    }
+}
+
+/// A well-known file format found where a bundle was expected: a hint for the error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ForeignFormat {
+    /// An ONNX model (protobuf starting with the `ir_version` field).
+    Onnx,
+    /// A tar archive, e.g. a bare tract NNEF model.
+    Tar,
+    /// A gzip file, e.g. a compressed NNEF model (`.nnef.tgz`).
+    Gzip,
+    /// A zip archive, e.g. a PyTorch `.pth` checkpoint.
+    Zip,
+}
+
+impl ForeignFormat {
+    /// Recognises the formats people most often pass by mistake, from their first bytes.
+    pub fn sniff(bytes: &[u8]) -> Option<ForeignFormat> {
+        const TAR_MAGIC_AT: usize = 257;
+        if bytes.starts_with(b"PK\x03\x04") {
+            Some(ForeignFormat::Zip)
+        } else if bytes.starts_with(&[0x1f, 0x8b]) {
+            Some(ForeignFormat::Gzip)
+        } else if bytes.get(TAR_MAGIC_AT..TAR_MAGIC_AT + 5) == Some(b"ustar") {
+            Some(ForeignFormat::Tar)
+        } else if matches!(bytes, [0x08, 1..=32, ..]) {
+            // Field 1 (`ir_version`, varint) with a plausible value: how every ONNX exporter starts a file.
+            Some(ForeignFormat::Onnx)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for ForeignFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForeignFormat::Onnx => "an ONNX model",
+            ForeignFormat::Tar => "a tar archive (a bare NNEF model?)",
+            ForeignFormat::Gzip => "a gzip file (a compressed NNEF model?)",
+            ForeignFormat::Zip => "a zip archive (a PyTorch checkpoint?)",
+        })
+    }
+}
+
+/// Why bytes are not a usable bundle. Every message is one line: what is wrong, then what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BundleError {
+    /// The file does not start with [`MAGIC`].
+    #[error(
+        "not a lookout bundle{}: pass a .lookout file made by `lookout export`",
+        match looks_like { Some(format) => alloc::format!(" (it looks like {format})"), None => String::new() }
+    )]
+    NotABundle {
+        /// What the file looks like instead, when recognised.
+        looks_like: Option<ForeignFormat>,
+    },
+    /// The bundle's format version is newer than this crate reads.
+    #[error(
+        "bundle format version {found} is newer than the {supported} this program reads: \
+         it was written by a newer lookout; upgrade lookout-edge"
+    )]
+    NewerVersion {
+        /// Version found in the file.
+        found: u16,
+        /// Newest version this crate reads ([`FORMAT_VERSION`]).
+        supported: u16,
+    },
+    /// The bundle's format version is older than this crate reads (or 0, which no lookout ever wrote).
+    #[error(
+        "bundle format version {found} is older than the oldest this program reads ({oldest}): \
+         export the model again with a current `lookout export`"
+    )]
+    OlderVersion {
+        /// Version found in the file.
+        found: u16,
+        /// Oldest version this crate reads ([`OLDEST_READABLE_VERSION`]).
+        oldest: u16,
+    },
+    /// The bytes end before the bundle does.
+    #[error(
+        "bundle is truncated: it needs at least {needed} bytes but has {available}: \
+         the copy is incomplete; copy it again"
+    )]
+    Truncated {
+        /// Bytes needed to read on (the whole bundle once the lengths are known).
+        needed: u64,
+        /// Bytes present.
+        available: u64,
+    },
+    /// The SHA-256 at the end does not match the content.
+    #[error(
+        "bundle checksum mismatch: the file was corrupted in transfer or on disk; copy it again"
+    )]
+    ChecksumMismatch,
+    /// The header length is over [`MAX_HEADER_LEN`].
+    #[error(
+        "bundle header length {declared} is over the {limit}-byte limit: the file is corrupted; copy it again \
+         (when exporting: the header holds far too many or too long labels)"
+    )]
+    HeaderTooLarge {
+        /// Header length declared in (or, when writing, needed by) the bundle.
+        declared: u64,
+        /// [`MAX_HEADER_LEN`].
+        limit: u64,
+    },
+    /// The checksum matches but the header does not decode: the writer used an incompatible header layout.
+    #[error(
+        "bundle header does not decode ({0}): it was written by an incompatible lookout build; \
+         export it again with the lookout version matching lookout-edge"
+    )]
+    BadHeader(postcard::Error),
+    /// Bytes follow the checksum.
+    #[error(
+        "bundle has {extra} unexpected bytes after its end: the file was appended to or concatenated; \
+         copy the original again"
+    )]
+    TrailingData {
+        /// Number of bytes after the checksum.
+        extra: u64,
+    },
+}
+
+impl Bundle {
+    /// Serialises the bundle in the `.lookout` layout (see the module docs).
+    ///
+    /// Fails only if the header is larger than [`MAX_HEADER_LEN`], which readers would reject.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
+        let header = postcard::to_allocvec(&self.header).map_err(BundleError::BadHeader)?;
+        let header_len = u32::try_from(header.len())
+            .ok()
+            .filter(|&len| len <= MAX_HEADER_LEN)
+            .ok_or(BundleError::HeaderTooLarge {
+                declared: header.len() as u64,
+                limit: u64::from(MAX_HEADER_LEN),
+            })?;
+        let mut out = Vec::with_capacity(MIN_BUNDLE_LEN + header.len() + self.model.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&header_len.to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&(self.model.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.model);
+        let checksum = Sha256::digest(&out);
+        out.extend_from_slice(&checksum);
+        Ok(out)
+    }
+
+    /// Reads a bundle, verifying its structure and checksum (see the module docs for the order of checks).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        let (header, model) = parse(bytes)?;
+        Ok(Bundle {
+            header,
+            model: model.to_vec(),
+        })
+    }
+
+    /// Reads only the header, without copying the model.
+    ///
+    /// It still verifies the checksum over the whole bundle: `lookout-edge info` on a corrupted file must say
+    /// so rather than show a plausible header, and SHA-256 over a model of tens of megabytes takes well under
+    /// a second even on a Pi.
+    pub fn peek_header(bytes: &[u8]) -> Result<BundleHeader, BundleError> {
+        parse(bytes).map(|(header, _model)| header)
+    }
+}
+
+/// Checks `bytes` and returns the decoded header and the model bytes.
+fn parse(bytes: &[u8]) -> Result<(BundleHeader, &[u8]), BundleError> {
+    let available = bytes.len() as u64;
+    let truncated = |needed: u64| BundleError::Truncated { needed, available };
+
+    // A cut-off copy of a bundle still starts with (part of) the magic: that is truncation, not a foreign file.
+    let magic_present = bytes.len().min(MAGIC.len());
+    if bytes[..magic_present] != MAGIC[..magic_present] {
+        return Err(BundleError::NotABundle {
+            looks_like: ForeignFormat::sniff(bytes),
+        });
+    }
+
+    let version =
+        u16::from_le_bytes(read_array(bytes, VERSION_AT).ok_or(truncated(MIN_BUNDLE_LEN as u64))?);
+    if version > FORMAT_VERSION {
+        return Err(BundleError::NewerVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version < OLDEST_READABLE_VERSION {
+        return Err(BundleError::OlderVersion {
+            found: version,
+            oldest: OLDEST_READABLE_VERSION,
+        });
+    }
+
+    let header_len = u32::from_le_bytes(
+        read_array(bytes, HEADER_LEN_AT).ok_or(truncated(MIN_BUNDLE_LEN as u64))?,
+    );
+    if header_len > MAX_HEADER_LEN {
+        return Err(BundleError::HeaderTooLarge {
+            declared: u64::from(header_len),
+            limit: u64::from(MAX_HEADER_LEN),
+        });
+    }
+    // Bounded by MAX_HEADER_LEN, so this fits in usize on every target.
+    let header_len = header_len as usize;
+    let model_len_at = HEADER_AT + header_len;
+    let model_len = u64::from_le_bytes(
+        read_array(bytes, model_len_at).ok_or(truncated((MIN_BUNDLE_LEN + header_len) as u64))?,
+    );
+
+    // Computed in u64 (saturating) because a corrupted length may not fit in a 32-bit usize.
+    let total_len = ((MIN_BUNDLE_LEN + header_len) as u64).saturating_add(model_len);
+    if total_len > available {
+        return Err(truncated(total_len));
+    }
+    // total_len <= bytes.len(), so it and everything inside it fit in usize.
+    let total_len = total_len as usize;
+    let checksum_at = total_len - CHECKSUM_LEN;
+    let computed = Sha256::digest(&bytes[..checksum_at]);
+    if computed.as_slice() != &bytes[checksum_at..total_len] {
+        return Err(BundleError::ChecksumMismatch);
+    }
+    // Checked after the checksum: if a corrupted model length made the bundle look shorter, the checksum
+    // (read from the wrong place) fails first and the message says "corrupted", which is the truth.
+    if total_len < bytes.len() {
+        return Err(BundleError::TrailingData {
+            extra: (bytes.len() - total_len) as u64,
+        });
+    }
+
+    let header_bytes = &bytes[HEADER_AT..model_len_at];
+    let (header, unused) =
+        postcard::take_from_bytes::<BundleHeader>(header_bytes).map_err(BundleError::BadHeader)?;
+    if !unused.is_empty() {
+        // The header has fields this build does not know: same verdict as an undecodable header.
+        return Err(BundleError::BadHeader(
+            postcard::Error::DeserializeBadEncoding,
+        ));
+    }
+    let model = &bytes[model_len_at + MODEL_LEN_LEN..checksum_at];
+    Ok((header, model))
+}
+
+/// The `N` bytes at `at`, if present.
+fn read_array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+#[cfg(feature = "std")]
+pub use self::file::BundleFileError;
+
+#[cfg(feature = "std")]
+mod file {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{self, Write};
+    use std::path::{Path, PathBuf};
+
+    use super::{Bundle, BundleError};
+
+    /// Reading or writing a bundle file failed. Displays as `<path>: <reason>`.
+    #[derive(Debug, thiserror::Error)]
+    pub enum BundleFileError {
+        /// The file system refused.
+        #[error("{}: cannot {action}: {error}", path.display())]
+        Io {
+            /// The bundle path (or its temporary sibling, when that is what failed).
+            path: PathBuf,
+            /// What was being done, e.g. `read`, `write`.
+            action: &'static str,
+            /// The underlying error (part of the message, so not also exposed as `source`).
+            error: io::Error,
+        },
+        /// The file was read but is not a usable bundle.
+        #[error("{}: {error}", path.display())]
+        Bundle {
+            /// The bundle path.
+            path: PathBuf,
+            /// What is wrong with its content.
+            error: BundleError,
+        },
+    }
+
+    impl BundleFileError {
+        /// The path the error is about.
+        pub fn path(&self) -> &Path {
+            match self {
+                BundleFileError::Io { path, .. } | BundleFileError::Bundle { path, .. } => path,
+            }
+        }
+    }
+
+    impl Bundle {
+        /// Writes the bundle atomically: a temporary file in the same directory, flushed to disk, then renamed
+        /// over `path`. A crash or a full disk leaves either the old file or the new one, never half of one.
+        pub fn write_file(&self, path: &Path) -> Result<(), BundleFileError> {
+            let bytes = self.to_bytes().map_err(|error| BundleFileError::Bundle {
+                path: path.to_path_buf(),
+                error,
+            })?;
+            write_atomically(path, &bytes)
+        }
+
+        /// Reads and verifies a bundle file.
+        pub fn read_file(path: &Path) -> Result<Bundle, BundleFileError> {
+            let bytes = fs::read(path).map_err(|error| BundleFileError::Io {
+                path: path.to_path_buf(),
+                action: "read",
+                error,
+            })?;
+            Bundle::from_bytes(&bytes).map_err(|error| BundleFileError::Bundle {
+                path: path.to_path_buf(),
+                error,
+            })
+        }
+    }
+
+    fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BundleFileError> {
+        let io_error = |path: &Path, action: &'static str| {
+            let path = path.to_path_buf();
+            move |error| BundleFileError::Io {
+                path,
+                action,
+                error,
+            }
+        };
+        let file_name = path.file_name().ok_or_else(|| {
+            io_error(path, "write")(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file",
+            ))
+        })?;
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+
+        let (temp_path, mut temp_file) = create_temp_sibling(dir, file_name)
+            .map_err(io_error(dir, "create a temporary file"))?;
+        let written = temp_file
+            .write_all(bytes)
+            .and_then(|()| temp_file.sync_all())
+            .map_err(io_error(&temp_path, "write"));
+        drop(temp_file);
+        let renamed =
+            written.and_then(|()| fs::rename(&temp_path, path).map_err(io_error(path, "replace")));
+        if renamed.is_err() {
+            // Best effort: the error being returned is the one that matters.
+            let _ = fs::remove_file(&temp_path);
+            return renamed;
+        }
+        // Make the rename itself durable. Some file systems refuse to sync a directory; the data is already
+        // synced and renamed, so that is not worth failing the write over.
+        #[cfg(unix)]
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Creates `.<name>.<pid>.<n>.tmp` next to the target, so the final rename stays on one file system.
+    fn create_temp_sibling(dir: &Path, file_name: &std::ffi::OsStr) -> io::Result<(PathBuf, File)> {
+        let mut attempt = 0u32;
+        loop {
+            let mut name = std::ffi::OsString::from(".");
+            name.push(file_name);
+            name.push(format!(".{}.{attempt}.tmp", std::process::id()));
+            let temp_path = dir.join(name);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp_path)
+            {
+                Ok(file) => return Ok((temp_path, file)),
+                // A leftover from a crashed run with the same pid: pick another name.
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Image decoding shared by host and edge: bytes or a file in, upright RGB8 out, or one clear error.
+//!
+//! - The format comes from the content, never from the file name (a WebP named `.jpg` decodes).
+//! - EXIF orientation is applied, so the pixels are the upright photo a person sees.
+//! - Grey, grey + alpha, RGBA, CMYK JPEG and 16-bit images all become RGB8.
+//! - A truncated JPEG is an error: decoders fill the missing part with grey instead of failing, which would
+//!   silently train on (or classify) half a photo.
+//! - Decompression bombs are refused before any pixel buffer is allocated.
+
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
+
+/// Largest image accepted, in pixels (64 Mpixel: beyond any camera a user would point at Lookout).
+pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// Most memory a decoder may allocate for one image: 64 Mpixel of 16-bit RGBA, plus headroom.
+pub const MAX_DECODE_BYTES: u64 = 640 * 1024 * 1024;
+
+/// Why an image could not be decoded, and which file it was.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {kind}", path.display())]
+pub struct DecodeError {
+    /// The file (or the name the bytes came under).
+    pub path: PathBuf,
+    /// What went wrong.
+    pub kind: DecodeErrorKind,
+}
+
+/// What went wrong while decoding an image.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeErrorKind {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Io(#[from] io::Error),
+    /// The file has no bytes.
+    #[error("the file is empty (0 bytes)")]
+    Empty,
+    /// The content is not an image format Lookout reads.
+    #[error("not an image Lookout can read (expected JPEG, PNG, WebP, GIF, BMP or TIFF content)")]
+    UnknownFormat,
+    /// The file ends before the image does.
+    #[error("the image is truncated ({0}); the file was probably cut short while copying or downloading")]
+    Truncated(String),
+    /// The content is damaged.
+    #[error("the image data is corrupt: {0}")]
+    Corrupt(String),
+    /// The format is recognised but this variant of it is not supported.
+    #[error("unsupported image variant: {0}")]
+    Unsupported(String),
+    /// The image is larger than [`MAX_PIXELS`] or would need more than [`MAX_DECODE_BYTES`].
+    #[error(
+        "the image is too large to decode safely{}; the limit is {max_pixels} pixels and {max_bytes} bytes of \
+         decoder memory (a decompression bomb, or a photo that needs downscaling first)",
+        describe_size(*dimensions)
+    )]
+    TooLarge {
+        /// Width and height from the header, where the decoder got that far.
+        dimensions: Option<(u32, u32)>,
+        /// [`MAX_PIXELS`].
+        max_pixels: u64,
+        /// [`MAX_DECODE_BYTES`].
+        max_bytes: u64,
+    },
+}
+
+impl DecodeErrorKind {
+    fn too_large(dimensions: Option<(u32, u32)>) -> Self {
+        Self::TooLarge {
+            dimensions,
+            max_pixels: MAX_PIXELS,
+            max_bytes: MAX_DECODE_BYTES,
+        }
+    }
+
+    fn at(self, path: &Path) -> DecodeError {
+        DecodeError {
+            path: path.to_path_buf(),
+            kind: self,
+        }
+    }
+}
+
+/// Reads and decodes the image file at `path` (format from the content, EXIF orientation applied).
+pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
+    let bytes = std::fs::read(path).map_err(|e| DecodeErrorKind::Io(e).at(path))?;
+    decode_bytes(&bytes, path)
+}
+
+/// Decodes an encoded image held in memory; `origin` names it in error messages only.
+pub fn decode_bytes(bytes: &[u8], origin: &Path) -> Result<RgbImage, DecodeError> {
+    decode(bytes).map_err(|kind| kind.at(origin))
+}
+
+/// The image format of `bytes`, from their content (magic numbers), or `None` if they are no image format
+/// Lookout reads. Cheap: looks at the first bytes only; use it to pick images out of a folder.
+pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
+    let format = image::guess_format(bytes).ok()?;
+    SUPPORTED_FORMATS.contains(&format).then_some(format)
+}
+
+/// The formats the `image` features of this crate decode.
+const SUPPORTED_FORMATS: [ImageFormat; 6] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeErrorKind> {
+    if bytes.is_empty() {
+        return Err(DecodeErrorKind::Empty);
+    }
+    let format = sniff_format(bytes).ok_or(DecodeErrorKind::UnknownFormat)?;
+    if format == ImageFormat::Jpeg {
+        check_jpeg_complete(bytes)?;
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(from_image_error)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(DecodeErrorKind::Corrupt(format!(
+            "the header says {width}x{height} pixels"
+        )));
+    }
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DecodeErrorKind::too_large(Some((width, height))));
+    }
+    // A damaged EXIF block should not make an intact photo unreadable: decode it as stored.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| match from_image_error(e) {
+        DecodeErrorKind::TooLarge { .. } => DecodeErrorKind::too_large(Some((width, height))),
+        other => other,
+    })?;
+    image.apply_orientation(orientation);
+    Ok(to_rgb8(image))
+}
+
+/// Converts any decoded image to RGB8. Alpha is dropped, not composited over a background: that is what
+/// PIL's `convert("RGB")` does, which the PyTorch pipelines Lookout's models come from use, so a model sees
+/// the same pixels here as where it was made.
+fn to_rgb8(image: DynamicImage) -> RgbImage {
+    match image {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        // 16-bit and float images are scaled to 0..255 with rounding; grey is replicated to R, G and B.
+        other => other.to_rgb8(),
+    }
+}
+
+fn describe_size(dimensions: Option<(u32, u32)>) -> String {
+    dimensions
+        .map(|(width, height)| format!(" ({width}x{height} pixels)"))
+        .unwrap_or_default()
+}
+
+fn from_image_error(error: ImageError) -> DecodeErrorKind {
+    match error {
+        ImageError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            DecodeErrorKind::Truncated(String::from("the data ends early"))
+        }
+        ImageError::IoError(e) => DecodeErrorKind::Io(e),
+        ImageError::Limits(_) => DecodeErrorKind::too_large(None),
+        ImageError::Unsupported(e) => DecodeErrorKind::Unsupported(e.to_string()),
+        ImageError::Decoding(e) => {
+            let message = e.to_string();
+            if looks_truncated(&message) {
+                DecodeErrorKind::Truncated(message)
+            } else {
+                DecodeErrorKind::Corrupt(message)
+            }
+        }
+        other => DecodeErrorKind::Corrupt(other.to_string()),
+    }
+}
+
+/// Whether a decoder's message says the data ran out (decoders report it as text, not as a type).
+fn looks_truncated(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "unexpected eof",
+        "unexpected end",
+        "no more bytes",
+        "end of file",
+        "not enough data",
+        "truncated",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+/// Checks that a JPEG holds a complete image: its headers are all there, and an end-of-image marker (FF D9)
+/// follows the first scan. Inside entropy-coded data every FF byte is followed by 00 or a restart marker, so
+/// an FF D9 there is a real marker; one in an EXIF thumbnail comes before the first scan and does not count.
+/// Bytes after the EOI (phone cameras append data) are accepted: the image itself is whole.
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), DecodeErrorKind> {
+    const EOI: [u8; 2] = [0xFF, 0xD9];
+    let first_scan = match first_scan_offset(bytes) {
+        HeaderWalk::Scan(offset) => offset,
+        HeaderWalk::Truncated => {
+            return Err(DecodeErrorKind::Truncated(String::from(
+                "the JPEG ends inside its headers, before any image data",
+            )))
+        }
+        HeaderWalk::EndBeforeScan => {
+            return Err(DecodeErrorKind::Corrupt(String::from(
+                "the JPEG has no image data (no scan)",
+            )))
+        }
+        // Stray bytes between segments: decoders skip them, so fall back to the last scan marker found by
+        // a plain search (an FF DA cannot occur inside entropy-coded data either).
+        HeaderWalk::Malformed => bytes
+            .windows(2)
+            .rposition(|w| w == [0xFF, 0xDA])
+            .ok_or_else(|| {
+                DecodeErrorKind::Corrupt(String::from("the JPEG has no image data (no scan)"))
+            })?,
+    };
+    if bytes[first_scan..].windows(2).any(|w| w == EOI) {
+        Ok(())
+    } else {
+        Err(DecodeErrorKind::Truncated(String::from(
+            "the JPEG has no end-of-image marker after its image data",
+        )))
+    }
+}
+
+enum HeaderWalk {
+    /// Offset of the first start-of-scan marker.
+    Scan(usize),
+    /// The bytes end inside a header segment.
+    Truncated,
+    /// An end-of-image marker before any scan.
+    EndBeforeScan,
+    /// Bytes that are not a marker where one should be.
+    Malformed,
+}
+
+/// Walks the JPEG marker segments from SOI to the first SOS, skipping each by its length.
+fn first_scan_offset(bytes: &[u8]) -> HeaderWalk {
+    let mut pos = 2; // after SOI (FF D8), which sniff_format checked
+    loop {
+        if pos >= bytes.len() {
+            return HeaderWalk::Truncated;
+        }
+        if bytes[pos] != 0xFF {
+            return HeaderWalk::Malformed;
+        }
+        // Any number of FF fill bytes may precede a marker.
+        while pos < bytes.len() && bytes[pos] == 0xFF {
+            pos += 1;
+        }
+        let Some(&marker) = bytes.get(pos) else {
+            return HeaderWalk::Truncated;
+        };
+        pos += 1;
+        match marker {
+            0xDA => return HeaderWalk::Scan(pos - 2),
+            0xD9 => return HeaderWalk::EndBeforeScan,
+            // Markers without a length field.
+            0x01 | 0xD0..=0xD8 => continue,
+            0x00 => return HeaderWalk::Malformed,
+            _ => {
+                let Some(length) = bytes.get(pos..pos + 2) else {
+                    return HeaderWalk::Truncated;
+                };
+                let length = usize::from(u16::from_be_bytes([length[0], length[1]]));
+                if length < 2 {
+                    return HeaderWalk::Malformed;
+                }
+                pos += length;
+                if pos > bytes.len() {
+                    return HeaderWalk::Truncated;
+                }
+            }
+        }
+    }
+}
