@@ -82,3 +82,117 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
 }
+
+/// The edge binary cross-built for the Pi, run under qemu-user (see `.cargo/config.toml` and `.ci/run`).
+pub mod cross {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    /// One emulated Pi CPU.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Target {
+        /// Human name for messages.
+        pub name: &'static str,
+        /// Rust target triple the binary is built for.
+        pub triple: &'static str,
+        /// qemu-user program and its CPU/sysroot arguments.
+        pub qemu: &'static [&'static str],
+        /// tract's CPU detection cannot read the emulated CPU (qemu shows the host's /proc/cpuinfo): tell it.
+        pub env: &'static [(&'static str, &'static str)],
+        /// Largest score difference against x86_64 accepted for an f32 bundle. Measured on the end-to-end test's
+        /// bundle: aarch64 1.2e-7.
+        pub tolerance: f64,
+    }
+
+    /// The Pi 4 (64-bit OS) and the 32-bit OS on ARMv7.
+    pub const TARGETS: &[Target] = &[
+        Target {
+            name: "aarch64 (Pi 4, Cortex-A72)",
+            triple: "aarch64-unknown-linux-gnu",
+            qemu: &[
+                "qemu-aarch64",
+                "-cpu",
+                "cortex-a72",
+                "-L",
+                "/usr/aarch64-linux-gnu",
+            ],
+            env: &[("TRACT_CPU_AARCH64_KIND", "a72")],
+            tolerance: 1e-5,
+        },
+        Target {
+            name: "armv7 (32-bit, Cortex-A15 + NEON)",
+            triple: "armv7-unknown-linux-gnueabihf",
+            qemu: &[
+                "qemu-arm",
+                "-cpu",
+                "cortex-a15",
+                "-L",
+                "/usr/arm-linux-gnueabihf",
+            ],
+            env: &[("TRACT_CPU_ARM32_NEON", "true")],
+            tolerance: 1e-3,
+        },
+    ];
+
+    /// Largest score difference of an f16 bundle on the Pi 5's FP16 kernels against the f32 bundle on x86_64.
+    /// Measured on the end-to-end test's bundle: 3.8e-4.
+    pub const FP16_TOLERANCE: f64 = 2e-3;
+
+    /// `target/<triple>/<profile>/lookout-edge` beside this test's own profile directory.
+    fn cross_binary(triple: &str) -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        let profile_dir = exe.parent()?.parent()?;
+        let profile = profile_dir.file_name()?;
+        let bin = profile_dir
+            .parent()?
+            .join(triple)
+            .join(profile)
+            .join("lookout-edge");
+        bin.is_file().then_some(bin)
+    }
+
+    fn qemu_command(qemu: &[&str], env: &[(&str, &str)], bin: PathBuf) -> Option<Command> {
+        let program = qemu.first()?;
+        let found = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+            .unwrap_or(false);
+        if !found {
+            return None;
+        }
+        let mut cmd = Command::new(program);
+        cmd.args(&qemu[1..]).arg(bin);
+        cmd.envs(env.iter().copied());
+        Some(cmd)
+    }
+
+    /// A command running the cross-built edge binary for `target` under qemu, if both are there.
+    pub fn edge_command(target: &Target) -> Option<Command> {
+        qemu_command(target.qemu, target.env, cross_binary(target.triple)?)
+    }
+
+    /// The aarch64 edge binary on an emulated Cortex-A76 (Pi 5), where tract uses its FP16 kernels.
+    pub fn pi5_fp16_command() -> Option<Command> {
+        qemu_command(
+            &[
+                "qemu-aarch64",
+                "-cpu",
+                "cortex-a76",
+                "-L",
+                "/usr/aarch64-linux-gnu",
+            ],
+            &[("TRACT_CPU_AARCH64_KIND", "a75")],
+            cross_binary("aarch64-unknown-linux-gnu")?,
+        )
+    }
+
+    /// The loud message for a target whose binary or qemu is missing.
+    pub fn skip_message(triple: &str) {
+        eprintln!(
+            "\n************************************************************************\n\
+             SKIPPED the {triple} agreement check: build it first with\n  \
+             cargo build -p lookout-edge --target {triple}\n\
+             and install qemu-user (.ci/run does both).\n\
+             ************************************************************************\n"
+        );
+    }
+}
