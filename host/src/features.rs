@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use lookout_shared::PreprocessSpec;
@@ -553,20 +553,5 @@ fn portable_path(path: &Path) -> String {
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so readers never see
 /// a half-written file and an interrupted run leaves no damaged one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FeaturesError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        FeaturesError::io(path, e)
-    })
+    lookout_shared::atomic::write_atomic(path, bytes).map_err(|e| FeaturesError::io(path, e))
 }

@@ -13,7 +13,6 @@
 //! graph it builds from these weights against it.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lookout_shared::PreprocessSpec;
@@ -570,29 +569,10 @@ fn load_head(path: &Path, spec: &HeadSpec) -> Result<Head, RunError> {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let io_error = |source| RunError::Io {
+    lookout_shared::atomic::write_atomic(path, bytes).map_err(|source| RunError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_error)
+    })
 }
 
 #[cfg(test)]

@@ -137,12 +137,11 @@ impl Cache {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelsError> {
-    let tmp = temp_sibling(path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| ModelsError::io("creating", dir, e))?;
     }
-    std::fs::write(&tmp, bytes).map_err(|e| ModelsError::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelsError::io("renaming into", path, e))
+    lookout_shared::atomic::write_atomic(path, bytes)
+        .map_err(|e| ModelsError::io("writing", path, e))
 }
 
 /// `path` with `.tmp-<pid>` appended: a sibling on the same file system, private to this process.

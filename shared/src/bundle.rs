@@ -422,8 +422,8 @@ pub use self::file::BundleFileError;
 
 #[cfg(feature = "std")]
 mod file {
-    use std::fs::{self, File, OpenOptions};
-    use std::io::{self, Write};
+    use std::fs;
+    use std::io;
     use std::path::{Path, PathBuf};
 
     use super::{Bundle, BundleError};
@@ -486,68 +486,10 @@ mod file {
     }
 
     fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BundleFileError> {
-        let io_error = |path: &Path, action: &'static str| {
-            let path = path.to_path_buf();
-            move |error| BundleFileError::Io {
-                path,
-                action,
-                error,
-            }
-        };
-        let file_name = path.file_name().ok_or_else(|| {
-            io_error(path, "write")(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the path names no file",
-            ))
-        })?;
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-
-        let (temp_path, mut temp_file) = create_temp_sibling(dir, file_name)
-            .map_err(io_error(dir, "create a temporary file"))?;
-        let written = temp_file
-            .write_all(bytes)
-            .and_then(|()| temp_file.sync_all())
-            .map_err(io_error(&temp_path, "write"));
-        drop(temp_file);
-        let renamed =
-            written.and_then(|()| fs::rename(&temp_path, path).map_err(io_error(path, "replace")));
-        if renamed.is_err() {
-            // Best effort: the error being returned is the one that matters.
-            let _ = fs::remove_file(&temp_path);
-            return renamed;
-        }
-        // Make the rename itself durable. Some file systems refuse to sync a directory; the data is already
-        // synced and renamed, so that is not worth failing the write over.
-        #[cfg(unix)]
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
-    }
-
-    /// Creates `.<name>.<pid>.<n>.tmp` next to the target, so the final rename stays on one file system.
-    fn create_temp_sibling(dir: &Path, file_name: &std::ffi::OsStr) -> io::Result<(PathBuf, File)> {
-        let mut attempt = 0u32;
-        loop {
-            let mut name = std::ffi::OsString::from(".");
-            name.push(file_name);
-            name.push(format!(".{}.{attempt}.tmp", std::process::id()));
-            let temp_path = dir.join(name);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp_path)
-            {
-                Ok(file) => return Ok((temp_path, file)),
-                // A leftover from a crashed run with the same pid: pick another name.
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
-                    attempt += 1
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        crate::atomic::write_atomic(path, bytes).map_err(|error| BundleFileError::Io {
+            path: path.to_path_buf(),
+            action: "write",
+            error,
+        })
     }
 }

@@ -11,6 +11,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod atomic;
 pub mod bundle;
 pub mod detection;
 #[cfg(feature = "std")]
