@@ -17,15 +17,11 @@ use serde::Serialize;
 
 use crate::backbone::Backbone;
 use crate::device::DeviceChoice;
-use crate::evaluate::{compute_metrics, Metrics};
+use crate::evaluate::Metrics;
 use crate::export::{export, ExportOptions, ExportPrecision, ExportReport};
 use crate::extract::{extract_folder, ExtractJob, ExtractOptions, Pooling, DEFAULT_SHARD_SIZE};
-use crate::features::{FeatureSet, Split};
-use crate::run::{
-    predict_from_logits, FeaturesRecord, HeadSpec, Pool, Run, RunConfig, TrainingRecord,
-    CONFUSION_FILE, CURVES_FILE, HISTORY_FILE, RUN_FORMAT, RUN_FORMAT_VERSION,
-};
-use crate::train::{train, Dataset, Progress, TrainConfig};
+use crate::run::{CONFUSION_FILE, CURVES_FILE};
+use crate::train::{train_features, Progress, TrainConfig};
 
 /// The backbone `fit` uses when none is given: the tutorial's, from the catalogue.
 pub const DEFAULT_BACKBONE: &str = "mobilenet_v3_large";
@@ -54,7 +50,7 @@ pub enum FitError {
     Features(#[from] crate::features::FeaturesError),
     /// Training failed.
     #[error("training: {0}")]
-    Train(#[from] crate::train::TrainError),
+    Train(#[from] crate::train::TrainRunError),
     /// The run could not be written.
     #[error("writing the run: {0}")]
     Run(#[from] crate::run::RunError),
@@ -235,8 +231,21 @@ pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
         options,
         &format!("2/4 training a {:?} head", options.train.head),
     );
-    let (run, float_metrics) =
-        train_run(&features_dir, &run_dir, &options.train, options.progress)?;
+    let bar = if options.progress {
+        ProgressBar::new(options.train.epochs as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut on_progress = |event: Progress<'_>| {
+        if let Progress::EpochEnd(record) = event {
+            bar.inc(1);
+            bar.set_message(format!("train loss {:.4}", record.train_loss));
+        }
+    };
+    let trained = train_features(&features_dir, &run_dir, &options.train, &mut on_progress)?;
+    bar.finish_and_clear();
+    let run = trained.run;
+    let float_metrics = trained.test_metrics.ok_or(FitError::NoTestImages)?;
 
     note(options, "3/4 evaluating on the test split");
     let mut plots = vec![run_dir.join(CURVES_FILE)];
@@ -291,113 +300,4 @@ fn note(options: &FitOptions, message: &str) {
     if options.progress {
         eprintln!("{message}");
     }
-}
-
-/// Trains a head on the features cache in `features_dir` and writes the run (run.json, head.safetensors,
-/// history.json, curves.png) to `run_dir`; returns it with its float test metrics.
-pub fn train_run(
-    features_dir: &Path,
-    run_dir: &Path,
-    config: &TrainConfig,
-    progress: bool,
-) -> Result<(Run, Metrics), FitError> {
-    let features = FeatureSet::open(features_dir)?;
-    let manifest = &features.manifest;
-    let train_split = features.load_split(Split::Train)?;
-    // A pooled cache is [C] already: the head's own pooling has nothing to do.
-    let config = if manifest.feature_shape.len() == 1 {
-        TrainConfig {
-            pool: Pool::None,
-            ..config.clone()
-        }
-    } else {
-        config.clone()
-    };
-    let classes = manifest.classes.len();
-    let data = Dataset::new(train_split.features, train_split.labels, train_split.dim)?;
-    let bar = if progress {
-        ProgressBar::new(config.epochs as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut on_progress = |event: Progress<'_>| {
-        if let Progress::EpochEnd(record) = event {
-            bar.inc(1);
-            bar.set_message(format!("train loss {:.4}", record.train_loss));
-        }
-    };
-    let trained = train(
-        data,
-        &manifest.feature_shape,
-        classes,
-        &config,
-        &mut on_progress,
-    )?;
-    bar.finish_and_clear();
-    let run = Run {
-        config: RunConfig {
-            format: RUN_FORMAT.into(),
-            version: RUN_FORMAT_VERSION,
-            classes: manifest.classes.clone(),
-            output: trained.output,
-            threshold: 0.5,
-            head: HeadSpec {
-                kind: config.head,
-                hidden: config.hidden,
-                dropout: config.dropout,
-                pool: config.pool,
-                input_shape: manifest.feature_shape.clone(),
-                input_dim: trained.head.layers[0].inputs,
-                outputs: trained.head.outputs(),
-                layers: trained.head.layers.iter().map(|l| l.name.clone()).collect(),
-            },
-            features: FeaturesRecord {
-                dir: std::path::absolute(features_dir)
-                    .unwrap_or_else(|_| features_dir.to_path_buf()),
-                feature_shape: manifest.feature_shape.clone(),
-                pooled: manifest.pooled,
-                backbone: manifest.backbone.clone(),
-                preprocess: manifest.preprocess.clone(),
-            },
-            training: TrainingRecord {
-                seed: config.seed,
-                epochs: config.epochs,
-                epochs_run: trained.history.epochs.len(),
-                batch: config.batch,
-                lr: config.lr,
-                optimizer: config.optimizer_name().into(),
-                patience: config.patience,
-                val_split: config.val_split,
-                train_examples: trained.train_examples,
-                valid_examples: trained.valid_examples,
-                best_epoch: trained.history.best_epoch,
-                best_valid_loss: trained.best_valid_loss,
-                seconds: trained.seconds,
-            },
-        },
-        head: trained.head,
-    };
-    run.save(run_dir)?;
-    if let Ok(json) = serde_json::to_vec_pretty(&trained.history) {
-        crate::run::write_atomic(&run_dir.join(HISTORY_FILE), &json)?;
-    }
-    if let Err(e) =
-        crate::plots::training_curves(&trained.history.epochs, &run_dir.join(CURVES_FILE))
-    {
-        eprintln!("warning: no training curves: {e}");
-    }
-
-    let test = features.load_split(Split::Test)?;
-    if test.is_empty() {
-        return Err(FitError::NoTestImages);
-    }
-    let k = run.head.outputs();
-    let logits = run.head.forward(&test.features);
-    let predictions: Vec<usize> = logits
-        .chunks(k)
-        .map(|l| predict_from_logits(run.config.output, run.config.threshold, l))
-        .collect();
-    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
-    let metrics = compute_metrics(&run.config.classes, &labels, &predictions)?;
-    Ok((run, metrics))
 }

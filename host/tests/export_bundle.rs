@@ -16,8 +16,9 @@ use lookout_shared::{Bundle, PreprocessSpec};
 
 const TRAIN_PER_CLASS: usize = 30;
 const TEST_PER_CLASS: usize = 20;
-/// f16 runs emulated on x86 (≈ 20× slower than f32), so its export is measured on a few test images only.
-const F16_TEST_IMAGES: usize = 6;
+/// f16 runs emulated on x86 (measured ≈ 17 s per image against 0.15 s for f32), so its export is measured on a few test
+/// images only.
+const F16_TEST_IMAGES: usize = 3;
 
 fn lite0_run(shared: &Path, dir: &Path) -> std::path::PathBuf {
     build_run(
@@ -51,16 +52,25 @@ fn exports_lite0_at_every_precision() {
 
     // f32: the bundle, run by the edge runtime on the decoded files, against the head on the cached features.
     let f32_path = tmp.path().join("f32.lookout");
-    let f32 = export(&run_dir, &f32_path, &options(ExportPrecision::F32)).unwrap();
+    let onnx_path = tmp.path().join("f32.onnx");
+    let f32 = export(
+        &run_dir,
+        &f32_path,
+        &ExportOptions {
+            onnx: Some(onnx_path.clone()),
+            ..options(ExportPrecision::F32)
+        },
+    )
+    .unwrap();
     eprintln!("f32 export: {f32:?}");
     assert_eq!(f32.test_images, 2 * TEST_PER_CLASS);
     assert_eq!(f32.agreement, 1.0, "{f32:?}");
-    // Bounds that pass (exact values not yet recorded): the same ops on the same input differ only by summation order.
+    // The same ops on the same input differ only by summation order: measured 8.9e-8 and 1.2e-7.
     assert!(f32.compose_check_diff <= 1e-6, "{f32:?}");
-    assert!(f32.max_probability_diff <= 1e-4, "{f32:?}");
+    assert!(f32.max_probability_diff <= 1e-6, "{f32:?}");
     assert_eq!(f32.accuracy, f32.float_accuracy);
-    // Transfer learning on 60 photos already separates cats from dogs well (bound chosen, not yet measured precisely).
-    assert!(f32.float_accuracy >= 0.85, "{f32:?}");
+    // Transfer learning on 60 photos already separates cats from dogs: measured 40/40 (a margin for other seeds).
+    assert!(f32.float_accuracy >= 0.9, "{f32:?}");
 
     let bundle = Bundle::read_file(&f32_path).unwrap();
     let header = &bundle.header;
@@ -83,6 +93,8 @@ fn exports_lite0_at_every_precision() {
     );
     assert_eq!(metrics.confusion.iter().flatten().sum::<usize>(), 40);
 
+    onnx_copy_matches_the_bundle(&onnx_path, &f32_path, &export_support::photos(&shared, "Dog", 950, 2));
+
     // f16: half the model, probabilities within 1e-2 (platform notes: logits move ≤ 2e-4), same accuracy within 0.5 point on
     // these few images (one image is many points, so: the same).
     let f16_path = tmp.path().join("f16.lookout");
@@ -100,6 +112,7 @@ fn exports_lite0_at_every_precision() {
         f16.model_size * 10 < f32.model_size * 6,
         "{f16:?} vs {f32:?}"
     );
+    // Measured 2.2e-3 (f16 storage and arithmetic, emulated on x86).
     assert!(f16.max_probability_diff < 1e-2, "{f16:?}");
     assert!(
         (f16.accuracy - f16.float_accuracy).abs() <= 0.005,
@@ -111,7 +124,8 @@ fn exports_lite0_at_every_precision() {
     let q4 = export(&run_dir, &q4_path, &options(ExportPrecision::F32Q4Head)).unwrap();
     eprintln!("f32-q4head export: {q4:?}");
     assert!(q4.model_size < f32.model_size, "{q4:?} vs {f32:?}");
-    assert!(q4.max_probability_diff < 5e-2, "{q4:?}");
+    // Measured 5.6e-3 and 40/40 same labels.
+    assert!(q4.max_probability_diff < 2e-2, "{q4:?}");
     assert!(q4.agreement >= 0.95, "{q4:?}");
     assert_eq!(
         Bundle::read_file(&q4_path).unwrap().header.precision,
@@ -149,7 +163,9 @@ fn exports_lite0_at_every_precision() {
     // predict --model on photos never seen: labels plus a per-file error for a corrupt one.
     let cat = export_support::photos(&shared, "Cat", 900, 1).remove(0);
     let corrupt = shared.join("data/corrupt-samples/truncated_half.jpg");
-    let predictions = predict_bundle(&f32_path, &[cat, corrupt.clone()], false).unwrap();
+    let labelled = predict_bundle(&f32_path, &[cat, corrupt.clone()], false).unwrap();
+    assert_eq!(labelled.labels, ["Cat", "Dog"]);
+    let predictions = labelled.predictions;
     assert_eq!(
         predictions[0].label.as_deref(),
         Some("Cat"),
@@ -159,6 +175,60 @@ fn exports_lite0_at_every_precision() {
         predictions[1].error.is_some() || !corrupt.exists(),
         "{predictions:?}"
     );
+}
+
+/// The `--onnx` copy, run by tract's ONNX loader with a batch of two, gives the bundle's probabilities for each
+/// photo, and carries the class names and preprocessing in its metadata.
+fn onnx_copy_matches_the_bundle(onnx_file: &Path, bundle: &Path, photos: &[std::path::PathBuf]) {
+    use tract_onnx::prelude::*;
+    let mut model = lookout_edge::Model::load(bundle, &Default::default()).unwrap();
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for photo in photos {
+        let image = lookout_shared::image_io::decode_file(photo).unwrap();
+        let mut tensor = vec![0f32; model.tensor_len()];
+        model.preprocess_into(&image, &mut tensor).unwrap();
+        expected.extend(model.run_tensor(&tensor).unwrap());
+        batch.extend(tensor);
+    }
+    let n = photos.len();
+    let plan = tract_onnx::onnx()
+        .model_for_path(onnx_file)
+        .unwrap()
+        .with_input_fact(0, f32::fact([n, 3, 224, 224]).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = Tensor::from_shape(&[n, 3, 224, 224], &batch).unwrap();
+    let output = plan.run(tvec![input.into_tvalue()]).unwrap();
+    let got: Vec<f32> = output[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    let diff = lookout_host::export::max_abs_diff(&got, &expected);
+    eprintln!("onnx copy vs bundle: max probability difference {diff:e}");
+    // The same ops in another graph form (and batch 2 against batch 1): only summation order differs.
+    assert!(diff <= 1e-5, "{got:?} vs {expected:?}");
+
+    use prost::Message;
+    let proto =
+        tract_onnx::pb::ModelProto::decode(std::fs::read(onnx_file).unwrap().as_slice()).unwrap();
+    let meta = |key: &str| {
+        proto
+            .metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(meta("lookout.classes"), r#"["Cat","Dog"]"#);
+    assert!(meta("lookout.preprocess").contains("tf-inception"));
+    assert_eq!(proto.graph.unwrap().output[0].name, "probabilities");
 }
 
 #[test]

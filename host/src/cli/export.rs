@@ -31,6 +31,10 @@ pub struct Args {
     /// Measure on at most this many test images, spread over the split (default: all of them).
     #[arg(long, value_name = "N")]
     pub test_images: Option<usize>,
+    /// Also write the float combined model (backbone + head + activation) as ONNX, for other engines; the
+    /// class names and preprocessing go into its metadata. Needs a run extracted with an .onnx backbone.
+    #[arg(long, value_name = "FILE")]
+    pub onnx: Option<PathBuf>,
     /// Print the report as JSON on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -44,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force: args.force,
         max_test_images: args.test_images,
         progress: !args.json,
+        onnx: args.onnx,
         ..ExportOptions::default()
     };
     let report = export(&args.run, &args.out, &options)
@@ -74,6 +79,13 @@ pub fn summary(r: &ExportReport) -> String {
         r.load_ms,
         r.mean_inference_ms,
     );
+    if let Some((path, size)) = &r.onnx {
+        out.push_str(&format!(
+            "  onnx:        {} ({:.1} MB, float; input = the preprocessed tensor, see its metadata)\n",
+            path.display(),
+            *size as f64 / 1e6
+        ));
+    }
     if r.forced {
         out.push_str(
             "  warning:     the accuracy drop is over --max-drop; written because of --force\n",

@@ -183,9 +183,10 @@ fn predict_with_bundle(
     model: &Path,
     args: &Args,
 ) -> anyhow::Result<(Vec<String>, Vec<Prediction>)> {
-    let classes = lookout_shared::Bundle::read_file(model)?.header.labels;
-    let predictions = lookout_host::export::predict_bundle(model, &args.images, !args.json)
-        .with_context(|| format!("cannot run {}", model.display()))?
+    let labelled = lookout_host::export::predict_bundle(model, &args.images, !args.json)
+        .with_context(|| format!("cannot run {}", model.display()))?;
+    let predictions = labelled
+        .predictions
         .into_iter()
         .map(|p| Prediction {
             path: p.path,
@@ -195,5 +196,5 @@ fn predict_with_bundle(
             error: p.error,
         })
         .collect();
-    Ok((classes, predictions))
+    Ok((labelled.labels, predictions))
 }

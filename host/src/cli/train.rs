@@ -5,13 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use lookout_host::evaluate::compute_metrics;
-use lookout_host::features::{FeatureSet, Split};
-use lookout_host::run::{
-    predict_from_logits, FeaturesRecord, HeadKind, HeadSpec, Pool, Run, RunConfig, TrainingRecord,
-    CURVES_FILE, HISTORY_FILE, RUN_FILE, RUN_FORMAT, RUN_FORMAT_VERSION,
-};
-use lookout_host::train::{train, Dataset, Progress, TrainConfig};
+use lookout_host::features::FeatureSet;
+use lookout_host::run::{HeadKind, Pool, RUN_FILE};
+use lookout_host::train::{train_features, Progress, TrainConfig};
 
 /// Arguments of `lookout train`.
 #[derive(Debug, clap::Args)]
@@ -84,15 +80,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let features = FeatureSet::open(&args.features)
         .with_context(|| format!("cannot open the features cache {}", args.features.display()))?;
     let manifest = &features.manifest;
-    let train_split = features
-        .load_split(Split::Train)
-        .context("cannot load the training features")?;
-    if train_split.is_empty() {
-        anyhow::bail!(
-            "{} has no training rows; extract features from a non-empty data set",
-            args.features.display()
-        );
-    }
     let config = TrainConfig {
         head: args.head,
         hidden: args.hidden,
@@ -106,27 +93,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         patience: args.patience,
         val_split: args.val_split,
     };
-    // A pooled cache is already [C]: average pooling again would be a no-op, so record `none`.
-    let config = if args.pool == Pool::Avg && manifest.feature_shape.len() == 1 {
-        eprintln!(
-            "note: the features are already pooled ({:?}); --pool avg has nothing to do",
-            manifest.feature_shape
-        );
-        TrainConfig {
-            pool: Pool::None,
-            ..config
-        }
-    } else {
-        config
-    };
-    let classes = manifest.classes.len();
-    let data = Dataset::new(train_split.features, train_split.labels, train_split.dim)?;
     eprintln!(
-        "Training a {:?} head on {} rows of {:?} features ({} classes: {}) from {}",
+        "Training a {:?} head on {:?} features ({} classes: {}) from {}",
         config.head,
-        data.len(),
         manifest.feature_shape,
-        classes,
+        manifest.classes.len(),
         manifest.classes.join(", "),
         args.features.display()
     );
@@ -165,82 +136,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let trained = train(
-        data,
-        &manifest.feature_shape,
-        classes,
-        &config,
-        &mut on_progress,
-    )?;
-
-    let input_dim = trained.head.layers[0].inputs;
-    let run = Run {
-        config: RunConfig {
-            format: RUN_FORMAT.into(),
-            version: RUN_FORMAT_VERSION,
-            classes: manifest.classes.clone(),
-            output: trained.output,
-            threshold: 0.5,
-            head: HeadSpec {
-                kind: config.head,
-                hidden: config.hidden,
-                dropout: config.dropout,
-                pool: config.pool,
-                input_shape: manifest.feature_shape.clone(),
-                input_dim,
-                outputs: trained.head.outputs(),
-                layers: trained.head.layers.iter().map(|l| l.name.clone()).collect(),
-            },
-            features: FeaturesRecord {
-                dir: std::path::absolute(&args.features).unwrap_or_else(|_| args.features.clone()),
-                feature_shape: manifest.feature_shape.clone(),
-                pooled: manifest.pooled,
-                backbone: manifest.backbone.clone(),
-                preprocess: manifest.preprocess.clone(),
-            },
-            training: TrainingRecord {
-                seed: config.seed,
-                epochs: config.epochs,
-                epochs_run: trained.history.epochs.len(),
-                batch: config.batch,
-                lr: config.lr,
-                optimizer: config.optimizer_name().into(),
-                patience: config.patience,
-                val_split: config.val_split,
-                train_examples: trained.train_examples,
-                valid_examples: trained.valid_examples,
-                best_epoch: trained.history.best_epoch,
-                best_valid_loss: trained.best_valid_loss,
-                seconds: trained.seconds,
-            },
-        },
-        head: trained.head,
-    };
-    run.save(&args.out)
-        .with_context(|| format!("cannot write the run to {}", args.out.display()))?;
-    let history_json = serde_json::to_vec_pretty(&trained.history)?;
-    lookout_host::run::write_atomic(&args.out.join(HISTORY_FILE), &history_json)?;
-    let curves = args.out.join(CURVES_FILE);
-    if let Err(err) = lookout_host::plots::training_curves(&trained.history.epochs, &curves) {
-        eprintln!("warning: no training curves: {err}");
+    let trained = train_features(&args.features, &args.out, &config, &mut on_progress)
+        .with_context(|| format!("training on {}", args.features.display()))?;
+    if trained.pool_already_applied {
+        eprintln!(
+            "note: the features are already pooled ({:?}); --pool avg had nothing to do",
+            manifest.feature_shape
+        );
     }
-
-    // The test split is looked at only now, after the weights are fixed.
-    let test = features
-        .load_split(Split::Test)
-        .context("cannot load the test features")?;
-    let test_accuracy = if test.is_empty() {
-        None
-    } else {
-        let logits = run.head.forward_parallel(&test.features);
-        let k = run.head.outputs();
-        let preds: Vec<usize> = logits
-            .chunks(k)
-            .map(|l| predict_from_logits(run.config.output, run.config.threshold, l))
-            .collect();
-        let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
-        Some(compute_metrics(&run.config.classes, &labels, &preds)?.accuracy)
-    };
+    let run = &trained.run;
+    let test_accuracy = trained.test_metrics.as_ref().map(|m| m.accuracy);
+    let test_rows = trained.test_metrics.as_ref().map_or(0, |m| m.examples);
 
     let best = &trained.history.epochs[trained.history.best_epoch - 1];
     if args.json {
@@ -278,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(a) = test_accuracy {
             println!(
                 "  test ({} rows):       accuracy {:.2}%",
-                test.len(),
+                test_rows,
                 a * 100.0
             );
         }

@@ -55,13 +55,22 @@ pub struct BundlePrediction {
     pub error: Option<String>,
 }
 
+/// What [`predict_bundle`] returns: the bundle's labels and one prediction per image, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BundlePredictions {
+    /// The bundle's class names.
+    pub labels: Vec<String>,
+    /// One entry per image.
+    pub predictions: Vec<BundlePrediction>,
+}
+
 /// Labels each image with the bundle at `bundle_path`. An unreadable image gives an entry with `error` set
 /// rather than stopping the rest; a bundle that does not load is an error.
 pub fn predict_bundle(
     bundle_path: &Path,
     images: &[PathBuf],
     progress: bool,
-) -> Result<Vec<BundlePrediction>, ExportError> {
+) -> Result<BundlePredictions, ExportError> {
     let mut model = Model::load(bundle_path, &RuntimeOptions::default())?;
     let bar = progress_bar(images.len(), "predicting", progress && images.len() > 1);
     let mut out = Vec::with_capacity(images.len());
@@ -88,5 +97,8 @@ pub fn predict_bundle(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(out)
+    Ok(BundlePredictions {
+        labels: model.labels().to_vec(),
+        predictions: out,
+    })
 }

@@ -9,6 +9,7 @@
 pub mod evaluate_bundle;
 pub mod graph;
 pub mod measure;
+pub mod onnx;
 pub mod precision;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use tract_core::prelude::*;
 use crate::features::{FeatureSet, Split, SplitFeatures};
 use crate::run::{Head, HeadKind, OutputKind, Pool, Run, RunConfig};
 
-pub use evaluate_bundle::{evaluate_bundle, predict_bundle, BundlePrediction};
+pub use evaluate_bundle::{evaluate_bundle, predict_bundle, BundlePrediction, BundlePredictions};
 pub use precision::ExportPrecision;
 
 /// Largest probability difference accepted between the combined f32 graph and the host's float pipeline
@@ -69,6 +70,9 @@ pub enum ExportError {
     /// The precision reduction failed or is not available.
     #[error("{0}")]
     Precision(String),
+    /// The ONNX copy (`--onnx`) cannot be written.
+    #[error("--onnx: {0}")]
+    Onnx(String),
     /// The model could not be serialised.
     #[error("serialising the model as NNEF: {0}")]
     Serialize(String),
@@ -132,6 +136,8 @@ pub struct ExportOptions {
     pub max_test_images: Option<usize>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Also write the float combined model as ONNX here (for other engines).
+    pub onnx: Option<PathBuf>,
 }
 
 impl Default for ExportOptions {
@@ -143,6 +149,7 @@ impl Default for ExportOptions {
             compose_check_images: 4,
             max_test_images: None,
             progress: false,
+            onnx: None,
         }
     }
 }
@@ -178,6 +185,8 @@ pub struct ExportReport {
     pub forced: bool,
     /// One-line description of the head.
     pub head: String,
+    /// The ONNX copy written (`--onnx`) and its size in bytes.
+    pub onnx: Option<(PathBuf, u64)>,
 }
 
 /// Exports the run in `run_dir` as a bundle at `out` (written atomically, only if accepted).
@@ -189,6 +198,7 @@ pub fn export(
     let run = Run::load(run_dir)?;
     // Refuse before any slow work when the precision cannot be produced.
     precision::check_available(options.precision, &run.head)?;
+
     let test = load_test_split(run_dir, &run.config)?;
     let spec = &run.config.features.preprocess;
     let input_shape = spec
@@ -236,6 +246,11 @@ pub fn export(
             max_drop: options.max_drop_points,
         });
     }
+    // The ONNX copy is the float model: written once the export is accepted, so a refusal leaves no files.
+    let onnx = match &options.onnx {
+        Some(path) => Some((path.clone(), onnx::write_onnx(&run, path)?)),
+        None => None,
+    };
     let mut bundle = bundle;
     let metrics = ExportMetrics {
         accuracy: measured.accuracy,
@@ -266,6 +281,7 @@ pub fn export(
         compose_check_diff,
         forced: over,
         head: bundle.header.head.description.clone(),
+        onnx,
     })
 }
 

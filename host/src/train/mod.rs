@@ -16,6 +16,7 @@ pub mod adam;
 pub mod data;
 mod model;
 pub mod rng;
+pub mod session;
 
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
 pub use data::{stratified_split, Dataset};
+pub use session::{train_features, TrainRunError, TrainedRun};
 
 use crate::run::{pooled_len, Head, HeadKind, OutputKind, Pool};
 use adam::{Adam, AdamConfig};
