@@ -29,6 +29,7 @@ split files list `relative/or/absolute/path<TAB>label` per line. `--only a,b` re
 """
 import argparse
 import collections
+import hashlib
 import json
 import os
 import random
@@ -201,6 +202,15 @@ def weight_only_head(float_model_path, out_path):
 # Evaluation
 # ----------------------------------------------------------------------------------------------------------------
 
+def file_digest(path):
+    """Short sha256 of a file, to key the calibration cache on the exact graph calibrated."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
 def session(path, threads):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads  # 0 = onnxruntime's default
@@ -360,6 +370,7 @@ def main():
     probs = {"float": p_float}
 
     reader = ArrayReader(x_cal)
+    digests = {p: file_digest(p) for p in (prep_path, prep_mm_path)}
     for name, (desc, kw) in specs.items():
         if only and not any(name.startswith(o) for o in only):
             continue
@@ -368,7 +379,8 @@ def main():
         model_tag = kw.pop("model", "gemm")
         src = prep_mm_path if model_tag == "matmul" else prep_path
         # calibration ranges depend on the graph, the op types calibrated and the method: cache them on that key
-        cache_key = f"{model_tag}_{'-'.join(sorted(kw.get('op_types_to_quantize') or ['all']))}_{kw['calibrate_method'].name}"
+        cache_key = (f"{model_tag}-{digests[src]}_{'-'.join(sorted(kw.get('op_types_to_quantize') or ['all']))}_"
+                     f"{kw['calibrate_method'].name}")
         extra = {"CalibStridedMinMax": 20}  # collect calibration data 20 images at a time (bounded memory)
         if kw["calibrate_method"] == CalibrationMethod.Percentile:
             extra["CalibPercentile"] = 99.999
@@ -431,14 +443,14 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(dict(args=vars(args), ort=ort.__version__, onnx=onnx.__version__, groups=groups,
                        calibration=[p for p, _ in calib], results=results), f, indent=1)
-    lines = ["| variant | accuracy | agreement w/ float | max abs prob diff | size MB | ORT ms 1-thread | ORT ms default |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | accuracy | agreement w/ float | max abs prob diff | mean abs prob diff | size MB | ORT ms 1-thread | ORT ms default |",
+             "|---|---|---|---|---|---|---|---|"]
     for k, r in results.items():
         if "accuracy" not in r:
-            lines.append(f"| {k} | FAILED: {r.get('error', '?')[:120]} | | | | | |")
+            lines.append(f"| {k} | FAILED: {r.get('error', '?')[:120]} | | | | | | |")
             continue
         lines.append(f"| {k} | {r['accuracy'] * 100:.2f} % ({r['errors']} err) | {r['agreement'] * 100:.2f} % | "
-                     f"{r['max_prob_diff']:.4f} | {r['size_mb']:.1f} | {r.get('ms_1thread', float('nan')):.2f} | "
+                     f"{r['max_prob_diff']:.4f} | {r['mean_prob_diff']:.4f} | {r['size_mb']:.1f} | {r.get('ms_1thread', float('nan')):.2f} | "
                      f"{r.get('ms_default_threads', float('nan')):.2f} |")
     table = "\n".join(lines)
     with open(os.path.join(args.out, "RESULTS_table.md"), "w") as f:

@@ -93,7 +93,11 @@ fn exports_lite0_at_every_precision() {
     );
     assert_eq!(metrics.confusion.iter().flatten().sum::<usize>(), 40);
 
-    onnx_copy_matches_the_bundle(&onnx_path, &f32_path, &export_support::photos(&shared, "Dog", 950, 2));
+    onnx_copy_matches_the_bundle(
+        &onnx_path,
+        &f32_path,
+        &export_support::photos(&shared, "Dog", 950, 2),
+    );
 
     // f16: half the model, probabilities within 1e-2 (platform notes: logits move ≤ 2e-4), same accuracy within 0.5 point on
     // these few images (one image is many points, so: the same).

@@ -45,10 +45,11 @@ pub fn write_onnx(run: &Run, out: &Path) -> Result<u64, ExportError> {
         path: record.path.clone(),
         reason: e.to_string(),
     })?;
-    let mut model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| ExportError::Backbone {
-        path: record.path.clone(),
-        reason: format!("not a valid ONNX protobuf: {e}"),
-    })?;
+    let mut model =
+        pb::ModelProto::decode(bytes.as_slice()).map_err(|e| ExportError::Backbone {
+            path: record.path.clone(),
+            reason: format!("not a valid ONNX protobuf: {e}"),
+        })?;
     let graph = model
         .graph
         .as_mut()

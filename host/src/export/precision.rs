@@ -23,15 +23,17 @@ use crate::run::Head;
 
 use super::ExportError;
 
-/// Why `--precision int8` is refused, with what was tried and measured.
-pub const INT8_REFUSAL: &str = "--precision int8 is not available: tract 0.23.9 has no path from a float graph to \
-a statically quantized one that it runs with integer kernels. What was measured with tract 0.23.9 (lookout's platform notes): \
-onnxruntime `quantize_static` QDQ models load in tract but run their convolutions in float between \
-Dequantize/Quantize pairs (2.5-2.7x slower than f32, nothing gained); QLinearConv-only models are bit-exact but \
-run at 89-160 ms vs 33 ms in f32 on x86; the fully quantized QOperator form fails on QLinearMul; and no ONNX-quantized \
-model serializes to NNEF (`No serializer found for QuantizeLinearU8`), so none fits in a bundle. Refusing rather \
-than shipping a float model labelled int8. Use --precision f16 (half the size; native FP16 on a Pi 5) or \
---precision f32-q4head (4-bit head weights).";
+/// Why `--precision int8` is refused, with what was tried and measured (README, "int8"; reproduce with
+/// `python3 benches/int8_experiment.py` and `lookout extract --backbone <int8.onnx>`).
+pub const INT8_REFUSAL: &str = "--precision int8 is not available: the accuracy holds but tract cannot carry it to \
+the Pi. Measured on the cats-vs-dogs Lite0 run (400 test photos, float 98.25 %): onnxruntime's static \
+quantization calibrated on 200 training photos, per-channel weights, stem conv kept in float, gives 98.25 % in \
+onnxruntime and 98.00 % in tract 0.23.9 (399/400 same labels, 19.6 MB instead of 77.7 MB; per-tensor weights lose \
+1.0 point); but tract runs those QLinearConv graphs 8.8x SLOWER than f32 on x86 (1.1 vs 9.7 images/s), runs the \
+QDQ form in float, and cannot serialize any of them to NNEF (`No serializer found for QuantizeLinearU8`), so none \
+fits in a bundle. Refusing rather than shipping a float model labelled int8. Use --precision f32-q4head (4-bit \
+head weights, the bulk of the file) or f16 (half the size; native FP16 on a Pi 5); for other engines, \
+`lookout export --onnx` plus benches/int8_experiment.py writes the int8 ONNX.";
 
 /// Numeric precision of an exported model, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -43,7 +45,8 @@ pub enum ExportPrecision {
     /// 16-bit float weights and activations: half the size; fast only with ARMv8.2 FP16 (Pi 5).
     #[value(name = "f16")]
     F16,
-    /// 8-bit integer (refused: tract 0.23.9 has no integer path for these graphs; the error says why).
+    /// 8-bit integer (refused: tract 0.23.9 runs the quantized graphs slower than f32 and cannot store them
+    /// in a bundle; the error gives the measured figures).
     #[value(name = "int8")]
     Int8,
     /// f32 activations, the head's largest weight matrix in 4-bit blocks (Q4_0).

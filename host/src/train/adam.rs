@@ -159,11 +159,9 @@ impl InplaceOp2 for AdamUpdate<'_> {
             .zip(exp_avg.par_chunks_mut(CHUNK))
             .zip(exp_avg_sq.par_chunks_mut(CHUNK));
         if c.amsgrad {
-            chunks
-                .zip(max_exp_avg_sq.par_chunks_mut(CHUNK))
-                .for_each(|((((theta, grad), m), v), vmax)| {
-                    update_chunk(&c, theta, grad, m, v, Some(vmax))
-                });
+            chunks.zip(max_exp_avg_sq.par_chunks_mut(CHUNK)).for_each(
+                |((((theta, grad), m), v), vmax)| update_chunk(&c, theta, grad, m, v, Some(vmax)),
+            );
         } else {
             chunks.for_each(|(((theta, grad), m), v)| update_chunk(&c, theta, grad, m, v, None));
         }

@@ -268,7 +268,10 @@ mod tests {
         let close = |a: Vec<f32>, b: Vec<f32>| {
             assert_eq!(a.len(), b.len());
             // Same gemm, possibly another blocking: measured ≤ 1e-6.
-            assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-5), "{a:?} vs {b:?}");
+            assert!(
+                a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-5),
+                "{a:?} vs {b:?}"
+            );
         };
         close(flat(&ours), flat(&theirs));
         // A loss that weights every output differently, so a wrong gradient layout shows.
