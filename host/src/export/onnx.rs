@@ -108,7 +108,16 @@ fn prune(graph: &mut pb::GraphProto, output: &str) {
         index += 1;
         keep[index - 1]
     });
+    // Older ONNX files also list initializers among the graph inputs: drop those with their initializer, or
+    // they would become inputs the caller must feed.
+    let dropped: HashSet<String> = graph
+        .initializer
+        .iter()
+        .filter(|t| !needed.contains(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
     graph.initializer.retain(|t| needed.contains(&t.name));
+    graph.input.retain(|i| !dropped.contains(&i.name));
     graph
         .value_info
         .retain(|v| needed.contains(&v.name) && v.name != output);
@@ -247,4 +256,47 @@ fn metadata(run: &Run) -> Result<Vec<pb::StringStringEntryProto>, ExportError> {
         ),
         entry("lookout.output", output.into()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(name: &str) -> pb::ValueInfoProto {
+        pb::ValueInfoProto {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// x → Relu "first" → t1 → Relu "second" → t2; an unused initializer `w` also listed as an input (old IR).
+    fn two_relus() -> pb::GraphProto {
+        pb::GraphProto {
+            node: vec![
+                node("Relu", "first", &["x"], "t1"),
+                node("Relu", "second", &["t1"], "t2"),
+            ],
+            initializer: vec![float_initializer("w", &[1], &[1.0])],
+            input: vec![value("x"), value("w")],
+            output: vec![value("t2")],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_cut_by_node_or_tensor_name_keeps_only_its_ancestors() {
+        let graph = two_relus();
+        assert_eq!(cut_tensor(&graph, "first").unwrap(), "t1");
+        assert_eq!(cut_tensor(&graph, "t1").unwrap(), "t1");
+        assert!(cut_tensor(&graph, "third").is_err());
+
+        let mut graph = two_relus();
+        prune(&mut graph, "t1");
+        let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["first"]);
+        assert!(graph.initializer.is_empty());
+        let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(inputs, ["x"]);
+        assert!(graph.output.is_empty());
+    }
 }
