@@ -33,6 +33,7 @@ def main() -> int:
         import numpy as np
         import onnxruntime as ort
         from PIL import Image
+        from pil_reference import preprocess_image
     except ImportError as e:
         print(f"SKIPPED: {e.name} is not installed (pip install onnxruntime numpy pillow)")
         return 0
@@ -45,11 +46,6 @@ def main() -> int:
     load_ms = (time.perf_counter() - started) * 1e3
     meta = session.get_modelmeta().custom_metadata_map
     recipe = json.loads(meta["lookout.preprocess"])
-    shorter = recipe["resize"]["ShorterSide"]
-    crop_h, crop_w = recipe["crop"]
-    scale = recipe["input_scale"]
-    mean = np.array(recipe["mean"], dtype=np.float32)
-    std = np.array(recipe["std"], dtype=np.float32)
     input_name = session.get_inputs()[0].name
 
     x = np.arange(640, dtype=np.uint32)[None, :].repeat(480, 0)
@@ -57,14 +53,7 @@ def main() -> int:
     frame = Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8))
 
     def preprocess(img):
-        w, h = img.size
-        s = shorter / min(w, h)
-        img = img.resize((max(shorter, round(w * s)), max(shorter, round(h * s))), Image.BILINEAR)
-        w, h = img.size
-        left, top = (w - crop_w) // 2, (h - crop_h) // 2
-        img = img.crop((left, top, left + crop_w, top + crop_h))
-        t = (np.asarray(img, dtype=np.float32) / scale - mean) / std
-        return np.ascontiguousarray(t.transpose(2, 0, 1)[None])
+        return preprocess_image(img, recipe)[None]
 
     for _ in range(5):
         session.run(None, {input_name: preprocess(frame)})

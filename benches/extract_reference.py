@@ -13,22 +13,13 @@ import time
 try:
     import numpy as np
     import onnxruntime as ort
-    from PIL import Image
+    from pil_reference import TF_INCEPTION, preprocess_file
 except ImportError as e:  # pragma: no cover
     print(f"skipped: {e.name} is not importable (pip install onnxruntime pillow numpy)")
     sys.exit(0)
 
 def preprocess(path):
-    img = Image.open(path).convert("RGB")
-    w, h = img.size
-    s = 256 / min(w, h)
-    img = img.resize((max(256, round(w * s)), max(256, round(h * s))), Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    img = img.crop((left, top, left + 224, top + 224))
-    x = np.asarray(img, dtype=np.float32) / 255.0
-    x = (x - 0.5) / 0.5
-    return x.transpose(2, 0, 1)[None]
+    return preprocess_file(path, TF_INCEPTION)[None]
 
 
 def main():

@@ -51,7 +51,7 @@ try:
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    from PIL import Image
+    from pil_reference import preprocess_file
     from safetensors.numpy import load_file as load_safetensors
 except ImportError as e:  # pragma: no cover - depends on the machine
     print(f"SKIPPED: {e.name} is not importable (pip install onnx onnxruntime pillow numpy safetensors)")
@@ -77,30 +77,13 @@ def read_split(path, data_dir):
     return items
 
 
-def preprocess(path, recipe):
-    """The run's recipe ("tf-inception"): RGB, shorter side -> 256 bilinear (PIL antialiases when downscaling),
-    center crop 224, x/255, (x - mean)/std, NCHW float32. Returns [3,224,224]."""
-    short = recipe["resize"]["ShorterSide"]
-    ch, cw = recipe["crop"]
-    img = Image.open(path).convert("RGB")
-    w, h = img.size
-    s = short / min(w, h)
-    img = img.resize((max(short, round(w * s)), max(short, round(h * s))), Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - cw) // 2, (h - ch) // 2
-    img = img.crop((left, top, left + cw, top + ch))
-    x = np.asarray(img, dtype=np.float32) / float(recipe["input_scale"])
-    x = (x - np.asarray(recipe["mean"], np.float32)) / np.asarray(recipe["std"], np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
 def load_images(items, recipe, cache_path):
     """Preprocess a list of images once and cache the tensor ([N,3,224,224] float32) as .npy."""
     if os.path.exists(cache_path):
         x = np.load(cache_path)
         if x.shape[0] == len(items):
             return x
-    x = np.stack([preprocess(p, recipe) for p, _ in items])
+    x = np.stack([preprocess_file(p, recipe) for p, _ in items])
     np.save(cache_path, x)
     return x
 
