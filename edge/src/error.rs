@@ -100,3 +100,61 @@ pub enum EdgeError {
         source: std::io::Error,
     },
 }
+
+/// The one line both command-line tools print for a failed command: the error and its causes, joined by ": ".
+///
+/// Most errors here already say their cause in their own message (`cannot read x.jpg: No such file or
+/// directory`), so that a library user printing only `{}` gets the whole story; a cause whose text the line
+/// already holds is therefore not repeated (anyhow's `{:#}` would print it twice).
+pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing_file() -> EdgeError {
+        EdgeError::Io {
+            path: PathBuf::from("cat.1.jpg"),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"),
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let error = anyhow::Error::new(missing_file()).context("listing the images");
+        assert_eq!(
+            error_line(error.as_ref()),
+            "listing the images: cannot read cat.1.jpg: No such file or directory"
+        );
+        // What anyhow alone prints, for contrast: the reason twice.
+        assert_eq!(
+            format!("{error:#}")
+                .matches("No such file or directory")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_cause_not_in_the_message_is_appended() {
+        let error = anyhow::Error::new(std::io::Error::other("disk full"))
+            .context("writing out.json")
+            .context("classify");
+        assert_eq!(
+            error_line(error.as_ref()),
+            "classify: writing out.json: disk full"
+        );
+    }
+}

@@ -14,5 +14,5 @@ pub mod smoothing;
 pub mod source;
 pub mod stats;
 
-pub use error::EdgeError;
+pub use error::{error_line, EdgeError};
 pub use model::{Model, Prediction, RuntimeOptions};

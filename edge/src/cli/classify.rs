@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use lookout_edge::files::collect_images;
-use lookout_edge::{Model, Prediction};
+use lookout_edge::{error_line, Model, Prediction};
 use serde_json::json;
 
 use super::common::{load_model, ms, round3};
@@ -56,11 +56,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if args.json {
                     println!(
                         "{}",
-                        json!({"type": "error", "path": path, "error": format!("{e:#}")})
+                        json!({"type": "error", "path": path, "error": error_line(e.as_ref())})
                     );
                 } else {
                     // Decode errors already name the file.
-                    let reason = format!("{e:#}");
+                    let reason = error_line(e.as_ref());
                     if reason.contains(&*path.to_string_lossy()) {
                         eprintln!("{reason}");
                     } else {

@@ -47,7 +47,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", lookout_edge::error_line(e.as_ref()));
             ExitCode::from(EXIT_USAGE)
         }
     }

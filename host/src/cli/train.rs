@@ -136,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let trained = train_features(&args.features, &args.out, &config, &mut on_progress)
+    let trained = train_features(&features, &args.out, &config, &mut on_progress)
         .with_context(|| format!("training on {}", args.features.display()))?;
     if trained.pool_already_applied {
         eprintln!(

@@ -50,15 +50,15 @@ pub struct TrainedRun {
     pub pool_already_applied: bool,
 }
 
-/// Trains a head on the cache in `features_dir` and writes `run_dir` (run.json, head.safetensors,
+/// Trains a head on the opened features cache and writes `run_dir` (run.json, head.safetensors,
 /// history.json, curves.png); then measures the head on the test split.
 pub fn train_features(
-    features_dir: &Path,
+    features: &FeatureSet,
     run_dir: &Path,
     config: &TrainConfig,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainedRun, TrainRunError> {
-    let features = FeatureSet::open(features_dir)?;
+    let features_dir = features.dir.as_path();
     let manifest = &features.manifest;
     let train_split = features.load_split(Split::Train)?;
     if train_split.is_empty() {
