@@ -2,10 +2,7 @@
 //! reproducible for a seed, and save a run that loads back and predicts the same.
 
 use lookout_host::evaluate::compute_metrics;
-use lookout_host::run::{
-    BackboneInfo, FeaturesRecord, HeadKind, HeadSpec, OutputKind, Pool, Run, RunConfig,
-    TrainingRecord, RUN_FORMAT, RUN_FORMAT_VERSION,
-};
+use lookout_host::run::{BackboneInfo, FeaturesRecord, HeadKind, OutputKind, Pool, Run};
 use lookout_host::train::rng::Rng;
 use lookout_host::train::{train, Dataset, TrainConfig, Trained};
 
@@ -235,53 +232,28 @@ fn a_saved_run_loads_back_and_predicts_identically() {
         ..TrainConfig::default()
     };
     let trained = train(data.clone(), &[3, 2, 2], 2, &config, &mut |_| {}).unwrap();
-    let run = Run {
-        config: RunConfig {
-            format: RUN_FORMAT.into(),
-            version: RUN_FORMAT_VERSION,
-            classes: vec!["cat".into(), "dog".into()],
-            output: trained.output,
-            threshold: 0.5,
-            head: HeadSpec {
-                kind: config.head,
-                hidden: config.hidden,
-                dropout: config.dropout,
-                pool: config.pool,
-                input_shape: vec![3, 2, 2],
-                input_dim: 12,
-                outputs: 1,
-                layers: vec!["fc1".into(), "fc2".into()],
-            },
-            features: FeaturesRecord {
-                dir: "/nowhere".into(),
-                feature_shape: vec![3, 2, 2],
-                pooled: false,
-                backbone: BackboneInfo {
-                    name: "b".into(),
-                    path: "b.onnx".into(),
-                    sha256: "00".into(),
-                    cut: None,
-                },
-                preprocess: lookout_shared::PreprocessSpec::tf_inception(),
-            },
-            training: TrainingRecord {
-                seed: 42,
-                epochs: 2,
-                epochs_run: 2,
-                batch: 64,
-                lr: 1e-3,
-                optimizer: "adam(amsgrad)".into(),
-                patience: None,
-                val_split: 0.1,
-                train_examples: trained.train_examples,
-                valid_examples: trained.valid_examples,
-                best_epoch: trained.history.best_epoch,
-                best_valid_loss: trained.best_valid_loss,
-                seconds: trained.seconds,
-            },
+    let features = FeaturesRecord {
+        dir: "/nowhere".into(),
+        feature_shape: vec![3, 2, 2],
+        pooled: false,
+        backbone: BackboneInfo {
+            name: "b".into(),
+            path: "b.onnx".into(),
+            sha256: "00".into(),
+            cut: None,
         },
-        head: trained.head.clone(),
+        preprocess: lookout_shared::PreprocessSpec::tf_inception(),
     };
+    let run = trained
+        .clone()
+        .into_run(&config, vec!["cat".into(), "dog".into()], features);
+    // What the record says about the head, as export will read it back.
+    assert_eq!(run.config.head.input_shape, vec![3, 2, 2]);
+    assert_eq!(run.config.head.input_dim, 12);
+    assert_eq!(run.config.head.outputs, 1);
+    assert_eq!(run.config.head.layers, vec!["fc1", "fc2"]);
+    assert_eq!(run.config.training.epochs_run, 2);
+    assert_eq!(run.config.training.optimizer, "adam(amsgrad)");
     let dir = tempfile::tempdir().unwrap();
     run.save(dir.path()).unwrap();
     let loaded = Run::load(dir.path()).unwrap();

@@ -11,7 +11,7 @@ use crate::run::{
     CURVES_FILE, HISTORY_FILE, RUN_FORMAT, RUN_FORMAT_VERSION,
 };
 
-use super::{train, Dataset, History, Progress, TrainConfig, TrainError};
+use super::{train, Dataset, History, Progress, TrainConfig, TrainError, Trained};
 
 /// What can go wrong between a features cache and a saved run.
 #[derive(Debug, thiserror::Error)]
@@ -82,61 +82,26 @@ pub fn train_features(
         &config,
         progress,
     )?;
-    let run = Run {
-        config: RunConfig {
-            format: RUN_FORMAT.into(),
-            version: RUN_FORMAT_VERSION,
-            classes: manifest.classes.clone(),
-            output: trained.output,
-            threshold: 0.5,
-            head: HeadSpec {
-                kind: config.head,
-                hidden: config.hidden,
-                dropout: config.dropout,
-                pool: config.pool,
-                input_shape: manifest.feature_shape.clone(),
-                input_dim: trained.head.layers[0].inputs,
-                outputs: trained.head.outputs(),
-                layers: trained.head.layers.iter().map(|l| l.name.clone()).collect(),
-            },
-            features: FeaturesRecord {
-                dir: std::path::absolute(features_dir)
-                    .unwrap_or_else(|_| features_dir.to_path_buf()),
-                feature_shape: manifest.feature_shape.clone(),
-                pooled: manifest.pooled,
-                backbone: manifest.backbone.clone(),
-                preprocess: manifest.preprocess.clone(),
-            },
-            training: TrainingRecord {
-                seed: config.seed,
-                epochs: config.epochs,
-                epochs_run: trained.history.epochs.len(),
-                batch: config.batch,
-                lr: config.lr,
-                optimizer: config.optimizer_name().into(),
-                patience: config.patience,
-                val_split: config.val_split,
-                train_examples: trained.train_examples,
-                valid_examples: trained.valid_examples,
-                best_epoch: trained.history.best_epoch,
-                best_valid_loss: trained.best_valid_loss,
-                seconds: trained.seconds,
-            },
-        },
-        head: trained.head,
+    let features_record = FeaturesRecord {
+        dir: std::path::absolute(features_dir).unwrap_or_else(|_| features_dir.to_path_buf()),
+        feature_shape: manifest.feature_shape.clone(),
+        pooled: manifest.pooled,
+        backbone: manifest.backbone.clone(),
+        preprocess: manifest.preprocess.clone(),
     };
+    let train_examples = trained.train_examples;
+    let valid_examples = trained.valid_examples;
+    let history = trained.history.clone();
+    let run = trained.into_run(&config, manifest.classes.clone(), features_record);
     run.save(run_dir)?;
     let history_path = run_dir.join(HISTORY_FILE);
-    let history_json =
-        serde_json::to_vec_pretty(&trained.history).map_err(|source| RunError::Json {
-            path: history_path.clone(),
-            source,
-        })?;
+    let history_json = serde_json::to_vec_pretty(&history).map_err(|source| RunError::Json {
+        path: history_path.clone(),
+        source,
+    })?;
     crate::run::write_atomic(&history_path, &history_json)?;
     // A missing picture loses nothing the numbers do not hold: warn and go on.
-    if let Err(e) =
-        crate::plots::training_curves(&trained.history.epochs, &run_dir.join(CURVES_FILE))
-    {
+    if let Err(e) = crate::plots::training_curves(&history.epochs, &run_dir.join(CURVES_FILE)) {
         eprintln!("warning: no training curves: {e}");
     }
 
@@ -156,10 +121,58 @@ pub fn train_features(
     };
     Ok(TrainedRun {
         run,
-        history: trained.history,
-        train_examples: trained.train_examples,
-        valid_examples: trained.valid_examples,
+        history,
+        train_examples,
+        valid_examples,
         test_metrics,
         pool_already_applied,
     })
+}
+
+impl Trained {
+    /// The run record of this training: everything export and evaluate need to rebuild the head and know what it
+    /// was trained on (`features` says which cache, backbone and preprocessing).
+    pub fn into_run(
+        self,
+        config: &TrainConfig,
+        classes: Vec<String>,
+        features: FeaturesRecord,
+    ) -> Run {
+        Run {
+            config: RunConfig {
+                format: RUN_FORMAT.into(),
+                version: RUN_FORMAT_VERSION,
+                classes,
+                output: self.output,
+                threshold: 0.5,
+                head: HeadSpec {
+                    kind: config.head,
+                    hidden: config.hidden,
+                    dropout: config.dropout,
+                    pool: config.pool,
+                    input_shape: features.feature_shape.clone(),
+                    input_dim: self.head.layers[0].inputs,
+                    outputs: self.head.outputs(),
+                    layers: self.head.layers.iter().map(|l| l.name.clone()).collect(),
+                },
+                features,
+                training: TrainingRecord {
+                    seed: config.seed,
+                    epochs: config.epochs,
+                    epochs_run: self.history.epochs.len(),
+                    batch: config.batch,
+                    lr: config.lr,
+                    optimizer: config.optimizer_name().into(),
+                    patience: config.patience,
+                    val_split: config.val_split,
+                    train_examples: self.train_examples,
+                    valid_examples: self.valid_examples,
+                    best_epoch: self.history.best_epoch,
+                    best_valid_loss: self.best_valid_loss,
+                    seconds: self.seconds,
+                },
+            },
+            head: self.head,
+        }
+    }
 }
