@@ -22,7 +22,7 @@ use crate::export::{export, ExportOptions, ExportPrecision, ExportReport};
 use crate::extract::{extract_folder, ExtractJob, ExtractOptions, Pooling, DEFAULT_SHARD_SIZE};
 use crate::features::FeatureSet;
 use crate::run::{CONFUSION_FILE, CURVES_FILE};
-use crate::train::{train_features, Progress, TrainConfig, TrainRunError};
+use crate::train::{train_features, Progress, TrainConfig};
 
 /// The backbone `fit` uses when none is given: the tutorial's, from the catalogue.
 pub const DEFAULT_BACKBONE: &str = "mobilenet_v3_large";
@@ -243,7 +243,7 @@ pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
             bar.set_message(format!("train loss {:.4}", record.train_loss));
         }
     };
-    let features = FeatureSet::open(&features_dir).map_err(TrainRunError::from)?;
+    let features = FeatureSet::open(&features_dir)?;
     let trained = train_features(&features, &run_dir, &options.train, &mut on_progress)?;
     bar.finish_and_clear();
     let run = trained.run;

@@ -177,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let (Some(l), Some(a)) = (best.valid_loss, best.valid_accuracy) {
             println!(
                 "  validation ({} rows): loss {l:.4}, accuracy {:.2}%",
-                trained.valid_examples,
+                run.config.training.valid_examples,
                 a * 100.0
             );
         }

@@ -38,12 +38,8 @@ pub enum TrainRunError {
 pub struct TrainedRun {
     /// The run as saved.
     pub run: Run,
-    /// Per-epoch metrics (also in history.json).
+    /// Per-epoch metrics (also in history.json). Row counts are in `run.config.training`.
     pub history: History,
-    /// Rows trained on.
-    pub train_examples: usize,
-    /// Rows held out for validation.
-    pub valid_examples: usize,
     /// Float metrics on the test split (`None` when the cache has no test rows).
     pub test_metrics: Option<Metrics>,
     /// True when `--pool avg` was asked on features that were pooled at extraction (nothing to do).
@@ -89,8 +85,6 @@ pub fn train_features(
         backbone: manifest.backbone.clone(),
         preprocess: manifest.preprocess.clone(),
     };
-    let train_examples = trained.train_examples;
-    let valid_examples = trained.valid_examples;
     let history = trained.history.clone();
     let run = trained.into_run(&config, manifest.classes.clone(), features_record);
     run.save(run_dir)?;
@@ -122,8 +116,6 @@ pub fn train_features(
     Ok(TrainedRun {
         run,
         history,
-        train_examples,
-        valid_examples,
         test_metrics,
         pool_already_applied,
     })
