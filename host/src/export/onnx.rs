@@ -65,7 +65,7 @@ pub fn write_onnx(run: &Run, out: &Path) -> Result<u64, ExportError> {
         None => graph.output[0].name.clone(),
     };
     prune(graph, &features);
-    append_head(graph, &features, run)?;
+    append_head(graph, &features, run);
     model.metadata_props.extend(metadata(run)?);
     model.producer_name = "lookout".into();
     model.producer_version = env!("CARGO_PKG_VERSION").into();
@@ -154,7 +154,7 @@ fn float_initializer(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorPr
 }
 
 /// Pooling, flatten, the dense layers and the activation after `features`; output [batch, classes].
-fn append_head(graph: &mut pb::GraphProto, features: &str, run: &Run) -> Result<(), ExportError> {
+fn append_head(graph: &mut pb::GraphProto, features: &str, run: &Run) {
     let head = &run.head;
     let mut wire = features.to_string();
     // Extraction or training (never both: the cache is then [C] already) averaged [C, H, W] maps over H, W.
@@ -196,13 +196,14 @@ fn append_head(graph: &mut pb::GraphProto, features: &str, run: &Run) -> Result<
             wire = relu;
         }
     }
-    let mut activation = match run.config.output {
+    let activation = match run.config.output {
         OutputKind::Sigmoid => node("Sigmoid", ONNX_OUTPUT, &[&wire], ONNX_OUTPUT),
-        OutputKind::Softmax => node("Softmax", ONNX_OUTPUT, &[&wire], ONNX_OUTPUT),
+        OutputKind::Softmax => {
+            let mut softmax = node("Softmax", ONNX_OUTPUT, &[&wire], ONNX_OUTPUT);
+            softmax.attribute.push(int_attribute("axis", 1));
+            softmax
+        }
     };
-    if run.config.output == OutputKind::Softmax {
-        activation.attribute.push(int_attribute("axis", 1));
-    }
     graph.node.push(activation);
     let classes = head.layers.last().map_or(0, |l| l.outputs);
     graph.output.push(pb::ValueInfoProto {
@@ -231,7 +232,6 @@ fn append_head(graph: &mut pb::GraphProto, features: &str, run: &Run) -> Result<
         }),
         ..Default::default()
     });
-    Ok(())
 }
 
 /// What the bundle header would tell: class names, preprocessing, how to read the output.
