@@ -21,6 +21,8 @@ use candle_core::{backprop::GradStore, CpuStorage, InplaceOp2, Layout, Result, V
 use candle_nn::Optimizer;
 use rayon::prelude::*;
 
+use super::model::{contiguous_f32, contiguous_f32_mut};
+
 /// Hyper-parameters of [`Adam`]; the defaults are PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
@@ -126,16 +128,8 @@ impl InplaceOp2 for AdamUpdate<'_> {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> Result<()> {
-        let (CpuStorage::F32(theta), CpuStorage::F32(grad)) = (theta, grad) else {
-            candle_core::bail!("adam-update takes f32 tensors");
-        };
-        let (Some((t_start, t_end)), Some((g_start, g_end))) = (
-            theta_layout.contiguous_offsets(),
-            grad_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("adam-update takes contiguous tensors");
-        };
-        let (theta, grad) = (&mut theta[t_start..t_end], &grad[g_start..g_end]);
+        let theta = contiguous_f32_mut(theta, theta_layout, self.name())?;
+        let grad = contiguous_f32(grad, grad_layout, self.name())?;
         let mut moments = self.moments.borrow_mut();
         let Moments {
             exp_avg,

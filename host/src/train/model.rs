@@ -126,6 +126,37 @@ impl CandleHead {
     }
 }
 
+/// The f32 values of a CPU tensor's storage, for the custom ops here (`op` names the op in the error): the
+/// storage must hold f32 and the layout be contiguous.
+pub(super) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("{op} takes f32 tensors");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} takes contiguous tensors");
+    };
+    Ok(&values[start..end])
+}
+
+/// [`contiguous_f32`] for a storage the op writes in place.
+pub(super) fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("{op} takes f32 tensors");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} takes contiguous tensors");
+    };
+    Ok(&mut values[start..end])
+}
+
 /// `features [m, k] × weight_t [k, n]` for the first layer, whose left operand is never trained: the
 /// backward pass returns the weight's gradient `featuresᵀ · grad` and nothing for the features. The
 /// forward pass is the same `gemm` call candle's own matmul makes.
@@ -143,21 +174,13 @@ impl CustomOp2 for FeaturesMatmul {
         weight: &CpuStorage,
         weight_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(features), CpuStorage::F32(weight)) = (features, weight) else {
-            candle_core::bail!("features-matmul takes f32 tensors");
-        };
-        let (Some((f_start, f_end)), Some((w_start, w_end))) = (
-            features_layout.contiguous_offsets(),
-            weight_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("features-matmul takes contiguous tensors");
-        };
+        let lhs = contiguous_f32(features, features_layout, self.name())?;
+        let rhs = contiguous_f32(weight, weight_layout, self.name())?;
         let (m, k) = features_layout.shape().dims2()?;
         let (k2, n) = weight_layout.shape().dims2()?;
         if k != k2 {
             candle_core::bail!("features-matmul: [{m}, {k}] × [{k2}, {n}] do not chain");
         }
-        let (lhs, rhs) = (&features[f_start..f_end], &weight[w_start..w_end]);
         let mut dst = vec![0f32; m * n];
         let threads = candle_core::utils::get_num_threads();
         let parallelism = if threads > 1 {
