@@ -1,43 +1,17 @@
 //! Finding the images to classify: explicit files, and folders walked recursively.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use lookout_shared::image_io::{examine_folder_entry, FolderEntry};
 
 use crate::error::EdgeError;
 
-/// File extensions taken as images when walking a folder, even if their content turns out not to be one
-/// (so a broken `.jpg` is reported rather than silently skipped).
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
-
-/// Whether the first bytes of `path` look like an image format the decoder knows.
-pub fn sniff_is_image(path: &Path) -> bool {
-    let mut head = [0u8; 32];
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut filled = 0;
-    while filled < head.len() {
-        match file.read(&mut head[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    image::guess_format(&head[..filled]).is_ok()
-}
-
-fn has_image_extension(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        IMAGE_EXTENSIONS
-            .iter()
-            .any(|known| known.eq_ignore_ascii_case(e))
-    })
-}
-
 /// Expands files and folders into a list of image files: a file given explicitly is always kept (decoding
-/// reports it if it is no image); in folders, recursively and in sorted order, a file is kept if its content
-/// looks like an image or its extension says it is one. Hidden files and folders are skipped.
+/// reports it if it is no image); in folders, recursively and in sorted order, entries are judged by
+/// `lookout_shared::image_io::examine_folder_entry`, the rule the host's data sets follow: images by content
+/// are kept, and so is whatever claims to be an image but is unusable (a broken link, an unreadable file, a
+/// directory named `x.jpg`), so that classifying it reports the reason instead of leaving it out in silence.
+/// Hidden files and folders are skipped.
 pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, EdgeError> {
     let mut found = Vec::new();
     for input in inputs {
@@ -73,10 +47,10 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), EdgeError> {
         if hidden {
             continue;
         }
-        if path.is_dir() {
-            walk(&path, found)?;
-        } else if path.is_file() && (has_image_extension(&path) || sniff_is_image(&path)) {
-            found.push(path);
+        match examine_folder_entry(&path) {
+            FolderEntry::Directory => walk(&path, found)?,
+            FolderEntry::Image { .. } | FolderEntry::Bad(_) => found.push(path),
+            FolderEntry::Other => {}
         }
     }
     Ok(())

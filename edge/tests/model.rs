@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use lookout_edge::{EdgeError, Model, RuntimeOptions};
+use lookout_edge::{Model, RuntimeError, RuntimeOptions};
 use lookout_shared::bundle::Bundle;
 
 fn load(path: &Path, threads: usize) -> Model {
@@ -155,7 +155,7 @@ fn inconsistent_bundles_fail_with_one_clear_error() {
     });
     let err = Model::from_bundle(wrong_input, &opts).expect_err("wrong input shape");
     assert!(
-        matches!(err, EdgeError::InputShapeMismatch { .. }),
+        matches!(err, RuntimeError::InputShapeMismatch { .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("re-export"), "{err}");
@@ -164,7 +164,7 @@ fn inconsistent_bundles_fail_with_one_clear_error() {
     let wrong_output = modified_bundle(&bundles.softmax, |b| b.header.labels.truncate(10));
     let err = Model::from_bundle(wrong_output, &opts).expect_err("wrong label count");
     assert!(
-        matches!(err, EdgeError::OutputSizeMismatch { expected: 10, .. }),
+        matches!(err, RuntimeError::OutputSizeMismatch { expected: 10, .. }),
         "{err:?}"
     );
 
@@ -175,7 +175,7 @@ fn inconsistent_bundles_fail_with_one_clear_error() {
     });
     let err = Model::from_bundle(wrong_kind, &opts).expect_err("wrong output kind");
     assert!(
-        matches!(err, EdgeError::OutputSizeMismatch { expected: 1, .. }),
+        matches!(err, RuntimeError::OutputSizeMismatch { expected: 1, .. }),
         "{err:?}"
     );
 
@@ -184,24 +184,24 @@ fn inconsistent_bundles_fail_with_one_clear_error() {
         b.header.input_shape = vec![1, 3, 224, 225]
     });
     let err = Model::from_bundle(inconsistent, &opts).expect_err("inconsistent header");
-    assert!(matches!(err, EdgeError::InvalidBundle(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::InvalidBundle(_)), "{err:?}");
 
     // Model bytes that are not NNEF.
     let garbage = modified_bundle(&bundles.softmax, |b| b.model = b"not a tar".to_vec());
     let err = Model::from_bundle(garbage, &opts).expect_err("garbage model");
-    assert!(matches!(err, EdgeError::ModelLoad(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::ModelLoad(_)), "{err:?}");
 
     // A file that is not a bundle.
     let err =
         Model::load(&shared.join("models/imagenet_classes.txt"), &opts).expect_err("not a bundle");
-    assert!(matches!(err, EdgeError::BundleFile(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::BundleFile(_)), "{err:?}");
 
     let mut model = Model::load(&bundles.softmax, &opts).expect("load");
     let err = model.run_tensor(&[0.0; 10]).expect_err("short input");
     assert!(
         matches!(
             err,
-            EdgeError::InputLength {
+            RuntimeError::InputLength {
                 expected: 150_528,
                 got: 10
             }

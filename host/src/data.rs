@@ -1,23 +1,18 @@
 //! Labelled image folders (torchvision's ImageFolder layout) and their stratified train/test split.
 //!
 //! `root/<class>/**/<file>`: one sub-folder per class, class index = position of the folder name in sorted
-//! order. Files are recognised by their content, not their extension, so `photo.jpg` holding WebP data is
-//! used and `notes.txt` is ignored. A file that claims to be an image (image extension, or empty) but is not
-//! one is reported as a bad file; other non-images are ignored quietly and only counted.
+//! order. Entries are judged by `lookout_shared::image_io::examine_folder_entry`, the rule the edge's walker
+//! follows too: files are recognised by their content, so `photo.jpg` holding WebP data is used and
+//! `notes.txt` is ignored; what claims to be an image but is not (a broken link, an unreadable or empty file, a
+//! directory named `x.jpg`) is reported as a bad file; other non-images are ignored quietly and only counted.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use lookout_shared::image_io::{examine_folder_entry, FolderEntry};
 use rayon::prelude::*;
 
 use crate::features::{SkippedFile, SplitEntry};
-
-/// Extensions of files that are meant to be images: such a file with unknown content is reported, not ignored.
-const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff", "jfif", "pgm", "ppm", "ico",
-];
-/// Enough leading bytes for every magic number the sniffer knows.
-const SNIFF_LEN: usize = 64;
 
 /// What can go wrong scanning or splitting an image folder.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +65,8 @@ pub struct ImageFolder {
     pub classes: Vec<String>,
     /// The images, by class then path.
     pub samples: Vec<Sample>,
-    /// Files named like images whose content is not an image (empty, text, unknown format).
+    /// Entries meant to be images that are unusable (empty, unreadable, unknown content, a broken link, a
+    /// directory named like an image), with the reason.
     pub bad_files: Vec<SkippedFile>,
     /// Other files that are not images, ignored.
     pub ignored_non_images: usize,
@@ -89,63 +85,33 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
-/// Every regular file under `dir`, recursively, sorted, hidden entries skipped.
-fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let mut entries = std::fs::read_dir(dir)
+/// Every entry under `dir` that is not a directory, recursively, sorted, hidden entries skipped, each examined
+/// by the one image-file rule (in parallel: sniffing reads the first bytes of every file).
+fn walk_entries(dir: &Path, out: &mut Vec<(PathBuf, FolderEntry)>) -> Result<(), DataError> {
+    let mut paths = std::fs::read_dir(dir)
         .map_err(io_err(dir))?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(io_err(dir))?;
-    entries.sort();
-    for path in entries {
-        if is_hidden(&path) {
-            continue;
-        }
-        // Follow symlinks: data sets are often assembled from links.
-        let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
-        if meta.is_dir() {
-            walk_files(&path, out)?;
-        } else if meta.is_file() {
-            out.push(path);
+    paths.retain(|p| !is_hidden(p));
+    paths.sort();
+    // Symlinks are followed: data sets are often assembled from links.
+    let examined: Vec<FolderEntry> = paths.par_iter().map(|p| examine_folder_entry(p)).collect();
+    for (path, entry) in paths.into_iter().zip(examined) {
+        match entry {
+            FolderEntry::Directory => {
+                // A sub-folder that cannot be listed loses its images, not the whole scan.
+                if let Err(DataError::Io { source, .. }) = walk_entries(&path, out) {
+                    out.push((
+                        path,
+                        FolderEntry::Bad(format!("cannot list the folder: {source}")),
+                    ));
+                }
+            }
+            other => out.push((path, other)),
         }
     }
     Ok(())
-}
-
-/// What the first bytes of a file say about it.
-enum Sniffed {
-    Image,
-    Bad(String),
-    NotAnImage,
-}
-
-fn sniff_file(path: &Path) -> Result<(Sniffed, u64, u128), DataError> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let meta = file.metadata().map_err(io_err(path))?;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let mut head = Vec::with_capacity(SNIFF_LEN);
-    file.take(SNIFF_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(io_err(path))?;
-    let named_like_image = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-    let sniffed = if lookout_shared::image_io::sniff_format(&head).is_some() {
-        Sniffed::Image
-    } else if head.is_empty() {
-        Sniffed::Bad("empty file".into())
-    } else if named_like_image {
-        Sniffed::Bad("content is not a known image format".into())
-    } else {
-        Sniffed::NotAnImage
-    };
-    Ok((sniffed, meta.len(), mtime_ns))
 }
 
 impl ImageFolder {
@@ -172,27 +138,25 @@ impl ImageFolder {
                 dir.file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             );
-            let mut files = Vec::new();
-            walk_files(dir, &mut files)?;
-            let sniffed = files
-                .par_iter()
-                .map(|p| sniff_file(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut entries = Vec::new();
+            walk_entries(dir, &mut entries)?;
             let before = samples.len();
-            for (path, (kind, size, mtime_ns)) in files.iter().zip(sniffed) {
-                let rel_path = path.strip_prefix(&root).unwrap_or(path).to_path_buf();
-                match kind {
-                    Sniffed::Image => samples.push(Sample {
+            for (path, entry) in entries {
+                let rel_path = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
+                match entry {
+                    FolderEntry::Image { len, modified } => samples.push(Sample {
                         rel_path,
                         class_index: class_index as u32,
-                        size,
-                        mtime_ns,
+                        size: len,
+                        mtime_ns: modified
+                            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                            .map_or(0, |d| d.as_nanos()),
                     }),
-                    Sniffed::Bad(reason) => bad_files.push(SkippedFile {
+                    FolderEntry::Bad(reason) => bad_files.push(SkippedFile {
                         path: rel_path,
                         reason,
                     }),
-                    Sniffed::NotAnImage => ignored_non_images += 1,
+                    FolderEntry::Other | FolderEntry::Directory => ignored_non_images += 1,
                 }
             }
             if samples.len() == before {

@@ -22,13 +22,14 @@ use sha2::{Digest, Sha256};
 use tract_core::internal::*;
 use tract_core::runtime::{Runnable, State};
 
-use crate::backbone::{hex, Backbone, BackboneError};
+use crate::backbone::{Backbone, BackboneError};
 use crate::data::{DataError, ImageFolder};
 use crate::device::{self, Device, DeviceChoice, DeviceError};
 use crate::features::{
     self, BackboneInfo, FeaturesError, Manifest, ShardData, ShardInfo, SkippedFile, Split,
     SplitConfig, SplitEntry, FORMAT_TAG,
 };
+use lookout_models::download::hex;
 
 /// Images per shard file: bounds memory (one shard in RAM) and the work an interruption loses.
 pub const DEFAULT_SHARD_SIZE: usize = 256;
@@ -320,6 +321,21 @@ impl ExtractorWorker<'_> {
             extractor.pool_into(raw, &mut features);
         }
         Ok(features)
+    }
+
+    /// Features of a batch of already preprocessed images: `input` holds [`FeatureExtractor::batch`] input
+    /// tensors back to back; one row of [`FeatureExtractor::feature_dim`] values per image comes back. The same
+    /// model call extraction makes, for inputs that come as tensors (reference fixtures).
+    pub fn extract_tensors(&mut self, input: Vec<f32>) -> Result<Vec<f32>, ExtractError> {
+        let expected = self.preprocessor.tensor_len() * self.extractor.batch;
+        if input.len() != expected {
+            return Err(ExtractError::Output(format!(
+                "{} input values given, a batch of {} takes {expected}",
+                input.len(),
+                self.extractor.batch
+            )));
+        }
+        self.run_model(input)
     }
 
     /// Features of one decoded image.

@@ -30,19 +30,9 @@ pub const DEFAULT_BACKBONE: &str = "mobilenet_v3_large";
 /// What can go wrong in `fit`; each step's own error, said with the step's name.
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
-    /// The backbone could not be found or fetched.
-    #[error(
-        "backbone {name:?}: {source}{}",
-        if *offline_hint { "; offline? pass --backbone FILE.onnx --preprocess tf-inception|torchvision instead of a catalogue name" } else { "" }
-    )]
-    Backbone {
-        /// What was asked for.
-        name: String,
-        /// Why it failed.
-        source: crate::backbone::BackboneError,
-        /// Whether a catalogue name was asked for (so the network may be the cause).
-        offline_hint: bool,
-    },
+    /// The backbone could not be found or fetched (the error names it, and says what works offline).
+    #[error(transparent)]
+    Backbone(#[from] crate::backbone::BackboneError),
     /// Extraction failed.
     #[error("extracting features: {0}")]
     Extract(#[from] crate::extract::ExtractError),
@@ -185,16 +175,7 @@ pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
     let features_dir = work.join("features");
     let run_dir = work.join("run");
 
-    let looks_like_file =
-        Path::new(&options.backbone).exists() || options.backbone.contains(['/', '.']);
-    let backbone =
-        Backbone::resolve(&options.backbone, options.preprocess.clone()).map_err(|source| {
-            FitError::Backbone {
-                name: options.backbone.clone(),
-                source,
-                offline_hint: !looks_like_file,
-            }
-        })?;
+    let backbone = Backbone::resolve(&options.backbone, options.preprocess.clone())?;
     note(
         options,
         &format!(

@@ -15,33 +15,21 @@ use tract_core::internal::*;
 use tract_core::ops::cnn::Conv;
 use tract_core::ops::einsum::EinSum;
 use tract_core::ops::konst::Const;
-use tract_onnx::prelude::{InferenceModelExt, WithOnnx};
 
-use crate::backbone::ModelFormat;
+use lookout_models::{load_model_file, ModelFileError};
 
 /// What can go wrong inspecting a model.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    /// The file is not a model format lookout reads.
-    #[error("{}: not a model format lookout reads; give an .onnx, .nnef.tar or .nnef.tgz file", path.display())]
-    UnknownFormat {
-        /// The file.
-        path: PathBuf,
-    },
-    /// tract could not load the model.
-    #[error("{}: cannot load the model: {reason}", path.display())]
-    Load {
+    /// The model file could not be loaded.
+    #[error(transparent)]
+    ModelFile(#[from] ModelFileError),
+    /// tract failed while walking the loaded model.
+    #[error("{}: cannot summarise the model: {reason}", path.display())]
+    Summary {
         /// The file.
         path: PathBuf,
         /// tract's message.
-        reason: String,
-    },
-    /// A shape is not fixed and no `--input` was given.
-    #[error("{}: the model's shapes are not all fixed ({reason}); give the input shape, e.g. --input 1,3,224,224", path.display())]
-    Symbolic {
-        /// The file.
-        path: PathBuf,
-        /// Which shape.
         reason: String,
     },
 }
@@ -94,51 +82,25 @@ pub fn load_for_inspect(
     path: &Path,
     input: Option<&[usize]>,
 ) -> Result<(TypedModel, Vec<usize>), InspectError> {
-    let load_err = |e: TractError| InspectError::Load {
-        path: path.to_path_buf(),
-        reason: format!("{e:#}"),
-    };
-    let format = ModelFormat::of(path).ok_or_else(|| InspectError::UnknownFormat {
-        path: path.to_path_buf(),
-    })?;
-    let load = |shape: Option<&[usize]>| -> Result<TypedModel, InspectError> {
-        let typed = match format {
-            ModelFormat::Onnx => {
-                let mut model = tract_onnx::onnx().model_for_path(path).map_err(load_err)?;
-                if let Some(shape) = shape {
-                    model = model
-                        .with_input_fact(0, f32::fact(shape).into())
-                        .map_err(load_err)?;
-                }
-                model.into_typed().map_err(load_err)?
-            }
-            ModelFormat::Nnef => {
-                let mut model = tract_nnef::nnef()
-                    .with_onnx()
-                    .model_for_path(path)
-                    .map_err(load_err)?;
-                if let Some(shape) = shape {
-                    model = model
-                        .with_input_fact(0, f32::fact(shape))
-                        .map_err(load_err)?;
-                }
-                model
-            }
-        };
-        typed.into_decluttered().map_err(load_err)
-    };
     let shape = match input {
         Some(shape) => shape.to_vec(),
         None => {
-            let model = load(None)?;
-            let fact = model.input_fact(0).map_err(load_err)?;
+            let model = load_model_file(path, None, None)?;
+            let fact = model.input_fact(0).map_err(|e| summary_error(path, e))?;
             fact.shape
                 .iter()
                 .map(|d| d.to_i64().map(|v| v as usize).unwrap_or(1))
                 .collect()
         }
     };
-    Ok((load(Some(&shape))?, shape))
+    Ok((load_model_file(path, Some(&shape), None)?, shape))
+}
+
+fn summary_error(path: &Path, e: TractError) -> InspectError {
+    InspectError::Summary {
+        path: path.to_path_buf(),
+        reason: format!("{e:#}"),
+    }
 }
 
 /// Parameters and MACs of one node, given the parameters its constant inputs hold.
@@ -188,10 +150,7 @@ pub fn summarize(
     input_shape: &[usize],
     depth: Option<usize>,
 ) -> Result<ModelSummary, InspectError> {
-    let err = |e: TractError| InspectError::Load {
-        path: path.to_path_buf(),
-        reason: format!("{e:#}"),
-    };
+    let err = |e: TractError| summary_error(path, e);
     let mut counted_consts = HashSet::new();
     let mut rows: Vec<(Vec<String>, LayerRow)> = Vec::new();
     let mut total_params = 0u64;

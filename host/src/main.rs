@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", lookout_edge::error_line(err.as_ref()));
+            eprintln!("error: {}", lookout_runtime::error_line(err.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

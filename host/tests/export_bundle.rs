@@ -185,7 +185,7 @@ fn exports_lite0_at_every_precision() {
 /// photo, and carries the class names and preprocessing in its metadata.
 fn onnx_copy_matches_the_bundle(onnx_file: &Path, bundle: &Path, photos: &[std::path::PathBuf]) {
     use tract_onnx::prelude::*;
-    let mut model = lookout_edge::Model::load(bundle, &Default::default()).unwrap();
+    let mut model = lookout_runtime::Model::load(bundle, &Default::default()).unwrap();
     let mut batch = Vec::new();
     let mut expected = Vec::new();
     for photo in photos {

@@ -12,6 +12,7 @@ pub mod efficientnet_lite;
 pub mod error;
 pub mod graph;
 pub mod mobilenet_v3;
+pub mod model_file;
 pub mod pull;
 pub mod pypi;
 pub mod state_dict;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 pub use cache::Cache;
 pub use catalogue::{catalogue, Architecture, Catalogue};
 pub use error::ModelsError;
+pub use model_file::{load_model_file, ModelFileError, ModelFormat};
 pub use pull::{import, pull, ImportRequest, PullOptions};
 
 /// A backbone ready for tract.

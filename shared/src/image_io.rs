@@ -100,6 +100,99 @@ pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
     SUPPORTED_FORMATS.contains(&format).then_some(format)
 }
 
+/// File extensions that say "this is meant to be an image". A file named so whose content is not one, a
+/// directory named so, or a link named so that leads nowhere is reported as a bad file by the folder walkers,
+/// never ignored in silence; any other file counts as an image only by its content.
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff", "pgm", "ppm", "ico",
+];
+
+/// Enough leading bytes for every magic number [`sniff_format`] knows.
+const SNIFF_LEN: u64 = 64;
+
+/// Whether the file name ends in one of [`IMAGE_EXTENSIONS`] (any case).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        IMAGE_EXTENSIONS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(e))
+    })
+}
+
+/// What one entry of an image folder is, by the one rule both folder walkers (the host's data sets, the edge's
+/// `classify DIR` and `dir:` source) follow. Symbolic links are followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderEntry {
+    /// A directory to walk into.
+    Directory,
+    /// A file whose first bytes are an image format Lookout reads.
+    Image {
+        /// Size in bytes.
+        len: u64,
+        /// Last modification time, where the file system has one.
+        modified: Option<std::time::SystemTime>,
+    },
+    /// Meant to be an image (named so, or an empty file) but unusable: report it with this reason.
+    Bad(String),
+    /// Anything else (a `notes.txt`, a socket): not an image, ignored.
+    Other,
+}
+
+/// Examines one folder entry (see [`FolderEntry`]); never blocks on a named pipe and never fails: what cannot
+/// be read is [`FolderEntry::Bad`] when it is named like an image, [`FolderEntry::Other`] when not.
+pub fn examine_folder_entry(path: &Path) -> FolderEntry {
+    use std::io::Read;
+    let named_like_image = has_image_extension(path);
+    let bad_or_other = |reason: String| {
+        if named_like_image {
+            FolderEntry::Bad(reason)
+        } else {
+            FolderEntry::Other
+        }
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => {
+            let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            // A dangling link is named like an image more often than not (`ln -s ../photos/*.jpg`): report
+            // it even without the extension, since the user put it there on purpose.
+            return if is_link {
+                FolderEntry::Bad(format!("broken symbolic link: {e}"))
+            } else {
+                bad_or_other(format!("cannot read it: {e}"))
+            };
+        }
+    };
+    if meta.is_dir() {
+        return if named_like_image {
+            FolderEntry::Bad(
+                "a directory named like an image file; rename it to walk into it".into(),
+            )
+        } else {
+            FolderEntry::Directory
+        };
+    }
+    if !meta.is_file() {
+        return bad_or_other("not a regular file (a pipe, socket or device)".into());
+    }
+    let mut head = Vec::with_capacity(SNIFF_LEN as usize);
+    let read =
+        std::fs::File::open(path).and_then(|file| file.take(SNIFF_LEN).read_to_end(&mut head));
+    if let Err(e) = read {
+        return bad_or_other(format!("cannot read it: {e}"));
+    }
+    if sniff_format(&head).is_some() {
+        FolderEntry::Image {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    } else if head.is_empty() {
+        FolderEntry::Bad("empty file".into())
+    } else {
+        bad_or_other("content is not a known image format".into())
+    }
+}
+
 /// The formats the `image` features of this crate decode.
 const SUPPORTED_FORMATS: [ImageFormat; 6] = [
     ImageFormat::Jpeg,

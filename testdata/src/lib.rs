@@ -2,8 +2,9 @@
 //!
 //! The data lives outside the repository, in a `shared/` folder beside the checkout (`../shared` from the
 //! workspace root) or wherever `LOOKOUT_TEST_DATA` points. Tests that need it call [`shared_dir`] through the
-//! [`require_shared!`] macro, which skips the test with a loud message where the data is absent: CI has it,
-//! a contributor's laptop may not.
+//! [`require_shared!`] macro. Where the data is absent, a contributor's laptop skips the test with a loud
+//! message; under CI (`CI=true`, what CI systems set) the test fails instead, so a CI machine without the data
+//! can never go green on tests that did not run.
 
 use std::path::{Path, PathBuf};
 
@@ -22,18 +23,45 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.join("data").is_dir().then_some(dir)
 }
 
-/// Prints the loud skip message for a test that needs the shared data.
-pub fn skip_message(test: &str) {
-    eprintln!(
+/// Whether the tests run under CI: `CI` is set to anything but empty, `0` or `false` (CI systems set
+/// `CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE" | "False"))
+}
+
+/// A test cannot run because something it needs is missing: under CI this fails the test (panics) with
+/// `what`, elsewhere it prints a loud SKIPPED banner and the test returns.
+pub fn missing(test: &str, what: &str) {
+    let banner = format!(
         "\n\
          ************************************************************************\n\
-         SKIPPED {test}: the shared test data was not found.\n\
-         Put it in ../shared beside the checkout or set {ENV_VAR}=/path/to/shared.\n\
-         ************************************************************************\n"
+         {verb} {test}: {what}\n\
+         ************************************************************************\n",
+        verb = if in_ci() {
+            "FAILED (CI=true)"
+        } else {
+            "SKIPPED"
+        },
+    );
+    if in_ci() {
+        panic!("{banner}");
+    }
+    eprintln!("{banner}");
+}
+
+/// Reports a test that needs the shared data, which was not found (see [`missing`]).
+pub fn skip_message(test: &str) {
+    missing(
+        test,
+        &format!(
+            "the shared test data was not found. Put it in ../shared beside the checkout or set \
+             {ENV_VAR}=/path/to/shared."
+        ),
     );
 }
 
-/// The shared test-data folder, or returns from the calling test after printing a loud skip message.
+/// The shared test-data folder; without it, fails the calling test under CI and returns from it after a loud
+/// skip message elsewhere.
 ///
 /// ```ignore
 /// let shared = lookout_testdata::require_shared!();

@@ -185,14 +185,14 @@ pub mod cross {
         )
     }
 
-    /// The loud message for a target whose binary or qemu is missing.
+    /// A target whose binary or qemu is missing: fails under CI (which builds both), a loud skip elsewhere.
     pub fn skip_message(triple: &str) {
-        eprintln!(
-            "\n************************************************************************\n\
-             SKIPPED the {triple} agreement check: build it first with\n  \
-             cargo build -p lookout-edge --target {triple}\n\
-             and install qemu-user (.ci/run does both).\n\
-             ************************************************************************\n"
+        lookout_testdata::missing(
+            &format!("the {triple} agreement check"),
+            &format!(
+                "the cross-built edge binary or qemu-user is missing. Build it first with \
+                 `cargo build -p lookout-edge --target {triple}` and install qemu-user (.ci/run does both)."
+            ),
         );
     }
 }

@@ -289,7 +289,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .saturating_sub(frame.number);
         summary.max_newer_at_start = summary.max_newer_at_start.max(newer_at_start);
         let name = frame.raw.name().map(|p| p.display().to_string());
-        let result = frame.raw.decode().and_then(|image| model.classify(&image));
+        let result = frame
+            .raw
+            .decode()
+            .and_then(|image| model.classify(&image).map_err(EdgeError::from));
         let prediction = match result {
             Ok(p) => p,
             Err(e) => {

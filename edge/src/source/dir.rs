@@ -42,13 +42,17 @@ impl FrameSource for DirSource {
         let Some(path) = self.files.next() else {
             return Ok(None);
         };
-        let bytes = std::fs::read(&path).map_err(|source| EdgeError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Some(RawFrame::Encoded {
-            bytes,
-            name: Some(path),
+        // One unreadable file is one failed frame, not the end of the stream.
+        Ok(Some(match std::fs::read(&path) {
+            Ok(bytes) => RawFrame::Encoded {
+                bytes,
+                name: Some(path),
+            },
+            Err(e) => RawFrame::Unreadable {
+                path,
+                kind: e.kind(),
+                reason: e.to_string(),
+            },
         }))
     }
 

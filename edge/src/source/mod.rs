@@ -38,6 +38,16 @@ pub enum RawFrame {
     },
     /// An already decoded image.
     Rgb(RgbImage),
+    /// A file of a folder source that could not be read (a broken link, a directory named `x.jpg`): it fails
+    /// as one frame, reported with its path, and the source goes on with the next file.
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The kind of the read error.
+        kind: std::io::ErrorKind,
+        /// The read error's text.
+        reason: String,
+    },
 }
 
 impl RawFrame {
@@ -45,6 +55,7 @@ impl RawFrame {
     pub fn name(&self) -> Option<&Path> {
         match self {
             RawFrame::Encoded { name, .. } => name.as_deref(),
+            RawFrame::Unreadable { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -68,6 +79,10 @@ impl RawFrame {
                 ))
             }),
             RawFrame::Rgb(image) => Ok(image),
+            RawFrame::Unreadable { path, kind, reason } => Err(EdgeError::Io {
+                path,
+                source: std::io::Error::new(kind, reason),
+            }),
         }
     }
 }

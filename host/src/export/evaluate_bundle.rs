@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lookout_edge::{Model, RuntimeOptions};
+use lookout_runtime::{Model, RuntimeOptions};
 use serde::Serialize;
 
 use crate::evaluate::{compute_metrics, Metrics};

@@ -1,10 +1,10 @@
-//! Measuring a bundle the way the Pi runs it: `lookout_edge::Model` on image files decoded from disk.
+//! Measuring a bundle the way the Pi runs it: `lookout_runtime::Model` on image files decoded from disk.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lookout_edge::{Model, Prediction, RuntimeOptions};
+use lookout_runtime::{Model, Prediction, RuntimeOptions};
 use lookout_shared::Bundle;
 
 use crate::features::SplitFeatures;

@@ -3,7 +3,7 @@
 //! [`export`] loads a training run, rebuilds the backbone its features came from, appends the trained head
 //! ([`graph::compose`]), checks the combined graph against the host's float pipeline, applies the asked
 //! [`ExportPrecision`] ([`precision`]), and measures the result on the run's test images through
-//! `lookout_edge::Model`, exactly as the Pi will run it ([`measure`]). The measurements go into the bundle
+//! `lookout_runtime::Model`, exactly as the Pi will run it ([`measure`]). The measurements go into the bundle
 //! header; an export that loses more accuracy than allowed is refused.
 
 pub mod evaluate_bundle;
@@ -86,7 +86,7 @@ pub enum ExportError {
     },
     /// The edge runtime refused the bundle.
     #[error("the edge runtime cannot run the exported model: {0}")]
-    Edge(#[from] lookout_edge::EdgeError),
+    Runtime(#[from] lookout_runtime::RuntimeError),
     /// The test split is empty.
     #[error("the run's test split has no images: extract with a test fraction above 0 to measure an export")]
     NoTestImages,

@@ -1,6 +1,5 @@
 //! A bundle's model, loaded into tract and ready to classify images.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use std::time::{Duration, Instant};
@@ -11,7 +10,8 @@ use lookout_shared::preprocess::Preprocessor;
 use tract_core::prelude::*;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
-use crate::error::EdgeError;
+use crate::error::RuntimeError;
+use crate::shape::{pin_input_shape, ShapeError};
 
 /// How the runtime executes models.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl std::fmt::Debug for Model {
 
 impl Model {
     /// Reads a `.lookout` bundle file and loads its model.
-    pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Model, EdgeError> {
+    pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Model, RuntimeError> {
         let start = Instant::now();
         let bundle = Bundle::read_file(path)?;
         let mut model = Model::from_bundle(bundle, opts)?;
@@ -86,7 +86,7 @@ impl Model {
     }
 
     /// Loads the model of an in-memory bundle, checking it against the header.
-    pub fn from_bundle(bundle: Bundle, opts: &RuntimeOptions) -> Result<Model, EdgeError> {
+    pub fn from_bundle(bundle: Bundle, opts: &RuntimeOptions) -> Result<Model, RuntimeError> {
         let start = Instant::now();
         let Bundle {
             header,
@@ -97,7 +97,7 @@ impl Model {
         let input_shape: Vec<usize> = header.input_shape.iter().map(|&d| d as usize).collect();
         let recipe_shape = header.preprocess.input_shape()?;
         if input_shape != recipe_shape {
-            return Err(EdgeError::InvalidBundle(format!(
+            return Err(RuntimeError::InvalidBundle(format!(
                 "the header's input shape {:?} differs from what its preprocessing recipe makes {:?}; re-export the bundle",
                 header.input_shape, recipe_shape
             )));
@@ -106,21 +106,21 @@ impl Model {
         let model = match header.model_format {
             ModelFormat::NnefTar => tract_nnef::nnef()
                 .model_for_read(&mut model_bytes.as_slice())
-                .map_err(|e| EdgeError::ModelLoad(format!("{e:#}")))?,
+                .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?,
         };
         drop(model_bytes);
         let model = pin_and_check(model, &header, &input_shape)?;
         let input_type = model
             .input_fact(0)
-            .map_err(|e| EdgeError::ModelLoad(format!("{e:#}")))?
+            .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?
             .datum_type;
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
-            .map_err(|e| EdgeError::ModelLoad(format!("optimising: {e:#}")))?;
+            .map_err(|e| RuntimeError::ModelLoad(format!("optimising: {e:#}")))?;
         let state = plan
             .spawn()
-            .map_err(|e| EdgeError::ModelLoad(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?;
 
         let threads = opts.resolved_threads();
         let executor = if threads <= 1 {
@@ -167,26 +167,26 @@ impl Model {
         &mut self,
         image: &RgbImage,
         tensor: &mut [f32],
-    ) -> Result<(), EdgeError> {
+    ) -> Result<(), RuntimeError> {
         if tensor.len() != self.tensor_len {
-            return Err(EdgeError::InputLength {
+            return Err(RuntimeError::InputLength {
                 expected: self.tensor_len,
                 got: tensor.len(),
             });
         }
         self.preprocessor
             .run_into(image, tensor)
-            .map_err(EdgeError::from)
+            .map_err(RuntimeError::from)
     }
 
     /// Preprocesses and classifies one image.
-    pub fn classify(&mut self, image: &RgbImage) -> Result<Prediction, EdgeError> {
+    pub fn classify(&mut self, image: &RgbImage) -> Result<Prediction, RuntimeError> {
         let start = Instant::now();
         let mut buffer = std::mem::take(&mut self.input_buffer);
         let preprocessed = self
             .preprocessor
             .run_into(image, &mut buffer)
-            .map_err(EdgeError::from);
+            .map_err(RuntimeError::from);
         let preprocess = start.elapsed();
         let result = preprocessed.and_then(|()| self.classify_tensor(&buffer));
         self.input_buffer = buffer;
@@ -196,7 +196,7 @@ impl Model {
     }
 
     /// Classifies an already preprocessed input tensor.
-    pub fn classify_tensor(&mut self, input: &[f32]) -> Result<Prediction, EdgeError> {
+    pub fn classify_tensor(&mut self, input: &[f32]) -> Result<Prediction, RuntimeError> {
         let start = Instant::now();
         let outputs = self.run_tensor(input)?;
         let inference = start.elapsed();
@@ -222,10 +222,10 @@ impl Model {
 
     /// Runs the model on one preprocessed input tensor and returns its raw probabilities: one value (the
     /// probability of label 1) for a sigmoid model, one per label for a softmax model.
-    pub fn run_tensor(&mut self, input: &[f32]) -> Result<Vec<f32>, EdgeError> {
+    pub fn run_tensor(&mut self, input: &[f32]) -> Result<Vec<f32>, RuntimeError> {
         let expected = self.tensor_len;
         if input.len() != expected {
-            return Err(EdgeError::InputLength {
+            return Err(RuntimeError::InputLength {
                 expected,
                 got: input.len(),
             });
@@ -238,25 +238,25 @@ impl Model {
                     t.cast_to_dt(self.input_type).map(|t| t.into_owned())
                 }
             })
-            .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
         let state = &mut self.state;
         let outputs = multithread_tract_scope(self.executor.clone(), || {
             state.run(tvec!(tensor.into_tvalue()))
         })
-        .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+        .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
         let output = outputs
             .into_iter()
             .next()
-            .ok_or_else(|| EdgeError::Inference("the model returned no output".into()))?;
+            .ok_or_else(|| RuntimeError::Inference("the model returned no output".into()))?;
         let output = output
             .cast_to::<f32>()
-            .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
         let values = output
             .try_as_plain_ram()
             .and_then(|view| view.as_slice::<f32>().map(<[f32]>::to_vec))
-            .map_err(|e| EdgeError::Inference(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(EdgeError::NonFiniteOutput);
+            return Err(RuntimeError::NonFiniteOutput);
         }
         Ok(values)
     }
@@ -274,18 +274,22 @@ fn argmax(values: &[f32]) -> usize {
 }
 
 /// Header-only sanity checks, before anything is loaded.
-fn check_header(header: &BundleHeader) -> Result<(), EdgeError> {
+fn check_header(header: &BundleHeader) -> Result<(), RuntimeError> {
     match header.output {
-        OutputKind::Sigmoid if header.labels.len() != 2 => Err(EdgeError::InvalidBundle(format!(
-            "a sigmoid model needs exactly 2 labels, the bundle has {}; re-export it",
-            header.labels.len()
-        ))),
-        OutputKind::Softmax if header.labels.len() < 2 => Err(EdgeError::InvalidBundle(format!(
-            "a softmax model needs at least 2 labels, the bundle has {}; re-export it",
-            header.labels.len()
-        ))),
+        OutputKind::Sigmoid if header.labels.len() != 2 => {
+            Err(RuntimeError::InvalidBundle(format!(
+                "a sigmoid model needs exactly 2 labels, the bundle has {}; re-export it",
+                header.labels.len()
+            )))
+        }
+        OutputKind::Softmax if header.labels.len() < 2 => {
+            Err(RuntimeError::InvalidBundle(format!(
+                "a softmax model needs at least 2 labels, the bundle has {}; re-export it",
+                header.labels.len()
+            )))
+        }
         OutputKind::Sigmoid if !(header.threshold > 0.0 && header.threshold < 1.0) => {
-            Err(EdgeError::InvalidBundle(format!(
+            Err(RuntimeError::InvalidBundle(format!(
                 "the decision threshold {} is not between 0 and 1; re-export the bundle",
                 header.threshold
             )))
@@ -297,45 +301,26 @@ fn check_header(header: &BundleHeader) -> Result<(), EdgeError> {
 /// Pins symbolic input dimensions (e.g. a dynamic batch) to the header's shape, then checks the model's input
 /// and output facts against the header.
 fn pin_and_check(
-    mut model: TypedModel,
+    model: TypedModel,
     header: &BundleHeader,
     shape: &[usize],
-) -> Result<TypedModel, EdgeError> {
-    let load = |e: TractError| EdgeError::ModelLoad(format!("{e:#}"));
+) -> Result<TypedModel, RuntimeError> {
+    let load = |e: TractError| RuntimeError::ModelLoad(format!("{e:#}"));
     if model.inputs.len() != 1 || model.outputs.len() != 1 {
-        return Err(EdgeError::InvalidBundle(format!(
+        return Err(RuntimeError::InvalidBundle(format!(
             "the model has {} inputs and {} outputs, a classifier has 1 of each; re-export the bundle",
             model.inputs.len(),
             model.outputs.len()
         )));
     }
     let input = model.input_fact(0).map_err(load)?.clone();
-    let mismatch = || EdgeError::InputShapeMismatch {
-        header: header.input_shape.clone(),
-        model: format!("{input:?}"),
-    };
-    if input.rank() != shape.len() {
-        return Err(mismatch());
-    }
-    let mut substitutions = HashMap::new();
-    for (dim, &want) in input.shape.iter().zip(shape) {
-        match dim {
-            TDim::Sym(symbol) => {
-                substitutions.insert(symbol.clone(), TDim::Val(want as i64));
-            }
-            other => {
-                if other.as_i64() != Some(want as i64) {
-                    return Err(mismatch());
-                }
-            }
-        }
-    }
-    if !substitutions.is_empty() {
-        model = model.set_symbols(&substitutions).map_err(load)?;
-    }
-    if model.input_fact(0).map_err(load)?.shape.as_concrete() != Some(shape) {
-        return Err(mismatch());
-    }
+    let model = pin_input_shape(model, shape).map_err(|e| match e {
+        ShapeError::Tract { .. } => RuntimeError::ModelLoad(crate::error_line(&e)),
+        _ => RuntimeError::InputShapeMismatch {
+            header: header.input_shape.clone(),
+            model: format!("{input:?}"),
+        },
+    })?;
 
     let output = model.output_fact(0).map_err(load)?;
     let (expected, why) = match header.output {
@@ -352,7 +337,7 @@ fn pin_and_check(
         ),
     };
     if output.shape.volume().as_i64() != Some(expected as i64) {
-        return Err(EdgeError::OutputSizeMismatch {
+        return Err(RuntimeError::OutputSizeMismatch {
             model: format!("{:?}", output.shape),
             expected,
             why,

@@ -1,0 +1,17 @@
+//! Lookout's bundle runtime: loads a `.lookout` bundle into tract and classifies images on the CPU.
+//!
+//! Both sides use it: `lookout-edge` runs bundles on the Pi with it, and the host measures every export through
+//! it, so a bundle is judged exactly as the Pi will run it. It holds no device I/O (camera, GPIO, serial): those
+//! live in `lookout-edge`, and the host links none of them.
+//!
+//! - [`Model`]: load and validate a bundle, classify an image or a preprocessed tensor.
+//! - [`shape::pin_input_shape`]: the one place a model's symbolic input dimensions (the batch) become concrete;
+//!   bundles here, and backbone files in `lookout-models`, go through it.
+//! - [`error_line`]: how both command-line tools print an error and its causes on one line.
+
+pub mod error;
+pub mod model;
+pub mod shape;
+
+pub use error::{error_line, RuntimeError};
+pub use model::{Model, Prediction, RuntimeOptions};
