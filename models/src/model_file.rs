@@ -91,11 +91,6 @@ pub fn load_model_file(
     let format = ModelFormat::of(path).ok_or_else(|| ModelFileError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    let unknown_node = |name: &str, names: Vec<String>| ModelFileError::UnknownNode {
-        path: path.to_path_buf(),
-        name: name.to_string(),
-        nearby: nearby_names(name, &names, 8).join(", "),
-    };
     let mut model = match format {
         ModelFormat::Onnx => {
             let mut model = tract_onnx::onnx().model_for_path(path).map_err(load)?;
@@ -105,12 +100,7 @@ pub fn load_model_file(
                     .with_input_fact(0, f32::fact(shape).into())
                     .map_err(load)?;
             }
-            if let Some(cut) = cut {
-                let names: Vec<String> = model.node_names().map(str::to_string).collect();
-                model
-                    .select_outputs_by_name([cut])
-                    .map_err(|_| unknown_node(cut, names))?;
-            }
+            cut_at(&mut model, cut, path)?;
             model.into_typed().map_err(load)?
         }
         ModelFormat::Nnef => {
@@ -118,12 +108,7 @@ pub fn load_model_file(
                 .with_onnx()
                 .model_for_path(path)
                 .map_err(load)?;
-            if let Some(cut) = cut {
-                let names: Vec<String> = model.node_names().map(str::to_string).collect();
-                model
-                    .select_outputs_by_name([cut])
-                    .map_err(|_| unknown_node(cut, names))?;
-            }
+            cut_at(&mut model, cut, path)?;
             model
         }
     };
@@ -134,6 +119,30 @@ pub fn load_model_file(
         })?;
     }
     model.into_decluttered().map_err(load)
+}
+
+/// Moves the graph's output to the node or tensor `cut`, if given (ONNX's inference graph and NNEF's typed one
+/// alike).
+fn cut_at<F, O>(
+    model: &mut Graph<F, O>,
+    cut: Option<&str>,
+    path: &Path,
+) -> Result<(), ModelFileError>
+where
+    F: Fact + Clone + 'static,
+    O: std::fmt::Debug + std::fmt::Display + AsRef<dyn Op> + AsMut<dyn Op> + Clone + 'static,
+{
+    let Some(cut) = cut else {
+        return Ok(());
+    };
+    let names: Vec<String> = model.node_names().map(str::to_string).collect();
+    model
+        .select_outputs_by_name([cut])
+        .map_err(|_| ModelFileError::UnknownNode {
+            path: path.to_path_buf(),
+            name: cut.to_string(),
+            nearby: nearby_names(cut, &names, 8).join(", "),
+        })
 }
 
 /// The `k` names closest to `name` (edit distance on lower case, names containing it first), best first.

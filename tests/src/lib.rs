@@ -74,6 +74,24 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// The photos of one class of the shared cats-vs-dogs set (`Cat`, `Dog`), sorted by name.
+pub fn photos(shared: &Path, class: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(shared.join("data/cats-vs-dogs").join(class))
+        .expect("cats-vs-dogs class folder")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Copies `files` into `dir` (a data set must look like a user's own folder, so no symlinks into ../shared).
+pub fn copy_into(dir: &Path, files: &[PathBuf]) {
+    std::fs::create_dir_all(dir).expect("class folder");
+    for f in files {
+        std::fs::copy(f, dir.join(f.file_name().expect("file name"))).expect("copy photo");
+    }
+}
+
 /// Parses JSON lines (one object per line), ignoring blank lines.
 pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stdout)

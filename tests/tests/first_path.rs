@@ -13,24 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use lookout_e2e::{command, json_lines, require_shared, run_ok};
-
-/// Photos of one class of the shared cats-vs-dogs set, sorted.
-fn photos(shared: &Path, class: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(shared.join("data/cats-vs-dogs").join(class))
-        .expect("cats-vs-dogs class folder")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    files.sort();
-    files
-}
-
-fn copy_into(dir: &Path, files: &[PathBuf]) {
-    fs::create_dir_all(dir).expect("class folder");
-    for f in files {
-        fs::copy(f, dir.join(f.file_name().expect("file name"))).expect("copy photo");
-    }
-}
+use lookout_e2e::{command, copy_into, json_lines, photos, require_shared, run_ok};
 
 /// A `lookout` command with its own backbone cache, as on a fresh machine.
 fn lookout(cache: &Path) -> Command {
