@@ -86,7 +86,7 @@ pub struct Backbone {
     pub path: PathBuf,
     /// Format of the model file.
     pub format: ModelFormat,
-    /// sha256 of the model file (or, for catalogue entries, of the source weights), hex.
+    /// sha256 of the model file that runs (for catalogue and imported backbones, the converted graph), hex.
     pub sha256: String,
     /// How images must be preprocessed for it.
     pub preprocess: PreprocessSpec,
@@ -120,10 +120,16 @@ impl Backbone {
             ModelFormat::of(&resolved.path).ok_or_else(|| ModelFileError::UnknownFormat {
                 path: resolved.path.clone(),
             })?;
+        // The identity a run records is the graph that runs, as for a file: the weights behind it were
+        // verified against the catalogue when they were pulled, and a converter change makes a new graph.
+        let sha256 = sha256_file(&resolved.path).map_err(|source| BackboneError::Hash {
+            path: resolved.path.clone(),
+            source,
+        })?;
         Ok(Backbone {
             name: resolved.name,
             format,
-            sha256: resolved.sha256,
+            sha256,
             preprocess: preprocess.unwrap_or(resolved.preprocess),
             feature_node: resolved.feature_node,
             path: resolved.path,

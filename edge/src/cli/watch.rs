@@ -69,7 +69,7 @@ pub struct Args {
     /// Label that drives --gpio and --exec (default for --exec: any label).
     #[arg(long, value_name = "LABEL")]
     when: Option<String>,
-    /// GPIO line set high while the --when label is active: CHIP:LINE, CHIP a number (/dev/gpiochipN) or a path.
+    /// GPIO line set high while the --when label is active: CHIP:LINE, CHIP a number or name (0, gpiochip0 = /dev/gpiochip0) or a path.
     #[arg(long, value_name = "CHIP:LINE")]
     gpio: Option<String>,
     /// Serial device for Detection messages, e.g. /dev/ttyUSB0 or /dev/serial0.
@@ -148,16 +148,12 @@ type OutputPin = linux_embedded_hal::CdevPin;
 fn open_gpio(spec: &str) -> anyhow::Result<OutputPin> {
     use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
     let (chip, line) = spec.rsplit_once(':').with_context(|| {
-        format!("--gpio {spec:?}: expected CHIP:LINE, e.g. 0:17 or /dev/gpiochip0:17")
+        format!("--gpio {spec:?}: expected CHIP:LINE, e.g. 0:17, gpiochip0:17 or /dev/gpiochip0:17")
     })?;
     let line: u32 = line
         .parse()
         .with_context(|| format!("--gpio {spec:?}: LINE must be a number"))?;
-    let chip_path = if chip.chars().all(|c| c.is_ascii_digit()) {
-        format!("/dev/gpiochip{chip}")
-    } else {
-        chip.to_string()
-    };
+    let chip_path = gpio_chip_path(chip);
     let mut chip = Chip::new(&chip_path).with_context(|| {
         format!("opening GPIO chip {chip_path}; check the path and permissions")
     })?;
@@ -169,6 +165,18 @@ fn open_gpio(spec: &str) -> anyhow::Result<OutputPin> {
         })?;
     linux_embedded_hal::CdevPin::new(handle)
         .with_context(|| format!("GPIO line {line} of {chip_path}"))
+}
+
+/// The device of a `--gpio` chip: `0` and `gpiochip0` are `/dev/gpiochip0`; anything with a `/` is a path.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn gpio_chip_path(chip: &str) -> String {
+    if chip.chars().all(|c| c.is_ascii_digit()) {
+        format!("/dev/gpiochip{chip}")
+    } else if chip.contains('/') {
+        chip.to_string()
+    } else {
+        format!("/dev/{chip}")
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -540,5 +548,17 @@ fn print_summary(
             s.latency.mean_ms(),
             s.latency.quantile_ms(0.99),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpio_chip_path;
+
+    #[test]
+    fn gpio_chips_by_number_name_or_path() {
+        assert_eq!(gpio_chip_path("0"), "/dev/gpiochip0");
+        assert_eq!(gpio_chip_path("gpiochip4"), "/dev/gpiochip4");
+        assert_eq!(gpio_chip_path("/dev/gpiochip1"), "/dev/gpiochip1");
     }
 }
