@@ -1,0 +1,156 @@
+//! The sinks that act: a GPIO line, Detection messages on a serial port, a shell command.
+//!
+//! Their failures never stop the loop: each is reported through the `status` callback (once per run of
+//! failures where it would repeat every frame), and the sink keeps trying.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use embedded_hal::digital::OutputPin;
+use lookout_shared::Detection;
+
+use super::{ChangeKind, FrameReport, LabelChange, Sink, WatchSummary};
+use crate::actions::{DetectionWriter, ExecAction};
+use crate::gpio::LabelPin;
+
+/// Where sinks report their own failures (the binary prints them on stderr).
+pub type Status = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Keeps a GPIO line high while one label's event is active; drives it low at the end.
+pub struct GpioSink<P: OutputPin> {
+    pin: Option<LabelPin<P>>,
+    status: Status,
+}
+
+impl<P: OutputPin> GpioSink<P> {
+    /// Drives `pin` for events of `label`.
+    pub fn new(pin: LabelPin<P>, status: Status) -> Self {
+        Self {
+            pin: Some(pin),
+            status,
+        }
+    }
+}
+
+impl<P: OutputPin> Sink for GpioSink<P> {
+    fn after_frame(&mut self, active: &dyn Fn(usize) -> bool) {
+        if let Some(pin) = self.pin.as_mut() {
+            if let Err(e) = pin.update(active) {
+                (self.status)(&format!("--gpio: cannot set the line: {e:?}"));
+            }
+        }
+    }
+
+    fn finish(&mut self, _summary: &WatchSummary) {
+        if let Some(pin) = self.pin.take() {
+            if let Err(e) = pin.release() {
+                (self.status)(&format!("--gpio: cannot set the line low: {e:?}"));
+            }
+        }
+    }
+}
+
+/// Sends a postcard + COBS [`Detection`] per event (score = smoothed score), or per frame (score = the frame's
+/// own score).
+pub struct SerialSink<W: Write> {
+    writer: DetectionWriter<W>,
+    per_frame: bool,
+    failing: bool,
+    sent: Arc<AtomicU64>,
+    status: Status,
+}
+
+impl<W: Write> SerialSink<W> {
+    /// Writes to `port`; `per_frame` sends every frame instead of every event.
+    pub fn new(port: W, per_frame: bool, status: Status) -> Self {
+        Self {
+            writer: DetectionWriter::new(port),
+            per_frame,
+            failing: false,
+            sent: Arc::new(AtomicU64::new(0)),
+            status,
+        }
+    }
+
+    /// Messages sent so far, readable from another sink.
+    pub fn sent_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.sent)
+    }
+
+    fn send(&mut self, detection: &Detection) {
+        match self.writer.send(detection) {
+            Ok(()) => {
+                self.failing = false;
+                self.sent.store(self.writer.sent(), Ordering::SeqCst);
+            }
+            Err(e) => {
+                // One line per run of failures, not one per frame.
+                if !self.failing {
+                    (self.status)(&format!("--serial: write failed: {e}; will keep trying"));
+                }
+                self.failing = true;
+            }
+        }
+    }
+}
+
+fn detection(frame: u64, label: usize, score: f32, latency: std::time::Duration) -> Detection {
+    Detection {
+        frame,
+        label: u16::try_from(label).unwrap_or(u16::MAX),
+        score,
+        latency_us: u32::try_from(latency.as_micros()).unwrap_or(u32::MAX),
+    }
+}
+
+impl<W: Write> Sink for SerialSink<W> {
+    fn frame(&mut self, f: &FrameReport<'_>) {
+        if self.per_frame {
+            self.send(&detection(
+                f.number,
+                f.prediction.label,
+                f.prediction.score,
+                f.latency,
+            ));
+        }
+    }
+
+    fn change(&mut self, c: &LabelChange<'_>) {
+        if !self.per_frame && c.kind == ChangeKind::Fired {
+            self.send(&detection(c.frame, c.label, c.score, c.latency));
+        }
+    }
+}
+
+/// Runs a shell command on events (of one label, or any), rate-limited, never waiting for it.
+pub struct ExecSink {
+    action: ExecAction,
+    when: Option<usize>,
+    status: Status,
+}
+
+impl ExecSink {
+    /// Runs `action` on events of `when` (any label when `None`).
+    pub fn new(action: ExecAction, when: Option<usize>, status: Status) -> Self {
+        Self {
+            action,
+            when,
+            status,
+        }
+    }
+}
+
+impl Sink for ExecSink {
+    fn change(&mut self, c: &LabelChange<'_>) {
+        if c.kind == ChangeKind::Fired && self.when.is_none_or(|w| w == c.label) {
+            if let Err(e) = self.action.fire(c.label_name, c.score, c.frame) {
+                (self.status)(&format!("--exec: cannot start the shell: {e}"));
+            }
+        }
+    }
+
+    fn after_frame(&mut self, _active: &dyn Fn(usize) -> bool) {
+        self.action.reap();
+    }
+}

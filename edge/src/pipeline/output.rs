@@ -1,0 +1,110 @@
+//! The sink that prints: one text line per frame, event and error (or JSON lines with `--json`), then a
+//! summary.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{FrameReport, LabelChange, Sink, WatchSummary};
+use crate::error::EdgeError;
+use crate::stats::{ms, round3};
+
+/// Prints results on stdout (frames, events, JSON errors and summary) and stderr (text errors and summary).
+#[derive(Debug)]
+pub struct OutputSink {
+    json: bool,
+    serial_sent: Option<Arc<AtomicU64>>,
+}
+
+impl OutputSink {
+    /// Text lines, or JSON lines when `json`; `serial_sent` is the counter of a
+    /// [`super::actions::SerialSink`], for the summary.
+    pub fn new(json: bool, serial_sent: Option<Arc<AtomicU64>>) -> Self {
+        Self { json, serial_sent }
+    }
+}
+
+impl Sink for OutputSink {
+    fn frame(&mut self, f: &FrameReport<'_>) {
+        if self.json {
+            let mut line = json!({"type": "frame", "frame": f.number, "label": f.label, "label_index": f.prediction.label,
+                "score": f.prediction.score, "latency_ms": round3(ms(f.latency)), "fps": round3(f.fps), "behind": f.behind, "newer_at_start": f.newer_at_start});
+            if let Some(name) = f.name {
+                line["path"] = json!(name);
+            }
+            println!("{line}");
+        } else {
+            println!(
+                "frame {:>6}  {:<20} {:.3}  {:>7.1} ms  {:>5.1} fps",
+                f.number,
+                f.label,
+                f.prediction.score,
+                ms(f.latency),
+                f.fps
+            );
+        }
+    }
+
+    fn frame_error(&mut self, frame: u64, name: Option<&str>, e: &EdgeError) {
+        if self.json {
+            let mut line = json!({"type": "error", "frame": frame, "error": e.to_string()});
+            if let Some(name) = name {
+                line["path"] = json!(name);
+            }
+            println!("{line}");
+        } else {
+            eprintln!(
+                "frame {frame}{}: {e}",
+                name.map(|n| format!(" ({n})")).unwrap_or_default()
+            );
+        }
+    }
+
+    fn change(&mut self, c: &LabelChange<'_>) {
+        let kind = c.kind.as_str();
+        if self.json {
+            println!(
+                "{}",
+                json!({"type": kind, "frame": c.frame, "label": c.label_name, "label_index": c.label, "score": c.score})
+            );
+        } else {
+            println!(
+                "{} {} (smoothed score {:.3}) at frame {}",
+                kind.to_uppercase(),
+                c.label_name,
+                c.score,
+                c.frame
+            );
+        }
+    }
+
+    fn finish(&mut self, s: &WatchSummary) {
+        let secs = s.elapsed.as_secs_f64();
+        let fps = s.fps();
+        if self.json {
+            let serial_sent = self
+                .serial_sent
+                .as_ref()
+                .map(|sent| sent.load(Ordering::SeqCst));
+            println!(
+                "{}",
+                json!({"type": "summary", "captured": s.captured, "frames": s.classified, "dropped": s.dropped, "failed": s.failed,
+                    "events": s.events, "latency_ms": {"mean": round3(s.latency.mean_ms()), "p50": round3(s.latency.quantile_ms(0.5)),
+                    "p99": round3(s.latency.quantile_ms(0.99)), "max": round3(s.latency.max_ms())}, "max_behind": s.max_behind, "max_newer_at_start": s.max_newer_at_start,
+                    "fps": round3(fps), "seconds": round3(secs), "serial_sent": serial_sent})
+            );
+        } else {
+            eprintln!(
+                "{} frames classified of {} captured ({} dropped, {} failed), {} events; latency mean {:.1} ms, p99 {:.1} ms; {fps:.1} fps over {secs:.1} s",
+                s.classified,
+                s.captured,
+                s.dropped,
+                s.failed,
+                s.events,
+                s.latency.mean_ms(),
+                s.latency.quantile_ms(0.99),
+            );
+        }
+    }
+}
