@@ -77,6 +77,17 @@ pub enum Pooling {
     Avg,
 }
 
+impl Pooling {
+    /// The stable name: what `--pool` takes, what run files record, and what the features-cache fingerprint
+    /// hashes (so renaming the variant cannot silently invalidate every cache).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::None => "none",
+            Pooling::Avg => "avg",
+        }
+    }
+}
+
 /// How to run the backbone.
 #[derive(Debug, Clone, Default)]
 pub struct ExtractOptions {
@@ -561,7 +572,7 @@ fn fingerprint(
     put(&backbone.sha256);
     put(&serde_json::to_string(&backbone.preprocess).unwrap_or_default());
     put(cut.unwrap_or(""));
-    put(&format!("{:?}", job.options.pool));
+    put(job.options.pool.as_str());
     put(&job.seed.to_string());
     put(&job.test_fraction.to_bits().to_string());
     put(&job.shard_size.to_string());
@@ -770,4 +781,17 @@ pub fn extract_folder(
     report.batch = extractor.batch();
     report.feature_shape = feature_shape;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pooling;
+
+    #[test]
+    fn pooling_names_hashed_by_the_cache_fingerprint_are_pinned() {
+        // Changing these invalidates every features cache users have: only with a FORMAT_TAG bump.
+        assert_eq!(Pooling::None.as_str(), "none");
+        assert_eq!(Pooling::Avg.as_str(), "avg");
+        assert_eq!(serde_json::to_string(&Pooling::Avg).unwrap(), "\"avg\"");
+    }
 }

@@ -19,15 +19,9 @@ pub struct Args {
     /// The bundle to write, e.g. `model.lookout`.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Numeric precision of the exported model.
-    #[arg(long, value_enum, default_value_t = ExportPrecision::F32)]
-    pub precision: ExportPrecision,
-    /// Largest accepted test-accuracy drop against the float model, in percentage points.
-    #[arg(long, value_name = "POINTS", default_value_t = 1.0)]
-    pub max_drop: f32,
-    /// Write the bundle even when its accuracy drops by more than --max-drop.
-    #[arg(long)]
-    pub force: bool,
+    /// Precision and the accuracy gate.
+    #[command(flatten)]
+    pub gate: ExportGateArgs,
     /// Measure on at most this many test images, spread over the split (default: all of them).
     #[arg(long, value_name = "N")]
     pub test_images: Option<usize>,
@@ -40,12 +34,26 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The export flags `lookout export` and `lookout fit` share: the precision and the accuracy gate.
+#[derive(Debug, clap::Args)]
+pub struct ExportGateArgs {
+    /// Numeric precision of the exported model.
+    #[arg(long, value_enum, default_value_t = ExportPrecision::F32)]
+    pub precision: ExportPrecision,
+    /// Largest accepted test-accuracy drop against the float model, in percentage points.
+    #[arg(long, value_name = "POINTS", default_value_t = 1.0)]
+    pub max_drop: f32,
+    /// Write the bundle even when its accuracy drops by more than --max-drop.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// Runs `lookout export`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = ExportOptions {
-        precision: args.precision,
-        max_drop_points: args.max_drop,
-        force: args.force,
+        precision: args.gate.precision,
+        max_drop_points: args.gate.max_drop,
+        force: args.gate.force,
         max_test_images: args.test_images,
         progress: !args.json,
         onnx: args.onnx,

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lookout_host::export::ExportPrecision;
 use lookout_host::extract::Pooling;
 use lookout_host::fit::{fit, FitOptions, FitReport, DEFAULT_BACKBONE};
 use lookout_host::run::HeadKind;
 use lookout_host::train::TrainConfig;
 
+use super::export::ExportGateArgs;
 use super::extract::PreprocessArgs;
 
 /// Arguments of `lookout fit`.
@@ -56,15 +56,9 @@ pub struct Args {
     /// Seed of the split and of training.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Numeric precision of the exported model.
-    #[arg(long, value_enum, default_value_t = ExportPrecision::F32)]
-    pub precision: ExportPrecision,
-    /// Largest accepted test-accuracy drop of the export against the float model, in points.
-    #[arg(long, value_name = "POINTS", default_value_t = 1.0)]
-    pub max_drop: f32,
-    /// Write the bundle even when its accuracy drops by more than --max-drop.
-    #[arg(long)]
-    pub force: bool,
+    /// Precision and the accuracy gate of the export.
+    #[command(flatten)]
+    pub gate: ExportGateArgs,
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -89,9 +83,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         ..TrainConfig::default()
     };
-    options.precision = args.precision;
-    options.max_drop_points = args.max_drop;
-    options.force = args.force;
+    options.precision = args.gate.precision;
+    options.max_drop_points = args.gate.max_drop;
+    options.force = args.gate.force;
     options.progress = !args.json;
     let report = fit(&options).with_context(|| {
         format!(
