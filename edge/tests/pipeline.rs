@@ -56,24 +56,27 @@ fn options(max_frames: Option<u64>) -> WatchOptions {
     }
 }
 
-/// Six cat photos and a broken link named like a photo, in a folder `dir:` would read.
-fn cat_folder(shared: &std::path::Path) -> (tempfile::TempDir, PathBuf) {
+/// The cat/dog bundle and a `dir:` source over six cat photos and a broken link named like a photo (returned
+/// with the folder that holds them).
+fn cats_with_a_broken_link(
+    shared: &std::path::Path,
+) -> (Model, DirSource, tempfile::TempDir, PathBuf) {
+    let bundles = common::bundles(shared);
+    let model = Model::load(&bundles.sigmoid, &RuntimeOptions::default()).expect("bundle");
     let dir = tempfile::tempdir().expect("temp dir");
     for (i, photo) in common::photos(shared, "Cat", 6).iter().enumerate() {
         std::fs::copy(photo, dir.path().join(format!("{i:02}.jpg"))).expect("copy photo");
     }
     let gone = dir.path().join("99-gone.jpg");
     std::os::unix::fs::symlink(dir.path().join("nowhere.jpg"), &gone).expect("symlink");
-    (dir, gone)
+    let source = DirSource::open(dir.path().to_path_buf()).expect("dir source");
+    (model, source, dir, gone)
 }
 
 #[test]
 fn every_sink_sees_every_frame_event_and_error_in_order() {
     let shared = lookout_testdata::require_shared!();
-    let bundles = common::bundles(&shared);
-    let mut model = Model::load(&bundles.sigmoid, &RuntimeOptions::default()).expect("bundle");
-    let (dir, gone) = cat_folder(&shared);
-    let source = DirSource::open(dir.path().to_path_buf()).expect("dir source");
+    let (mut model, source, _dir, gone) = cats_with_a_broken_link(&shared);
 
     let (mut first, mut second) = (Recorder::default(), Recorder::default());
     let outcome = Pipeline::new(options(None))
@@ -110,10 +113,7 @@ fn every_sink_sees_every_frame_event_and_error_in_order() {
 #[test]
 fn max_frames_stops_the_run_after_that_many_results() {
     let shared = lookout_testdata::require_shared!();
-    let bundles = common::bundles(&shared);
-    let mut model = Model::load(&bundles.sigmoid, &RuntimeOptions::default()).expect("bundle");
-    let (dir, _) = cat_folder(&shared);
-    let source = DirSource::open(dir.path().to_path_buf()).expect("dir source");
+    let (mut model, source, _dir, _) = cats_with_a_broken_link(&shared);
 
     let mut recorder = Recorder::default();
     let outcome = Pipeline::new(options(Some(2)))

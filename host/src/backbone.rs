@@ -94,6 +94,14 @@ pub struct Backbone {
     pub feature_node: Option<String>,
 }
 
+/// The identity a run records for a backbone: the sha256 of the model file that runs.
+fn identify(path: &Path) -> Result<String, BackboneError> {
+    sha256_file(path).map_err(|source| BackboneError::Hash {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl Backbone {
     /// Finds a backbone: an existing model file is used directly (its preprocessing must be given), anything
     /// else is looked up in the catalogue (which knows the preprocessing; an explicit one overrides it).
@@ -122,14 +130,10 @@ impl Backbone {
             })?;
         // The identity a run records is the graph that runs, as for a file: the weights behind it were
         // verified against the catalogue when they were pulled, and a converter change makes a new graph.
-        let sha256 = sha256_file(&resolved.path).map_err(|source| BackboneError::Hash {
-            path: resolved.path.clone(),
-            source,
-        })?;
         Ok(Backbone {
             name: resolved.name,
             format,
-            sha256,
+            sha256: identify(&resolved.path)?,
             preprocess: preprocess.unwrap_or(resolved.preprocess),
             feature_node: resolved.feature_node,
             path: resolved.path,
@@ -164,10 +168,7 @@ impl Backbone {
             .unwrap_or_else(|| "backbone".to_string());
         Ok(Backbone {
             name,
-            sha256: sha256_file(&path).map_err(|source| BackboneError::Hash {
-                path: path.clone(),
-                source,
-            })?,
+            sha256: identify(&path)?,
             format,
             preprocess,
             feature_node: None,
