@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
-use lookout_host::backbone::Backbone;
-use lookout_host::device::DeviceChoice;
-use lookout_host::extract::{ExtractOptions, FeatureExtractor};
+use lookout_host::features::device::DeviceChoice;
+use lookout_host::features::extractor::{ExtractOptions, FeatureExtractor};
+use lookout_models::backbone::Backbone;
 use lookout_shared::PreprocessSpec;
 
 fn main() {

@@ -10,9 +10,9 @@
 
 use std::time::Instant;
 
-use lookout_host::features::{FeatureSet, Split};
-use lookout_host::train::rng::Rng;
-use lookout_host::train::{train, Dataset, Progress, TrainConfig};
+use lookout_host::features::{FeatureRows, FeatureSet, Split};
+use lookout_host::head::train::{train, Progress, TrainConfig};
+use lookout_host::rng::Rng;
 
 fn main() {
     let (data, shape, classes, source) = match std::env::var_os("LOOKOUT_BENCH_FEATURES") {
@@ -33,8 +33,7 @@ fn main() {
             };
             let shape = features.manifest.feature_shape.clone();
             let classes = features.manifest.classes.len();
-            let data =
-                Dataset::new(split.features, split.labels, split.dim).expect("consistent split");
+            let data = split.rows;
             (
                 data,
                 shape,
@@ -50,7 +49,7 @@ fn main() {
             let features: Vec<f32> = (0..rows * dim).map(|_| rng.uniform(0.0, 2.0)).collect();
             let labels: Vec<u32> = (0..rows).map(|i| (i % 2) as u32).collect();
             (
-                Dataset::new(features, labels, dim).expect("sizes agree"),
+                FeatureRows::new(features, labels, dim).expect("sizes agree"),
                 shape,
                 2,
                 "random [1280, 7, 7] maps".into(),

@@ -15,14 +15,16 @@ use indicatif::ProgressBar;
 use lookout_shared::PreprocessSpec;
 use serde::Serialize;
 
-use crate::backbone::Backbone;
-use crate::device::DeviceChoice;
-use crate::evaluate::Metrics;
-use crate::export::{export, ExportOptions, ExportPrecision, ExportReport};
-use crate::extract::{extract_folder, ExtractJob, ExtractOptions, Pooling, DEFAULT_SHARD_SIZE};
+use crate::bundle::{export, ExportOptions, ExportPrecision, ExportReport};
+use crate::features::device::DeviceChoice;
+use crate::features::extract::{extract_folder, ExtractJob, ExtractReport, DEFAULT_SHARD_SIZE};
+use crate::features::extractor::ExtractOptions;
 use crate::features::FeatureSet;
-use crate::run::{CONFUSION_FILE, CURVES_FILE};
-use crate::train::{train_features, Progress, TrainConfig};
+use crate::features::Pooling;
+use crate::head::run::{CONFUSION_FILE, CURVES_FILE};
+use crate::head::train::{train_features, Progress, TrainConfig, TrainedRun};
+use crate::report::evaluate::Metrics;
+use lookout_models::backbone::Backbone;
 
 /// The backbone `fit` uses when none is given: the tutorial's, from the catalogue.
 pub const DEFAULT_BACKBONE: &str = "mobilenet_v3_large";
@@ -32,25 +34,25 @@ pub const DEFAULT_BACKBONE: &str = "mobilenet_v3_large";
 pub enum FitError {
     /// The backbone could not be found or fetched (the error names it, and says what works offline).
     #[error(transparent)]
-    Backbone(#[from] crate::backbone::BackboneError),
+    Backbone(#[from] lookout_models::backbone::BackboneError),
     /// Extraction failed.
     #[error("extracting features: {0}")]
-    Extract(#[from] crate::extract::ExtractError),
+    Extract(#[from] crate::features::extractor::ExtractError),
     /// The features cache could not be read back.
     #[error("reading the features: {0}")]
     Features(#[from] crate::features::FeaturesError),
+    /// The trained head cannot be measured on the test split.
+    #[error("evaluating on the test split: {0}")]
+    Evaluate(#[from] crate::report::evaluate::SplitMetricsError),
     /// Training failed.
     #[error("training: {0}")]
-    Train(#[from] crate::train::TrainRunError),
+    Train(#[from] crate::head::train::TrainRunError),
     /// The run could not be written.
     #[error("writing the run: {0}")]
-    Run(#[from] crate::run::RunError),
-    /// Evaluation failed.
-    #[error("evaluating: {0}")]
-    Evaluate(#[from] crate::evaluate::EvaluateError),
+    Run(#[from] crate::head::run::RunError),
     /// Export failed or was refused.
     #[error("exporting: {0}")]
-    Export(#[from] crate::export::ExportError),
+    Export(#[from] crate::bundle::ExportError),
     /// The data set has no test images to measure on.
     #[error(
         "the test split is empty: use a --test-split above 0 (and at least a few images per class)"
@@ -161,12 +163,15 @@ pub struct FitReport {
     pub export: ExportReport,
     /// Pictures written: training curves and confusion matrix.
     pub plots: Vec<PathBuf>,
+    /// What went wrong without stopping the job (a picture that could not be drawn).
+    pub warnings: Vec<String>,
     /// The command to run next, on the Pi.
     pub next: String,
 }
 
-/// Runs the whole job. `progress` is shown only when `options.progress`.
-pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
+/// Runs the whole job. Progress bars are shown only when `options.progress`; `on_step` hears each of the four
+/// steps as it starts ("1/4 extracting …"), for the caller to print or not.
+pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitReport, FitError> {
     let work = options.resolved_work_dir();
     std::fs::create_dir_all(&work).map_err(|source| FitError::WorkDir {
         path: work.clone(),
@@ -176,77 +181,42 @@ pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
     let run_dir = work.join("run");
 
     let backbone = Backbone::resolve(&options.backbone, options.preprocess.clone())?;
-    note(
-        options,
-        &format!(
-            "1/4 extracting {} features from {}",
-            backbone.name,
-            options.data_dir.display()
-        ),
-    );
-    let bar = if options.progress {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    let job = ExtractJob {
-        data_dir: options.data_dir.clone(),
-        out_dir: features_dir.clone(),
-        test_fraction: options.test_fraction,
-        seed: options.seed,
-        force: false,
-        shard_size: DEFAULT_SHARD_SIZE,
-        options: ExtractOptions {
-            cut: None,
-            pool: options.pool,
-            device: DeviceChoice::Auto,
-            batch: None,
-        },
-    };
-    let extracted = extract_folder(&job, &backbone, &bar)?;
-    bar.finish_and_clear();
+    on_step(&format!(
+        "1/4 extracting {} features from {}",
+        backbone.name,
+        options.data_dir.display()
+    ));
+    let extracted = extract_step(options, &backbone, &features_dir)?;
     if extracted.test_images == 0 {
         return Err(FitError::NoTestImages);
     }
 
-    note(
-        options,
-        &format!("2/4 training a {:?} head", options.train.head),
-    );
-    let bar = if options.progress {
-        ProgressBar::new(options.train.epochs as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut on_progress = |event: Progress<'_>| {
-        if let Progress::EpochEnd(record) = event {
-            bar.inc(1);
-            bar.set_message(format!("train loss {:.4}", record.train_loss));
-        }
-    };
+    on_step(&format!("2/4 training a {:?} head", options.train.head));
     let features = FeatureSet::open(&features_dir)?;
-    let trained = train_features(&features, &run_dir, &options.train, &mut on_progress)?;
-    bar.finish_and_clear();
-    let run = trained.run;
-    let float_metrics = trained.test_metrics.ok_or(FitError::NoTestImages)?;
+    let trained = train_step(options, &features, &run_dir)?;
+    let float_metrics = crate::report::evaluate::float_test_metrics(&trained.run, &features)?
+        .ok_or(FitError::NoTestImages)?;
 
-    note(options, "3/4 evaluating on the test split");
-    let mut plots = vec![run_dir.join(CURVES_FILE)];
-    let confusion = run_dir.join(CONFUSION_FILE);
-    match crate::plots::confusion_matrix(&float_metrics, &confusion) {
-        Ok(()) => plots.push(confusion),
-        Err(e) => eprintln!("warning: no confusion matrix picture: {e}"),
+    on_step("3/4 evaluating on the test split");
+    // A missing picture loses nothing the numbers do not hold: say so and go on.
+    let mut warnings = Vec::new();
+    let mut plots = Vec::new();
+    let curves = run_dir.join(CURVES_FILE);
+    match crate::report::plots::training_curves(&trained.history.epochs, &curves) {
+        Ok(()) => plots.push(curves),
+        Err(e) => warnings.push(format!("no training curves: {e}")),
     }
-    plots.retain(|p| p.exists());
+    let confusion = run_dir.join(CONFUSION_FILE);
+    match crate::report::plots::confusion_matrix(&float_metrics, &confusion) {
+        Ok(()) => plots.push(confusion),
+        Err(e) => warnings.push(format!("no confusion matrix picture: {e}")),
+    }
 
-    note(
-        options,
-        &format!(
-            "4/4 exporting ({} precision) to {}",
-            options.precision,
-            options.out.display()
-        ),
-    );
+    on_step(&format!(
+        "4/4 exporting ({} precision) to {}",
+        options.precision,
+        options.out.display()
+    ));
     let export_options = ExportOptions {
         precision: options.precision,
         max_drop_points: options.max_drop_points,
@@ -255,7 +225,6 @@ pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
         ..ExportOptions::default()
     };
     let exported = export(&run_dir, &options.out, &export_options)?;
-    drop(run);
     Ok(FitReport {
         work_dir: work,
         features_dir,
@@ -276,11 +245,56 @@ pub fn fit(options: &FitOptions) -> Result<FitReport, FitError> {
         ),
         export: exported,
         plots,
+        warnings,
     })
 }
 
-fn note(options: &FitOptions, message: &str) {
+fn progress_bar(options: &FitOptions, length: u64) -> ProgressBar {
     if options.progress {
-        eprintln!("{message}");
+        ProgressBar::new(length)
+    } else {
+        ProgressBar::hidden()
     }
+}
+
+fn extract_step(
+    options: &FitOptions,
+    backbone: &Backbone,
+    features_dir: &Path,
+) -> Result<ExtractReport, FitError> {
+    let bar = progress_bar(options, 0);
+    let job = ExtractJob {
+        data_dir: options.data_dir.clone(),
+        out_dir: features_dir.to_path_buf(),
+        test_fraction: options.test_fraction,
+        seed: options.seed,
+        force: false,
+        shard_size: DEFAULT_SHARD_SIZE,
+        options: ExtractOptions {
+            cut: None,
+            pool: options.pool,
+            device: DeviceChoice::Auto,
+            batch: None,
+        },
+    };
+    let extracted = extract_folder(&job, backbone, &bar)?;
+    bar.finish_and_clear();
+    Ok(extracted)
+}
+
+fn train_step(
+    options: &FitOptions,
+    features: &FeatureSet,
+    run_dir: &Path,
+) -> Result<TrainedRun, FitError> {
+    let bar = progress_bar(options, options.train.epochs as u64);
+    let mut on_progress = |event: Progress<'_>| {
+        if let Progress::EpochEnd(record) = event {
+            bar.inc(1);
+            bar.set_message(format!("train loss {:.4}", record.train_loss));
+        }
+    };
+    let trained = train_features(features, run_dir, &options.train, &mut on_progress)?;
+    bar.finish_and_clear();
+    Ok(trained)
 }

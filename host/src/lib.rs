@@ -1,18 +1,21 @@
-//! The Lookout host library: data sets, feature extraction, training, evaluation and export.
+//! The Lookout host library, laid out as its pipeline (each stage a folder, each depending only on the ones
+//! before it):
 //!
-//! Layering (as tract's): `data` (image folders, splits) → `features` (the cache format) → `extract`
-//! (backbone over images) → `train` / `evaluate` → `export` (bundles for the edge). The `lookout` binary is a
-//! thin clap front end over these modules.
+//! ```text
+//! dataset  (folder scan, bad files, stratified split)
+//!   → features  (backbone, device, extractor, the features cache)
+//!     → head  (the head's maths, the run directory, training)
+//!       → bundle  (backbone + head in one graph, measured and written for the edge)
+//!         → report  (metrics, plots, inspect)
+//! ```
+//!
+//! [`fit`] runs them all in order; the `lookout` binary (`src/cli`) is a thin clap front end over them.
+//! [`rng`] is every seeded random draw.
 
-pub mod backbone;
-pub mod data;
-pub mod device;
-pub mod evaluate;
-pub mod export;
-pub mod extract;
+pub mod bundle;
+pub mod dataset;
 pub mod features;
 pub mod fit;
-pub mod inspect;
-pub mod plots;
-pub mod run;
-pub mod train;
+pub mod head;
+pub mod report;
+pub mod rng;

@@ -6,8 +6,8 @@
 //! This is the path that once failed ("output shape N,240,7,7 is not fixed"): converted NNEF graphs keep a
 //! symbolic batch, and only substituting it through the graph makes the shapes concrete.
 
-use lookout_host::backbone::Backbone;
-use lookout_host::extract::{ExtractOptions, FeatureExtractor};
+use lookout_host::features::extractor::{ExtractOptions, FeatureExtractor};
+use lookout_models::backbone::Backbone;
 use lookout_models::{import, Architecture, Cache, ImportRequest};
 use lookout_testdata::{abs_diff_stats, read_f32_file, require_shared};
 

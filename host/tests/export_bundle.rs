@@ -7,10 +7,9 @@ mod export_support;
 use std::path::Path;
 
 use export_support::{build_run, RunSpec};
-use lookout_host::export::{
-    evaluate_bundle, export, predict_bundle, ExportError, ExportOptions, ExportPrecision,
-};
-use lookout_host::run::HeadKind;
+use lookout_host::bundle::{export, ExportError, ExportOptions, ExportPrecision};
+use lookout_host::head::net::HeadKind;
+use lookout_host::report::evaluate_bundle::{evaluate_bundle, predict_bundle};
 use lookout_shared::bundle::Precision;
 use lookout_shared::{Bundle, PreprocessSpec};
 
@@ -214,7 +213,7 @@ fn onnx_copy_matches_the_bundle(onnx_file: &Path, bundle: &Path, photos: &[std::
         .copied()
         .collect();
     assert_eq!(got.len(), expected.len());
-    let diff = lookout_host::export::max_abs_diff(&got, &expected);
+    let diff = lookout_host::bundle::check::max_abs_diff(&got, &expected);
     eprintln!("onnx copy vs bundle: max probability difference {diff:e}");
     // The same ops in another graph form (and batch 2 against batch 1): only summation order differs.
     assert!(diff <= 1e-5, "{got:?} vs {expected:?}");

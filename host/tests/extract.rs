@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
-use lookout_host::backbone::Backbone;
-use lookout_host::device::DeviceChoice;
-use lookout_host::extract::{
-    extract_folder, ExtractJob, ExtractOptions, FeatureExtractor, Pooling,
-};
-use lookout_host::features::{read_split_list, FeatureSet, Split};
+use lookout_host::features::cache::read_split_list;
+use lookout_host::features::device::DeviceChoice;
+use lookout_host::features::extract::{extract_folder, ExtractJob};
+use lookout_host::features::extractor::{ExtractOptions, FeatureExtractor};
+use lookout_host::features::{FeatureSet, Pooling, Split};
+use lookout_models::backbone::Backbone;
 use lookout_shared::preprocess::{PreprocessSpec, Resize};
 
 fn cpu_options() -> ExtractOptions {
@@ -267,7 +267,7 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
     let set = FeatureSet::open(&out).unwrap();
     let m = &set.manifest;
     assert_eq!(m.format, "lookout-features/1");
-    assert!(m.complete && m.pooled);
+    assert!(m.complete && m.pooling == Pooling::Avg);
     assert_eq!(m.classes, ["Cat", "Dog"]);
     assert_eq!(m.feature_shape, [576]);
     assert_eq!(m.split.seed, 42);
@@ -280,16 +280,20 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
     }
     let train_set = set.load_split(Split::Train).unwrap();
     let test_set = set.load_split(Split::Test).unwrap();
-    assert_eq!(train_set.dim, 576);
-    assert_eq!(train_set.len() + test_set.len(), 43 - 2, "41 images decode");
-    assert_eq!(train_set.len(), first.train_images);
+    assert_eq!(train_set.rows.dim, 576);
+    assert_eq!(
+        train_set.rows.len() + test_set.rows.len(),
+        43 - 2,
+        "41 images decode"
+    );
+    assert_eq!(train_set.rows.len(), first.train_images);
     for (i, path) in test_set.paths.iter().enumerate() {
         let class = if path.starts_with(data.canonicalize().unwrap().join("Cat")) {
             0
         } else {
             1
         };
-        assert_eq!(test_set.labels[i], class, "{}", path.display());
+        assert_eq!(test_set.rows.labels[i], class, "{}", path.display());
     }
     // A row equals what the extractor gives for that file directly (the predict code path).
     let extractor = FeatureExtractor::new(&backbone, &job.options).unwrap();
@@ -299,7 +303,7 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
         .extract_file(&test_set.paths[0])
         .unwrap()
         .unwrap();
-    assert_eq!(direct, test_set.row(0));
+    assert_eq!(direct, test_set.rows.row(0));
 
     // Second run: reused.
     let second = extract_folder(&job, &backbone, &hidden).unwrap();

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use lookout_host::inspect::inspect_file;
+use lookout_host::report::inspect::inspect_file;
 use tract_onnx::prelude::Framework;
 
 /// Elements of every weight tensor stored in the ONNX file (initializers and `Constant` nodes), scalars left

@@ -1,13 +1,16 @@
 //! Training on synthetic Gaussian blobs, where the right answer is known: the trainer must find it, be
 //! reproducible for a seed, and save a run that loads back and predicts the same.
 
-use lookout_host::evaluate::compute_metrics;
-use lookout_host::run::{BackboneInfo, FeaturesRecord, HeadKind, OutputKind, Pool, Run};
-use lookout_host::train::rng::Rng;
-use lookout_host::train::{train, Dataset, TrainConfig, Trained};
+use lookout_host::features::{BackboneRecord, FeatureRows, Pooling};
+use lookout_host::head::net::HeadKind;
+use lookout_host::head::run::{FeaturesRecord, Run};
+use lookout_host::head::train::{train, TrainConfig, Trained};
+use lookout_host::report::evaluate::compute_metrics;
+use lookout_host::rng::Rng;
+use lookout_shared::bundle::{BackboneInfo, OutputKind};
 
 /// `per_class` points per class around class centres ±`separation` on a few axes, unit noise, `dim` wide.
-fn blobs(classes: usize, per_class: usize, dim: usize, separation: f32, seed: u64) -> Dataset {
+fn blobs(classes: usize, per_class: usize, dim: usize, separation: f32, seed: u64) -> FeatureRows {
     blobs_in_blocks(classes, per_class, dim, separation, seed, 1)
 }
 
@@ -20,7 +23,7 @@ fn blobs_in_blocks(
     separation: f32,
     seed: u64,
     block: usize,
-) -> Dataset {
+) -> FeatureRows {
     let mut rng = Rng::new(seed);
     let mut gauss = move || {
         // Box–Muller
@@ -42,16 +45,16 @@ fn blobs_in_blocks(
         }
         labels.push(class as u32);
     }
-    Dataset::new(features, labels, dim).unwrap()
+    FeatureRows::new(features, labels, dim).unwrap()
 }
 
-fn accuracy(trained: &Trained, data: &Dataset, classes: usize) -> f64 {
+fn accuracy(trained: &Trained, data: &FeatureRows, classes: usize) -> f64 {
     let output = trained.output;
     let logits = trained.head.forward(&data.features);
     let k = trained.head.outputs();
     let preds: Vec<usize> = logits
         .chunks(k)
-        .map(|l| lookout_host::run::predict_from_logits(output, 0.5, l))
+        .map(|l| lookout_host::head::net::predict_from_logits(output, 0.5, l))
         .collect();
     let labels: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
     let names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
@@ -116,7 +119,7 @@ fn three_classes_with_every_head_kind_and_pooling() {
     // Average pooling over [C=3, 2, 2]: each channel's mean carries the class.
     let pooled_train = blobs_in_blocks(3, 150, 12, 3.0, 5, 4);
     let config = TrainConfig {
-        pool: Pool::Avg,
+        pool: Pooling::Avg,
         hidden: 16,
         epochs: 10,
         batch: 16,
@@ -204,19 +207,19 @@ fn bad_settings_and_data_are_clear_errors() {
         ..TrainConfig::default()
     })
     .contains("--val-split"));
-    let flat = Dataset::new(vec![0.0; 8], vec![0, 1], 4).unwrap();
+    let flat = FeatureRows::new(vec![0.0; 8], vec![0, 1], 4).unwrap();
     let err = train(
         flat,
         &[2, 2],
         2,
         &TrainConfig {
-            pool: Pool::Avg,
+            pool: Pooling::Avg,
             ..TrainConfig::default()
         },
         &mut |_| {},
     );
     assert!(err.unwrap_err().to_string().contains("[C, H, W]"));
-    let one_class = Dataset::new(vec![0.0; 8], vec![0, 0], 4).unwrap();
+    let one_class = FeatureRows::new(vec![0.0; 8], vec![0, 0], 4).unwrap();
     let err = train(one_class, &[4], 2, &TrainConfig::default(), &mut |_| {})
         .unwrap_err()
         .to_string();
@@ -235,12 +238,14 @@ fn a_saved_run_loads_back_and_predicts_identically() {
     let features = FeaturesRecord {
         dir: "/nowhere".into(),
         feature_shape: vec![3, 2, 2],
-        pooled: false,
-        backbone: BackboneInfo {
-            name: "b".into(),
+        pooling: Pooling::None,
+        backbone: BackboneRecord {
+            identity: BackboneInfo {
+                name: "b".into(),
+                sha256: "00".into(),
+                cut: None,
+            },
             path: "b.onnx".into(),
-            sha256: "00".into(),
-            cut: None,
         },
         preprocess: lookout_shared::PreprocessSpec::tf_inception(),
     };

@@ -135,13 +135,13 @@ impl Cache {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically, creating its folder first (the cache's folders appear on first use).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelsError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| ModelsError::io("creating", dir, e))?;
     }
     lookout_shared::atomic::write_atomic(path, bytes)
-        .map_err(|e| ModelsError::io("writing", path, e))
+        .map_err(|e| ModelsError::io("writing", e.path, e.source))
 }
 
 /// `path` with `.tmp-<pid>` appended: a sibling on the same file system, private to this process.

@@ -4,6 +4,7 @@
 //! Entry point for other crates: [`resolve`] turns a catalogue name into a cached `.nnef.tar` (pulling it on
 //! first use).
 
+pub mod backbone;
 pub mod cache;
 pub mod catalogue;
 pub mod convert;
@@ -17,34 +18,18 @@ pub mod pull;
 pub mod pypi;
 pub mod state_dict;
 
-use std::path::PathBuf;
-
+pub use backbone::{Backbone, BackboneError};
 pub use cache::Cache;
 pub use catalogue::{catalogue, Architecture, Catalogue};
 pub use error::ModelsError;
 pub use model_file::{load_model_file, ModelFileError, ModelFormat};
 pub use pull::{import, pull, ImportRequest, PullOptions};
 
-/// A backbone ready for tract.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedBackbone {
-    /// The name it was resolved by, with the weights (`mobilenet_v3_large@IMAGENET1K_V2`).
-    pub name: String,
-    /// The graph: a `.nnef.tar` (load with `tract_nnef::nnef().with_tract_core().model_for_path`) or an `.onnx`.
-    pub path: PathBuf,
-    /// sha256 of the source weights file.
-    pub sha256: String,
-    /// How to preprocess images for it.
-    pub preprocess: lookout_shared::PreprocessSpec,
-    /// Name of the feature output node (`features`); the graph's only output.
-    pub feature_node: Option<String>,
-}
-
 /// Resolves `name` in the default cache, pulling and converting it on first use (progress on stderr).
 ///
 /// `name` is a catalogue name (`mobilenet_v3_large`), optionally with weights (`mobilenet_v3_large:V1` or
 /// `mobilenet_v3_large@IMAGENET1K_V1`), or the name given to `lookout backbone import`.
-pub fn resolve(name: &str) -> Result<ResolvedBackbone, ModelsError> {
+pub fn resolve(name: &str) -> Result<Backbone, ModelsError> {
     resolve_in(&Cache::from_env()?, name, &PullOptions::default())
 }
 
@@ -53,7 +38,7 @@ pub fn resolve_in(
     cache: &Cache,
     name: &str,
     options: &PullOptions,
-) -> Result<ResolvedBackbone, ModelsError> {
+) -> Result<Backbone, ModelsError> {
     let (base, weights) = match name.split_once([':', '@']) {
         Some((base, weights)) => (base, Some(weights)),
         None => (name, None),
@@ -87,11 +72,15 @@ pub fn resolve_in(
             }
         },
     };
-    Ok(ResolvedBackbone {
-        name: key.clone(),
-        path: cache.entry_dir(&key).join(cache::GRAPH_FILE),
-        sha256: meta.sha256,
+    let path = cache.entry_dir(&key).join(cache::GRAPH_FILE);
+    // The identity a run records is the graph that runs, as for a file: the weights behind it were verified
+    // against the catalogue when they were pulled, and a converter change makes a new graph.
+    Ok(Backbone {
+        name: key,
+        sha256: download::sha256_file(&path)?,
+        format: ModelFormat::Nnef,
         preprocess: meta.preprocess.spec(),
         feature_node: Some(meta.feature_output),
+        path,
     })
 }

@@ -60,6 +60,9 @@ pub enum Precision {
 /// How the model's output becomes class probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+// Names as run.json writes them ("sigmoid"); the bundle's postcard encoding uses the variant index, so the
+// names are not part of the bundle format.
+#[serde(rename_all = "snake_case")]
 pub enum OutputKind {
     /// One output: the probability of label index 1 (label index 0 otherwise).
     Sigmoid,
@@ -486,10 +489,10 @@ mod file {
     }
 
     fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BundleFileError> {
-        crate::atomic::write_atomic(path, bytes).map_err(|error| BundleFileError::Io {
-            path: path.to_path_buf(),
+        crate::atomic::write_atomic(path, bytes).map_err(|e| BundleFileError::Io {
+            path: e.path,
             action: "write",
-            error,
+            error: e.source,
         })
     }
 }

@@ -280,26 +280,12 @@ impl Pipeline {
             } else {
                 Vec::new()
             };
-            for change in changes {
-                let (kind, label, score) = match change {
-                    Trigger::Fired { label, score } => (ChangeKind::Fired, label, score),
-                    Trigger::Cleared { label, score } => (ChangeKind::Cleared, label, score),
-                };
-                if kind == ChangeKind::Fired {
-                    summary.events += 1;
-                }
-                let change = LabelChange {
-                    kind,
-                    frame: frame.number,
-                    label,
-                    label_name: labels.get(label).map_or("?", String::as_str),
-                    score,
-                    latency,
-                };
-                for sink in sinks.iter_mut() {
-                    sink.change(&change);
-                }
-            }
+            let frame_changes = FrameChanges {
+                frame: frame.number,
+                latency,
+                labels: &labels,
+            };
+            summary.events += frame_changes.tell(changes, sinks);
             for sink in sinks.iter_mut() {
                 sink.after_frame(&|label| trigger.is_active(label));
             }
@@ -312,6 +298,18 @@ impl Pipeline {
             }
         }
 
+        self.finish(capture, &captured, started, summary, sinks)
+    }
+
+    /// Joins the capture thread (unless stopped), completes the summary and tells the sinks.
+    fn finish(
+        &self,
+        capture: std::thread::JoinHandle<Option<EdgeError>>,
+        captured: &std::sync::atomic::AtomicU64,
+        started: Instant,
+        mut summary: WatchSummary,
+        sinks: &mut [&mut dyn Sink],
+    ) -> Result<WatchOutcome, EdgeError> {
         // When stopped, the capture thread may be blocked reading a pipe: do not wait for it then.
         let source_error = if self.stop.load(Ordering::SeqCst) {
             None
@@ -331,6 +329,41 @@ impl Pipeline {
             summary,
             source_error,
         })
+    }
+}
+
+/// The label changes of one frame, told to every sink.
+struct FrameChanges<'a> {
+    frame: u64,
+    latency: Duration,
+    labels: &'a [String],
+}
+
+impl FrameChanges<'_> {
+    /// Tells each change to the sinks; returns how many were events (a label firing).
+    fn tell(&self, changes: Vec<Trigger>, sinks: &mut [&mut dyn Sink]) -> u64 {
+        let mut events = 0;
+        for change in changes {
+            let (kind, label, score) = match change {
+                Trigger::Fired { label, score } => (ChangeKind::Fired, label, score),
+                Trigger::Cleared { label, score } => (ChangeKind::Cleared, label, score),
+            };
+            if kind == ChangeKind::Fired {
+                events += 1;
+            }
+            let change = LabelChange {
+                kind,
+                frame: self.frame,
+                label,
+                label_name: self.labels.get(label).map_or("?", String::as_str),
+                score,
+                latency: self.latency,
+            };
+            for sink in sinks.iter_mut() {
+                sink.change(&change);
+            }
+        }
+        events
     }
 }
 

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lookout_host::evaluate::compute_metrics;
-use lookout_host::features::{FeatureSet, Split};
-use lookout_host::run::{OutputKind, Run, CONFUSION_FILE};
+use lookout_host::features::FeatureSet;
+use lookout_host::head::run::{Run, CONFUSION_FILE};
+use lookout_host::report::evaluate::float_test_metrics;
+use lookout_shared::bundle::OutputKind;
 
 /// Arguments of `lookout evaluate`.
 #[derive(Debug, clap::Args)]
@@ -38,14 +39,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot load the run {}", args.run.display()))?;
     let (metrics, source) = match &args.model {
         Some(model) => {
-            let metrics = lookout_host::export::evaluate_bundle(model, &args.run, args.json)
-                .with_context(|| format!("cannot evaluate {}", model.display()))?;
+            let metrics =
+                lookout_host::report::evaluate_bundle::evaluate_bundle(model, &args.run, args.json)
+                    .with_context(|| format!("cannot evaluate {}", model.display()))?;
             (metrics, model.clone())
         }
         None => (float_metrics(&args, &run)?, args.run.clone()),
     };
     let confusion_png = args.run.join(CONFUSION_FILE);
-    let plot_result = lookout_host::plots::confusion_matrix(&metrics, &confusion_png);
+    let plot_result = lookout_host::report::plots::confusion_matrix(&metrics, &confusion_png);
     if args.json {
         let mut value = serde_json::to_value(&metrics)?;
         if let Some(object) = value.as_object_mut() {
@@ -86,7 +88,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Test-split metrics of the run's float head on its cached features.
-fn float_metrics(args: &Args, run: &Run) -> anyhow::Result<lookout_host::evaluate::Metrics> {
+fn float_metrics(
+    args: &Args,
+    run: &Run,
+) -> anyhow::Result<lookout_host::report::evaluate::Metrics> {
     let features_dir = args
         .features
         .clone()
@@ -98,21 +103,14 @@ fn float_metrics(args: &Args, run: &Run) -> anyhow::Result<lookout_host::evaluat
         )
     })?;
     check_same_features(run, &features)?;
-    let test = features
-        .load_split(Split::Test)
-        .context("cannot load the test features")?;
-    if test.is_empty() {
-        anyhow::bail!(
-            "{} has an empty test split: nothing to evaluate",
-            features_dir.display()
-        );
-    }
-    let logits = run.head.forward_parallel(&test.features);
-    let k = run.head.outputs();
-    let predictions: Vec<usize> = logits.chunks(k).map(|l| run.predict(l)).collect();
-    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
-    let metrics = compute_metrics(&run.config.classes, &labels, &predictions)?;
-
+    let metrics = float_test_metrics(run, &features)
+        .context("cannot measure the head on the test features")?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} has an empty test split: nothing to evaluate",
+                features_dir.display()
+            )
+        })?;
     Ok(metrics)
 }
 
@@ -139,13 +137,13 @@ pub(crate) fn check_same_features(run: &Run, features: &FeatureSet) -> anyhow::R
             recorded.feature_shape
         );
     }
-    if manifest.backbone.sha256 != recorded.backbone.sha256 {
+    if manifest.backbone.identity.sha256 != recorded.backbone.identity.sha256 {
         anyhow::bail!(
             "{dir} was extracted with backbone {} ({}), the run with {} ({})",
-            manifest.backbone.name,
-            manifest.backbone.sha256,
-            recorded.backbone.name,
-            recorded.backbone.sha256
+            manifest.backbone.identity.name,
+            manifest.backbone.identity.sha256,
+            recorded.backbone.identity.name,
+            recorded.backbone.identity.sha256
         );
     }
     if manifest.preprocess != recorded.preprocess {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lookout_host::export::{export, ExportOptions, ExportPrecision, ExportReport};
+use lookout_host::bundle::{export, ExportOptions, ExportPrecision, ExportReport};
 
 /// Arguments of `lookout export`.
 ///

@@ -5,12 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use lookout_host::backbone::Backbone;
-use lookout_host::device::DeviceChoice;
-use lookout_host::extract::{
-    extract_folder, ExtractJob, ExtractOptions, ExtractReport, Pooling, DEFAULT_SHARD_SIZE,
+use lookout_host::features::device::DeviceChoice;
+use lookout_host::features::extract::{
+    extract_folder, ExtractJob, ExtractReport, DEFAULT_SHARD_SIZE,
 };
+use lookout_host::features::extractor::ExtractOptions;
+use lookout_models::backbone::Backbone;
 use lookout_shared::preprocess::{PreprocessSpec, Resize};
+
+use super::choices::PoolChoice;
 
 /// How images are preprocessed for a backbone given as a file (catalogue backbones know their own).
 #[derive(Debug, Clone, clap::Args)]
@@ -92,8 +95,8 @@ pub struct Args {
     #[arg(long, value_name = "NODE")]
     pub cut: Option<String>,
     /// Global pooling of the features: `avg` stores [C] per image instead of [C, H, W].
-    #[arg(long, value_name = "POOL", default_value = "none", value_parser = ["none", "avg"])]
-    pub pool: String,
+    #[arg(long, value_enum, default_value_t = PoolChoice::None)]
+    pub pool: PoolChoice,
     /// Fraction of every class held out for testing.
     #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
     pub test_split: f64,
@@ -101,8 +104,8 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Where the backbone runs: auto picks a usable GPU, else the CPU.
-    #[arg(long, default_value = "auto", value_parser = DeviceChoice::NAMES.to_vec())]
-    pub device: String,
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub device: DeviceChoice,
     /// Images per model call (default: 1 on the CPU, the fastest there; 32 on a GPU).
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
@@ -131,12 +134,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         shard_size: args.shard_size,
         options: ExtractOptions {
             cut: args.cut.clone(),
-            pool: if args.pool == "avg" {
-                Pooling::Avg
-            } else {
-                Pooling::None
-            },
-            device: args.device.parse()?,
+            pool: args.pool.into(),
+            device: args.device,
             batch: args.batch,
         },
     };
@@ -225,4 +224,14 @@ fn print_summary(r: &ExtractReport, backbone: &Backbone) {
             println!("    … and {} more", r.skipped.len() - 20);
         }
     }
+}
+
+/// `--device`: one of [`DeviceChoice::NAMES`], listed in the error when it is none of them.
+fn parse_device(name: &str) -> Result<DeviceChoice, String> {
+    name.parse().map_err(|_| {
+        format!(
+            "unknown device {name:?}; one of: {}",
+            DeviceChoice::NAMES.join(", ")
+        )
+    })
 }

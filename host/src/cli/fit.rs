@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lookout_host::extract::Pooling;
 use lookout_host::fit::{fit, FitOptions, FitReport, DEFAULT_BACKBONE};
-use lookout_host::run::HeadKind;
-use lookout_host::train::TrainConfig;
+use lookout_host::head::train::TrainConfig;
 
+use super::choices::{HeadChoice, PoolChoice};
 use super::export::ExportGateArgs;
 use super::extract::PreprocessArgs;
 
@@ -42,11 +41,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
     /// Pool the backbone's feature map at extraction (`avg`: a much smaller, faster head).
-    #[arg(long, value_name = "POOL", default_value = "none", value_parser = ["none", "avg"])]
-    pub pool: String,
+    #[arg(long, value_enum, default_value_t = PoolChoice::None)]
+    pub pool: PoolChoice,
     /// Head architecture.
-    #[arg(long, value_enum, default_value_t = HeadKind::Tutorial)]
-    pub head: HeadKind,
+    #[arg(long, value_enum, default_value_t = HeadChoice::Tutorial)]
+    pub head: HeadChoice,
     /// Training epochs.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
@@ -70,15 +69,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.backbone = args.backbone.clone();
     options.preprocess = args.preprocess.to_spec()?;
     options.work_dir = args.work.clone();
-    options.pool = if args.pool == "avg" {
-        Pooling::Avg
-    } else {
-        Pooling::None
-    };
+    options.pool = args.pool.into();
     options.test_fraction = args.test_split;
     options.seed = args.seed;
     options.train = TrainConfig {
-        head: args.head,
+        head: args.head.into(),
         epochs: args.epochs,
         seed: args.seed,
         ..TrainConfig::default()
@@ -87,7 +82,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.max_drop_points = args.gate.max_drop;
     options.force = args.gate.force;
     options.progress = !args.json;
-    let report = fit(&options).with_context(|| {
+    let progress = options.progress;
+    let mut on_step = |step: &str| {
+        if progress {
+            eprintln!("{step}");
+        }
+    };
+    let report = fit(&options, &mut on_step).with_context(|| {
         format!(
             "fitting {} into {}",
             args.data.display(),
@@ -124,6 +125,9 @@ fn summary(r: &FitReport) -> String {
     );
     for skipped in r.skipped.iter().take(5) {
         out.push_str(&format!("  skipped:   {skipped}\n"));
+    }
+    for warning in &r.warnings {
+        out.push_str(&format!("  warning:   {warning}\n"));
     }
     out.push_str(&format!("next, on the Pi: {}\n", r.next));
     out

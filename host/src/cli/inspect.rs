@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lookout_host::backbone::Backbone;
-use lookout_host::inspect::inspect_file;
+use lookout_host::report::inspect::inspect_file;
+use lookout_models::backbone::Backbone;
 
 /// Arguments of `lookout inspect`.
 #[derive(Debug, clap::Args)]

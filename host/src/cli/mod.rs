@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod backbone;
+mod choices;
 mod evaluate;
 mod export;
 mod extract;

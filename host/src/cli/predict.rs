@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use lookout_host::backbone::Backbone;
-use lookout_host::extract::{ExtractOptions, FeatureExtractor, Pooling};
-use lookout_host::plots::{prediction_grid, GridItem};
-use lookout_host::run::Run;
+use lookout_host::features::extractor::{ExtractOptions, FeatureExtractor};
+use lookout_host::head::run::Run;
+use lookout_host::report::plots::{prediction_grid, GridItem};
+use lookout_models::backbone::Backbone;
 
 /// Arguments of `lookout predict`.
 #[derive(Debug, clap::Args)]
@@ -110,21 +110,17 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
                 recorded.backbone.path.display()
             )
         })?;
-    if backbone.sha256 != recorded.backbone.sha256 {
+    if backbone.sha256 != recorded.backbone.identity.sha256 {
         anyhow::bail!(
             "{} has changed since the features were extracted (sha256 {} ≠ {}); re-extract and retrain",
             backbone.path.display(),
             backbone.sha256,
-            recorded.backbone.sha256
+            recorded.backbone.identity.sha256
         );
     }
     let options = ExtractOptions {
-        cut: recorded.backbone.cut.clone(),
-        pool: if recorded.pooled {
-            Pooling::Avg
-        } else {
-            Pooling::None
-        },
+        cut: recorded.backbone.identity.cut.clone(),
+        pool: recorded.pooling,
         ..ExtractOptions::default()
     };
     let extractor =
@@ -183,8 +179,9 @@ fn predict_with_bundle(
     model: &Path,
     args: &Args,
 ) -> anyhow::Result<(Vec<String>, Vec<Prediction>)> {
-    let labelled = lookout_host::export::predict_bundle(model, &args.images, !args.json)
-        .with_context(|| format!("cannot run {}", model.display()))?;
+    let labelled =
+        lookout_host::report::evaluate_bundle::predict_bundle(model, &args.images, !args.json)
+            .with_context(|| format!("cannot run {}", model.display()))?;
     let predictions = labelled
         .predictions
         .into_iter()

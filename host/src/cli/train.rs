@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout_host::features::FeatureSet;
-use lookout_host::run::{HeadKind, Pool, RUN_FILE};
-use lookout_host::train::{train_features, Progress, TrainConfig};
+use lookout_host::head::run::{CURVES_FILE, RUN_FILE};
+use lookout_host::head::train::{train_features, Progress, TrainConfig, TrainedRun};
+use lookout_host::report::evaluate::float_test_metrics;
+
+use super::choices::{HeadChoice, PoolChoice};
 
 /// Arguments of `lookout train`.
 #[derive(Debug, clap::Args)]
@@ -29,8 +32,8 @@ pub struct Args {
     #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
     /// Head architecture.
-    #[arg(long, value_enum, default_value_t = HeadKind::Tutorial)]
-    pub head: HeadKind,
+    #[arg(long, value_enum, default_value_t = HeadChoice::Tutorial)]
+    pub head: HeadChoice,
     /// Width of the hidden layer(s).
     #[arg(long, default_value_t = 256)]
     pub hidden: usize,
@@ -38,8 +41,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f32,
     /// Pool [C, H, W] features to [C] before the head (`avg`: global average pooling).
-    #[arg(long, value_enum, default_value_t = Pool::None)]
-    pub pool: Pool,
+    #[arg(long, value_enum, default_value_t = PoolChoice::None)]
+    pub pool: PoolChoice,
     /// Maximum number of epochs.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
@@ -81,10 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the features cache {}", args.features.display()))?;
     let manifest = &features.manifest;
     let config = TrainConfig {
-        head: args.head,
+        head: args.head.into(),
         hidden: args.hidden,
         dropout: args.dropout,
-        pool: args.pool,
+        pool: args.pool.into(),
         epochs: args.epochs,
         batch: args.batch,
         lr: args.lr,
@@ -138,15 +141,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let trained = train_features(&features, &args.out, &config, &mut on_progress)
         .with_context(|| format!("training on {}", args.features.display()))?;
+    // A missing picture loses nothing the numbers do not hold: warn and go on.
+    if let Err(e) = lookout_host::report::plots::training_curves(
+        &trained.history.epochs,
+        &args.out.join(CURVES_FILE),
+    ) {
+        eprintln!("warning: no training curves: {e}");
+    }
     if trained.pool_already_applied {
         eprintln!(
             "note: the features are already pooled ({:?}); --pool avg had nothing to do",
             manifest.feature_shape
         );
     }
+    print_summary(&args, &trained, &features)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The summary at the end: JSON for scripts, or a few lines for a person.
+fn print_summary(args: &Args, trained: &TrainedRun, features: &FeatureSet) -> anyhow::Result<()> {
     let run = &trained.run;
-    let test_accuracy = trained.test_metrics.as_ref().map(|m| m.accuracy);
-    let test_rows = trained.test_metrics.as_ref().map_or(0, |m| m.examples);
+    let test_metrics = float_test_metrics(&trained.run, features).with_context(|| {
+        format!(
+            "evaluating on the test split of {}",
+            args.features.display()
+        )
+    })?;
+    let test_accuracy = test_metrics.as_ref().map(|m| m.accuracy);
+    let test_rows = test_metrics.as_ref().map_or(0, |m| m.examples);
 
     let best = &trained.history.epochs[trained.history.best_epoch - 1];
     if args.json {
@@ -194,5 +216,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         println!("  next: lookout evaluate --run {}", args.out.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

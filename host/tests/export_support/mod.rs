@@ -5,15 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
-use lookout_host::backbone::Backbone;
-use lookout_host::features::{
+use lookout_host::features::cache::{
     write_shard, write_split_list, Manifest, ShardData, ShardInfo, Split, SplitConfig, FORMAT_TAG,
 };
-use lookout_host::run::{
-    FeaturesRecord, HeadKind, HeadSpec, Pool, Run, RunConfig, TrainingRecord, RUN_FORMAT,
-    RUN_FORMAT_VERSION,
+use lookout_host::features::{BackboneRecord, FeatureRows, Pooling};
+use lookout_host::head::net::HeadKind;
+use lookout_host::head::run::{
+    FeaturesRecord, HeadSpec, Run, RunConfig, TrainingRecord, RUN_FORMAT, RUN_FORMAT_VERSION,
 };
-use lookout_host::train::{train, Dataset, TrainConfig};
+use lookout_host::head::train::{train, TrainConfig};
+use lookout_models::backbone::Backbone;
 use lookout_shared::preprocess::Preprocessor;
 use lookout_shared::PreprocessSpec;
 use tract_core::prelude::*;
@@ -97,7 +98,7 @@ impl Extractor {
             .unwrap()
             .to_vec();
         if self.pooled {
-            lookout_host::run::global_average_pool(&values, &self.map_shape)
+            lookout_host::features::pooling::global_average_pool(&values, &self.map_shape)
         } else {
             values
         }
@@ -150,15 +151,10 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
         complete: true,
         classes: classes.clone(),
         data_root: data_root.clone(),
-        backbone: lookout_host::features::BackboneInfo {
-            name: backbone.name.clone(),
-            path: backbone.path.clone(),
-            sha256: backbone.sha256.clone(),
-            cut: None,
-        },
+        backbone: BackboneRecord::of(&backbone, None),
         preprocess: spec.preprocess.clone(),
         feature_shape: extractor.shape.clone(),
-        pooled: spec.pooled,
+        pooling: pooling(spec.pooled),
         split: SplitConfig {
             seed: 0,
             test_fraction: 0.0,
@@ -176,11 +172,11 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
         head: spec.head,
         hidden: spec.hidden,
         epochs: spec.epochs,
-        pool: Pool::None,
+        pool: Pooling::None,
         val_split: 0.0,
         ..TrainConfig::default()
     };
-    let data = Dataset::new(train_rows.0, train_rows.1, dim).unwrap();
+    let data = FeatureRows::new(train_rows.0, train_rows.1, dim).unwrap();
     let trained = train(data, &extractor.shape, 2, &config, &mut |_| {}).unwrap();
     let run = Run {
         config: RunConfig {
@@ -193,7 +189,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
                 kind: spec.head,
                 hidden: spec.hidden,
                 dropout: config.dropout,
-                pool: Pool::None,
+                pool: Pooling::None,
                 input_shape: extractor.shape.clone(),
                 input_dim: dim,
                 outputs: trained.head.outputs(),
@@ -202,7 +198,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
             features: FeaturesRecord {
                 dir: features_dir,
                 feature_shape: extractor.shape.clone(),
-                pooled: spec.pooled,
+                pooling: pooling(spec.pooled),
                 backbone: manifest.backbone.clone(),
                 preprocess: spec.preprocess.clone(),
             },
@@ -227,4 +223,12 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
     let run_dir = dir.join("run");
     run.save(&run_dir).unwrap();
     run_dir
+}
+
+fn pooling(pooled: bool) -> Pooling {
+    if pooled {
+        Pooling::Avg
+    } else {
+        Pooling::None
+    }
 }

@@ -8,7 +8,7 @@ use lookout_runtime::{Model, Prediction, RuntimeOptions};
 use lookout_shared::Bundle;
 
 use crate::features::SplitFeatures;
-use crate::run::Run;
+use crate::head::run::Run;
 
 use super::{ExportError, ExportOptions};
 
@@ -57,7 +57,7 @@ pub fn classify_files(
         let image =
             lookout_shared::image_io::decode_file(path).map_err(|e| ExportError::Image {
                 path: path.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         out.push(model.classify(&image)?);
         bar.inc(1);
@@ -77,7 +77,7 @@ pub fn measure_bundle(
     let mut model = Model::from_bundle(bundle, &RuntimeOptions::default())?;
     let load_ms = super::elapsed_ms(start);
     let bar = progress_bar(
-        test.len(),
+        test.rows.len(),
         &format!("measuring the {} export", options.precision),
         options.progress,
     );
@@ -89,14 +89,14 @@ pub fn measure_bundle(
     let mut max_diff = 0f32;
     let mut inference = Duration::ZERO;
     for (i, prediction) in predictions.iter().enumerate() {
-        let logits = run.head.forward(test.row(i));
+        let logits = run.head.forward(test.rows.row(i));
         let float_label = run.predict(&logits);
         let float_scores = run.scores(&logits);
-        let truth = test.labels[i] as usize;
+        let truth = test.rows.labels[i] as usize;
         correct += usize::from(prediction.label == truth);
         float_correct += usize::from(float_label == truth);
         agree += usize::from(prediction.label == float_label);
-        max_diff = max_diff.max(super::max_abs_diff(
+        max_diff = max_diff.max(super::check::max_abs_diff(
             &prediction.probabilities,
             &float_scores,
         ));

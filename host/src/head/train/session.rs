@@ -1,17 +1,16 @@
 //! One training run from a features cache to a run directory: what `lookout train` and `lookout fit` both do,
-//! in one place (load the training split, train, record everything export needs, plot, then measure the test
-//! split, which is looked at only once the weights are fixed).
+//! in one place (load the training split, train, record everything export needs). It returns the history;
+//! the test split (`report::evaluate::float_test_metrics`) and the curves (`report::plots::training_curves`)
+//! are the caller's, so training knows nothing of reports and never sees the test split.
 
 use std::path::Path;
 
-use crate::evaluate::{compute_metrics, EvaluateError, Metrics};
-use crate::features::{FeatureSet, FeaturesError, Split};
-use crate::run::{
-    predict_from_logits, FeaturesRecord, HeadSpec, Pool, Run, RunConfig, RunError, TrainingRecord,
-    CURVES_FILE, HISTORY_FILE, RUN_FORMAT, RUN_FORMAT_VERSION,
+use super::{train, History, Progress, TrainConfig, TrainError, Trained};
+use crate::features::{FeatureSet, FeaturesError, Pooling, Split};
+use crate::head::run::{
+    FeaturesRecord, HeadSpec, Run, RunConfig, RunError, TrainingRecord, HISTORY_FILE, RUN_FORMAT,
+    RUN_FORMAT_VERSION,
 };
-
-use super::{train, Dataset, History, Progress, TrainConfig, TrainError, Trained};
 
 /// What can go wrong between a features cache and a saved run.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +27,6 @@ pub enum TrainRunError {
     /// The run cannot be written.
     #[error("writing the run: {0}")]
     Run(#[from] RunError),
-    /// The test metrics cannot be computed.
-    #[error("evaluating on the test split: {0}")]
-    Evaluate(#[from] EvaluateError),
 }
 
 /// A saved run with what training saw.
@@ -40,14 +36,12 @@ pub struct TrainedRun {
     pub run: Run,
     /// Per-epoch metrics (also in history.json). Row counts are in `run.config.training`.
     pub history: History,
-    /// Float metrics on the test split (`None` when the cache has no test rows).
-    pub test_metrics: Option<Metrics>,
     /// True when `--pool avg` was asked on features that were pooled at extraction (nothing to do).
     pub pool_already_applied: bool,
 }
 
 /// Trains a head on the opened features cache and writes `run_dir` (run.json, head.safetensors,
-/// history.json, curves.png); then measures the head on the test split.
+/// history.json).
 pub fn train_features(
     features: &FeatureSet,
     run_dir: &Path,
@@ -57,22 +51,21 @@ pub fn train_features(
     let features_dir = features.dir.as_path();
     let manifest = &features.manifest;
     let train_split = features.load_split(Split::Train)?;
-    if train_split.is_empty() {
+    if train_split.rows.is_empty() {
         return Err(TrainRunError::NoTrainingRows(features_dir.to_path_buf()));
     }
     // A pooled cache is [C] already: the head's own pooling has nothing to do, so record `none`.
-    let pool_already_applied = config.pool == Pool::Avg && manifest.feature_shape.len() == 1;
+    let pool_already_applied = config.pool == Pooling::Avg && manifest.feature_shape.len() == 1;
     let config = if manifest.feature_shape.len() == 1 {
         TrainConfig {
-            pool: Pool::None,
+            pool: Pooling::None,
             ..config.clone()
         }
     } else {
         config.clone()
     };
-    let data = Dataset::new(train_split.features, train_split.labels, train_split.dim)?;
     let trained = train(
-        data,
+        train_split.rows,
         &manifest.feature_shape,
         manifest.classes.len(),
         &config,
@@ -81,7 +74,7 @@ pub fn train_features(
     let features_record = FeaturesRecord {
         dir: std::path::absolute(features_dir).unwrap_or_else(|_| features_dir.to_path_buf()),
         feature_shape: manifest.feature_shape.clone(),
-        pooled: manifest.pooled,
+        pooling: manifest.pooling,
         backbone: manifest.backbone.clone(),
         preprocess: manifest.preprocess.clone(),
     };
@@ -93,30 +86,11 @@ pub fn train_features(
         path: history_path.clone(),
         source,
     })?;
-    crate::run::write_atomic(&history_path, &history_json)?;
-    // A missing picture loses nothing the numbers do not hold: warn and go on.
-    if let Err(e) = crate::plots::training_curves(&history.epochs, &run_dir.join(CURVES_FILE)) {
-        eprintln!("warning: no training curves: {e}");
-    }
+    lookout_shared::atomic::write_atomic(&history_path, &history_json).map_err(RunError::from)?;
 
-    let test = features.load_split(Split::Test)?;
-    let test_metrics = if test.is_empty() {
-        None
-    } else {
-        let k = run.head.outputs();
-        let predictions: Vec<usize> = run
-            .head
-            .forward_parallel(&test.features)
-            .chunks(k)
-            .map(|l| predict_from_logits(run.config.output, run.config.threshold, l))
-            .collect();
-        let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
-        Some(compute_metrics(&run.config.classes, &labels, &predictions)?)
-    };
     Ok(TrainedRun {
         run,
         history,
-        test_metrics,
         pool_already_applied,
     })
 }

@@ -19,7 +19,7 @@ use tract_core::prelude::*;
 
 use lookout_shared::bundle::Precision;
 
-use crate::run::Head;
+use crate::head::net::Head;
 
 use super::ExportError;
 
@@ -104,7 +104,7 @@ pub fn q4_layer(head: &Head) -> Option<usize> {
 /// Applies a whole-graph precision transform. `f32-q4head` is done while composing (see
 /// [`block_quant_weight`]), so here it is the identity.
 pub fn apply(precision: ExportPrecision, model: TypedModel) -> Result<TypedModel, ExportError> {
-    let fail = |e: TractError| ExportError::Precision(format!("applying {precision}: {e:#}"));
+    let fail = |source: TractError| ExportError::PrecisionTransform { precision, source };
     match precision {
         ExportPrecision::F32 | ExportPrecision::F32Q4Head => Ok(model),
         ExportPrecision::F16 => {

@@ -124,6 +124,42 @@ pub fn compute_metrics(
     })
 }
 
+/// What can go wrong measuring a run's float head on its test split.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitMetricsError {
+    /// The test split cannot be read.
+    #[error("reading the test features: {0}")]
+    Features(#[from] crate::features::FeaturesError),
+    /// The metrics cannot be computed.
+    #[error(transparent)]
+    Evaluate(#[from] EvaluateError),
+}
+
+/// The float head of `run` on the test split of `features` (the cached rows, no image is decoded); `None`
+/// when the split is empty. Looked at only once the weights are fixed: training never sees it.
+pub fn float_test_metrics(
+    run: &crate::head::run::Run,
+    features: &crate::features::FeatureSet,
+) -> Result<Option<Metrics>, SplitMetricsError> {
+    let test = features.load_split(crate::features::Split::Test)?;
+    if test.rows.is_empty() {
+        return Ok(None);
+    }
+    let k = run.head.outputs();
+    let predictions: Vec<usize> = run
+        .head
+        .forward_parallel(&test.rows.features)
+        .chunks(k)
+        .map(|l| run.predict(l))
+        .collect();
+    let labels: Vec<usize> = test.rows.labels.iter().map(|&l| l as usize).collect();
+    Ok(Some(compute_metrics(
+        &run.config.classes,
+        &labels,
+        &predictions,
+    )?))
+}
+
 impl Metrics {
     /// The per-class table and the confusion matrix as aligned text.
     pub fn to_table(&self) -> String {

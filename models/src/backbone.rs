@@ -1,10 +1,11 @@
-//! Loading a backbone for the host: a model file given by path, or a catalogue name resolved by
-//! `lookout_models`, with the preprocessing it needs and tract's typed model ready to run or inspect.
+//! A backbone found and identified: a model file given by path, or a catalogue name resolved in the cache
+//! (pulled and converted on first use), with the preprocessing it needs; and tract's typed model of it, ready
+//! to run or inspect. This is the one backbone type: extraction, export, `predict` and `inspect` all use it.
 
 use std::path::{Path, PathBuf};
 
-use lookout_models::download::sha256_file;
-use lookout_models::{load_model_file, ModelFileError, ModelFormat, ModelsError};
+use crate::download::sha256_file;
+use crate::{load_model_file, ModelFileError, ModelFormat, ModelsError};
 use lookout_shared::preprocess::Layout;
 use lookout_shared::PreprocessSpec;
 use tract_core::prelude::*;
@@ -119,25 +120,14 @@ impl Backbone {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such model file"),
             });
         }
-        let resolved =
-            lookout_models::resolve(spec).map_err(|source| BackboneError::Catalogue {
-                name: spec.to_string(),
-                source,
-            })?;
-        let format =
-            ModelFormat::of(&resolved.path).ok_or_else(|| ModelFileError::UnknownFormat {
-                path: resolved.path.clone(),
-            })?;
-        // The identity a run records is the graph that runs, as for a file: the weights behind it were
-        // verified against the catalogue when they were pulled, and a converter change makes a new graph.
-        Ok(Backbone {
-            name: resolved.name,
-            format,
-            sha256: identify(&resolved.path)?,
-            preprocess: preprocess.unwrap_or(resolved.preprocess),
-            feature_node: resolved.feature_node,
-            path: resolved.path,
-        })
+        let mut backbone = crate::resolve(spec).map_err(|source| BackboneError::Catalogue {
+            name: spec.to_string(),
+            source,
+        })?;
+        if let Some(preprocess) = preprocess {
+            backbone.preprocess = preprocess;
+        }
+        Ok(backbone)
     }
 
     /// A backbone from a model file; `preprocess` is required.

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use lookout_runtime::{Model, RuntimeOptions};
 use serde::Serialize;
 
-use crate::evaluate::{compute_metrics, Metrics};
-use crate::run::Run;
-
-use super::measure::{classify_files, progress_bar};
-use super::ExportError;
+use super::evaluate::{compute_metrics, Metrics};
+use crate::bundle::measure::{classify_files, progress_bar};
+use crate::bundle::ExportError;
+use crate::head::run::Run;
 
 /// Evaluates the bundle at `bundle_path` on the test split of the run in `run_dir` (its image files, decoded
 /// and preprocessed by the bundle's own recipe). `json` hides the progress bar (machine-readable output).
@@ -31,10 +30,10 @@ pub fn evaluate_bundle(
             run.config.classes
         )));
     }
-    let test = super::load_test_split(run_dir, &run.config)?;
-    let bar = progress_bar(test.len(), "evaluating the bundle", !json);
+    let test = crate::bundle::check::load_test_split(run_dir, &run.config)?;
+    let bar = progress_bar(test.rows.len(), "evaluating the bundle", !json);
     let predictions = classify_files(&mut model, &test.paths, &bar)?;
-    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+    let labels: Vec<usize> = test.rows.labels.iter().map(|&l| l as usize).collect();
     let predicted: Vec<usize> = predictions.iter().map(|p| p.label).collect();
     compute_metrics(&run.config.classes, &labels, &predicted)
         .map_err(|e| ExportError::Mismatch(e.to_string()))

@@ -11,8 +11,9 @@ use std::time::UNIX_EPOCH;
 
 use lookout_shared::image_io::{examine_folder_entry, FolderEntry};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use crate::features::{SkippedFile, SplitEntry};
+use crate::rng::SplitMix64;
 
 /// What can go wrong scanning or splitting an image folder.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +205,18 @@ impl ImageFolder {
     }
 }
 
+/// A file that gave no features, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    /// Path relative to the data directory.
+    pub path: PathBuf,
+    /// Why it was skipped, in words.
+    pub reason: String,
+}
+
+/// One entry of a split file list: path relative to the data directory, class index.
+pub type SplitEntry = (PathBuf, u32);
+
 /// The file lists of the two splits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SplitLists {
@@ -211,70 +224,4 @@ pub struct SplitLists {
     pub train: Vec<SplitEntry>,
     /// Test images.
     pub test: Vec<SplitEntry>,
-}
-
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, well-mixed, seedable PRNG. Self-contained so a split never
-/// changes because a dependency changed its algorithm.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`), by rejection so there is no modulo bias.
-    pub fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let x = self.next_u64();
-            if x < zone {
-                return x % n;
-            }
-        }
-    }
-
-    /// Fisher–Yates shuffle.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splitmix64_matches_the_reference_sequence() {
-        // First outputs of the reference C implementation for seed 1234567.
-        let mut rng = SplitMix64::new(1234567);
-        assert_eq!(rng.next_u64(), 6457827717110365317);
-        assert_eq!(rng.next_u64(), 3203168211198807973);
-    }
-
-    #[test]
-    fn shuffle_is_a_seeded_permutation() {
-        let mut a: Vec<u32> = (0..100).collect();
-        let mut b = a.clone();
-        SplitMix64::new(42).shuffle(&mut a);
-        SplitMix64::new(42).shuffle(&mut b);
-        assert_eq!(a, b);
-        assert_ne!(a, (0..100).collect::<Vec<_>>());
-        let mut sorted = a.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
-    }
 }

@@ -11,8 +11,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, Var, D};
 
-use super::rng::Rng;
-use crate::run::Dense;
+use crate::head::net::Dense;
+use crate::rng::Rng;
 
 /// Trainable linear layers with ReLU and dropout between them.
 pub(crate) struct CandleHead {

@@ -9,28 +9,32 @@
 //!
 //! # Reproducibility
 //! candle's CPU random generator cannot be seeded, so initialisation, the validation split, shuffling and
-//! dropout masks all come from [`rng::Rng`] streams derived from the one `seed`: a given seed on the same
+//! dropout masks all come from [`crate::rng::Rng`] streams derived from the one `seed`: a given seed on the same
 //! features gives the same weights.
 
 pub mod adam;
 pub mod data;
+mod epoch;
 mod model;
-pub mod rng;
 pub mod session;
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
 use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
-pub use data::{stratified_split, Dataset};
+pub use data::stratified_split;
 pub use session::{train_features, TrainRunError, TrainedRun};
 
-use crate::run::{pooled_len, Head, HeadKind, OutputKind, Pool};
+use lookout_shared::bundle::OutputKind;
+
+use crate::features::pooling::Pooling;
+use crate::features::FeatureRows;
+use crate::head::net::{Head, HeadKind};
+use crate::rng::Rng;
 use adam::{Adam, AdamConfig};
+use epoch::{check_rows, Step};
 use model::CandleHead;
-use rng::Rng;
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,12 @@ pub enum TrainError {
     /// A setting is out of range.
     #[error("invalid training setting: {0}")]
     Config(String),
+    /// The rows do not fit the feature shape.
+    #[error(transparent)]
+    Rows(#[from] crate::features::RowsError),
+    /// The trained head does not validate (a bug: training builds it from its own shapes).
+    #[error("the trained head is inconsistent: {0}")]
+    Head(#[from] crate::head::net::HeadError),
     /// candle failed (a bug rather than bad input, as shapes are checked before).
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
@@ -56,7 +66,7 @@ pub struct TrainConfig {
     /// Dropout probability after each hidden layer.
     pub dropout: f32,
     /// Pooling of the features before the head.
-    pub pool: Pool,
+    pub pool: Pooling,
     /// Maximum number of passes over the training rows.
     pub epochs: usize,
     /// Mini-batch size.
@@ -79,7 +89,7 @@ impl Default for TrainConfig {
             head: HeadKind::Tutorial,
             hidden: 256,
             dropout: 0.5,
-            pool: Pool::None,
+            pool: Pooling::None,
             epochs: 5,
             batch: 64,
             lr: 1e-3,
@@ -210,7 +220,7 @@ const STREAM_DROPOUT: u64 = 0x5EED_0004;
 /// A stratified `val_split` of the rows is held out; the weights of the epoch with the lowest validation
 /// loss are kept (the last epoch's without a validation split).
 pub fn train(
-    data: Dataset,
+    data: FeatureRows,
     input_shape: &[usize],
     classes: usize,
     config: &TrainConfig,
@@ -218,26 +228,7 @@ pub fn train(
 ) -> Result<Trained, TrainError> {
     config.validate()?;
     let started = Instant::now();
-    if classes < 2 {
-        return Err(TrainError::Data(format!(
-            "a classifier needs at least 2 classes, the features have {classes}"
-        )));
-    }
-    if let Some(&bad) = data.labels.iter().find(|&&l| l as usize >= classes) {
-        return Err(TrainError::Data(format!(
-            "label {bad} is out of range for {classes} classes"
-        )));
-    }
-    if let Some(missing) = data.class_counts(classes).iter().position(|&c| c == 0) {
-        return Err(TrainError::Data(format!(
-            "class #{missing} has no training examples"
-        )));
-    }
-    if pooled_len(input_shape, config.pool).is_none() {
-        return Err(TrainError::Data(format!(
-            "--pool avg needs [C, H, W] features, these are {input_shape:?}"
-        )));
-    }
+    check_rows(&data, input_shape, classes, config)?;
     let data = data.pooled(input_shape, config.pool)?;
     let binary = classes == 2;
     let outputs = if binary { 1 } else { classes };
@@ -278,48 +269,26 @@ pub fn train(
         best_epoch: 0,
         stopped_early: false,
     };
-    let mut best: Option<(f32, Vec<crate::run::Dense>)> = None;
+    let mut best: Option<(f32, Vec<crate::head::net::Dense>)> = None;
     let mut order = train_rows.clone();
     let batches = order.len().div_ceil(config.batch);
     let mut batch_features = Vec::with_capacity(config.batch * data.dim);
     for epoch in 1..=config.epochs {
-        let epoch_started = Instant::now();
         progress(Progress::EpochStart {
             epoch,
             epochs: config.epochs,
             batches,
         });
         shuffle_rng.shuffle(&mut order);
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for chunk in order.chunks(config.batch) {
-            batch_features.clear();
-            for &i in chunk {
-                batch_features.extend_from_slice(data.row(i));
-            }
-            let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i]).collect();
-            let x = Tensor::from_slice(&batch_features, (chunk.len(), data.dim), &Device::Cpu)?;
-            let logits = model.forward(&x, Some(&mut dropout_rng))?;
-            let loss = batch_loss(&logits, &labels, binary)?;
-            optimizer.backward_step(&loss)?;
-            let loss = loss.to_scalar::<f32>()?;
-            loss_sum += loss as f64 * chunk.len() as f64;
-            correct += count_correct(&logits, &labels, binary)?;
-            progress(Progress::Batch { loss });
-        }
-        let (valid_loss, valid_accuracy) = if valid.is_empty() {
-            (None, None)
-        } else {
-            let (l, a) = evaluate_rows(&model, &valid, binary)?;
-            (Some(l), Some(a))
+        let mut step = Step {
+            model: &model,
+            optimizer: &mut optimizer,
+            dropout_rng: &mut dropout_rng,
+            batch_features: &mut batch_features,
+            binary,
         };
-        let record = EpochRecord {
-            epoch,
-            train_loss: (loss_sum / order.len() as f64) as f32,
-            train_accuracy: correct as f32 / order.len() as f32,
-            valid_loss,
-            valid_accuracy,
-            seconds: epoch_started.elapsed().as_secs_f64(),
-        };
+        let record = step.epoch(epoch, &data, &order, &valid, config.batch, progress)?;
+        let valid_loss = record.valid_loss;
         progress(Progress::EpochEnd(&record));
         history.epochs.push(record);
         // Without validation the last epoch wins; with it, the lowest validation loss (first one on ties).
@@ -345,8 +314,7 @@ pub fn train(
         input_shape: input_shape.to_vec(),
         layers,
     };
-    head.validate()
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    head.validate()?;
     Ok(Trained {
         head,
         output,
@@ -358,74 +326,10 @@ pub fn train(
     })
 }
 
-fn batch_loss(logits: &Tensor, labels: &[u32], binary: bool) -> candle_core::Result<Tensor> {
-    let targets = model::targets_tensor(labels, binary)?;
-    if binary {
-        model::bce_with_logits(logits, &targets)
-    } else {
-        model::softmax_cross_entropy(logits, &targets)
-    }
-}
-
-fn count_correct(logits: &Tensor, labels: &[u32], binary: bool) -> candle_core::Result<usize> {
-    let logits: Vec<Vec<f32>> = logits.to_vec2()?;
-    Ok(logits
-        .iter()
-        .zip(labels)
-        .filter(|(row, &label)| {
-            let predicted = if binary {
-                usize::from(row[0] >= 0.0)
-            } else {
-                argmax(row)
-            };
-            predicted == label as usize
-        })
-        .count())
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
-}
-
-/// Mean loss and accuracy of the model on `rows`, dropout off.
-fn evaluate_rows(
-    model: &CandleHead,
-    rows: &Dataset,
-    binary: bool,
-) -> candle_core::Result<(f32, f32)> {
-    const EVAL_BATCH: usize = 256;
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    for start in (0..rows.len()).step_by(EVAL_BATCH) {
-        let end = (start + EVAL_BATCH).min(rows.len());
-        let x = Tensor::from_slice(
-            &rows.features[start * rows.dim..end * rows.dim],
-            (end - start, rows.dim),
-            &Device::Cpu,
-        )?;
-        let logits = model.forward(&x, None)?.detach();
-        let labels = &rows.labels[start..end];
-        loss_sum +=
-            batch_loss(&logits, labels, binary)?.to_scalar::<f32>()? as f64 * (end - start) as f64;
-        correct += count_correct(&logits, labels, binary)?;
-    }
-    Ok((
-        (loss_sum / rows.len() as f64) as f32,
-        correct as f32 / rows.len() as f32,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{Device, Tensor};
 
     #[test]
     fn plain_rust_forward_matches_the_candle_graph() {
@@ -444,7 +348,7 @@ mod tests {
                 .to_vec1()
                 .unwrap();
             let head = Head {
-                pool: Pool::None,
+                pool: Pooling::None,
                 input_shape: vec![10],
                 layers: model.snapshot().unwrap(),
             };

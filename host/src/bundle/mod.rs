@@ -6,8 +6,9 @@
 //! `lookout_runtime::Model`, exactly as the Pi will run it ([`measure`]). The measurements go into the bundle
 //! header; an export that loses more accuracy than allowed is refused.
 
-pub mod evaluate_bundle;
+pub mod check;
 pub mod graph;
+pub mod header;
 pub mod measure;
 pub mod onnx;
 pub mod precision;
@@ -15,17 +16,16 @@ pub mod precision;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lookout_shared::bundle::{
-    BackboneInfo, Bundle, BundleHeader, ExportMetrics, HeadInfo, ModelFormat,
-    OutputKind as BundleOutput, Precision,
-};
+use lookout_shared::atomic::write_atomic;
+use lookout_shared::bundle::{Bundle, ExportMetrics};
 use serde::Serialize;
 use tract_core::prelude::*;
 
-use crate::features::{FeatureSet, Split, SplitFeatures};
-use crate::run::{Head, HeadKind, OutputKind, Pool, Run, RunConfig};
+use check::{check_composition, load_test_split, subsample};
+use header::{bundle_header, encode_with_size};
 
-pub use evaluate_bundle::{evaluate_bundle, predict_bundle, BundlePrediction, BundlePredictions};
+use crate::head::run::Run;
+
 pub use precision::ExportPrecision;
 
 /// Largest probability difference accepted between the combined f32 graph and the host's float pipeline
@@ -38,24 +38,57 @@ pub const COMPOSE_TOLERANCE: f32 = 1e-5;
 pub enum ExportError {
     /// The run directory is unusable.
     #[error(transparent)]
-    Run(#[from] crate::run::RunError),
+    Run(#[from] crate::head::run::RunError),
     /// The run's features cache is unusable.
     #[error("the run's features cache: {0}")]
     Features(#[from] crate::features::FeaturesError),
+    /// The backbone file the run records is gone.
+    #[error(
+        "backbone {}: the file is gone (the run records the backbone its features came from: put it back, or \
+         extract and train again)",
+        path.display()
+    )]
+    BackboneMissing {
+        /// The file.
+        path: PathBuf,
+    },
     /// The backbone file cannot be loaded.
-    #[error("backbone {}: {reason}", path.display())]
+    #[error("backbone {}: {source}", path.display())]
     Backbone {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<lookout_models::backbone::BackboneError>,
+    },
+    /// The backbone has not one input and one output.
+    #[error("backbone {}: it has {inputs} inputs and {outputs} outputs; a backbone needs one of each", path.display())]
+    BackboneArity {
+        /// The file.
+        path: PathBuf,
+        /// Its inputs.
+        inputs: usize,
+        /// Its outputs.
+        outputs: usize,
+    },
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The run and its backbone disagree.
     #[error("{0}")]
     Mismatch(String),
-    /// tract refused to build the combined graph.
+    /// tract failed building or running the combined graph.
+    #[error("building the combined graph")]
+    Graph(#[source] TractError),
+    /// The backbone's output cannot take a head.
     #[error("building the combined graph: {0}")]
-    Graph(String),
+    GraphShape(String),
     /// The combined graph does not compute what the host computes.
     #[error(
         "the combined graph differs from the host's float pipeline by {max_diff:e} (limit {COMPOSE_TOLERANCE:e}) \
@@ -67,22 +100,32 @@ pub enum ExportError {
         /// The image it was seen on.
         image: PathBuf,
     },
-    /// The precision reduction failed or is not available.
+    /// The precision is not available for this run.
     #[error("{0}")]
     Precision(String),
+    /// tract failed reducing the precision.
+    #[error("applying {precision}")]
+    PrecisionTransform {
+        /// The precision.
+        precision: ExportPrecision,
+        /// Why.
+        #[source]
+        source: TractError,
+    },
     /// The ONNX copy (`--onnx`) cannot be written.
     #[error("--onnx: {0}")]
     Onnx(String),
     /// The model could not be serialised.
-    #[error("serialising the model as NNEF: {0}")]
-    Serialize(String),
+    #[error("serialising the model as NNEF")]
+    Serialize(#[source] TractError),
     /// A test image could not be read.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {source}", path.display())]
     Image {
         /// The image.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The edge runtime refused the bundle.
     #[error("the edge runtime cannot run the exported model: {0}")]
@@ -109,13 +152,8 @@ pub enum ExportError {
         max_drop: f32,
     },
     /// Writing the bundle failed.
-    #[error("writing {}: {source}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] lookout_shared::atomic::WriteError),
     /// The bundle could not be encoded.
     #[error("encoding the bundle: {0}")]
     Bundle(#[from] lookout_shared::BundleError),
@@ -209,10 +247,10 @@ pub fn export(
     let backbone = graph::load_backbone(
         &backbone_record.path,
         spec,
-        backbone_record.cut.as_deref(),
+        backbone_record.identity.cut.as_deref(),
         &input_shape,
     )?;
-    let pooled = run.config.features.pooled;
+    let pooled = run.config.features.pooling == crate::features::Pooling::Avg;
     let combined = graph::compose(backbone.clone(), &run.head, pooled, run.config.output, None)?;
     let compose_check_diff =
         check_composition(&run, &backbone, &combined, &test, &input_shape, options)?;
@@ -262,10 +300,7 @@ pub fn export(
         file_size: 0,
     };
     let bytes = encode_with_size(&mut bundle, metrics)?;
-    write_atomic(out, &bytes).map_err(|source| ExportError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    write_atomic(out, &bytes)?;
     Ok(ExportReport {
         path: out.to_path_buf(),
         precision: options.precision,
@@ -284,217 +319,6 @@ pub fn export(
         onnx,
     })
 }
-
-/// The run's test split (paths, labels and cached float features), capped at `max_test_images` when asked.
-pub fn load_test_split(run_dir: &Path, config: &RunConfig) -> Result<SplitFeatures, ExportError> {
-    let dir = &config.features.dir;
-    // A relative cache path was relative to where `train` ran; the run directory is the next best guess.
-    let dir = if dir.is_relative() && !dir.exists() && run_dir.join(dir).exists() {
-        run_dir.join(dir)
-    } else {
-        dir.clone()
-    };
-    let set = FeatureSet::open(&dir)?;
-    let test = set.load_split(Split::Test)?;
-    if test.is_empty() {
-        return Err(ExportError::NoTestImages);
-    }
-    if test.dim != config.head.input_shape.iter().product::<usize>() {
-        return Err(ExportError::Mismatch(format!(
-            "the features cache {} holds vectors of {} values, the run's head takes {:?}: the run was trained on \
-             another cache",
-            dir.display(),
-            test.dim,
-            config.head.input_shape
-        )));
-    }
-    Ok(test)
-}
-
-/// Keeps the first `limit` rows of a split, spread over it (every k-th row) so both classes stay present.
-pub fn subsample(test: SplitFeatures, limit: Option<usize>) -> SplitFeatures {
-    let Some(limit) = limit.filter(|&l| l > 0 && l < test.len()) else {
-        return test;
-    };
-    let n = test.len();
-    let picks: Vec<usize> = (0..limit).map(|i| i * n / limit).collect();
-    let mut out = SplitFeatures {
-        features: Vec::with_capacity(limit * test.dim),
-        labels: vec![],
-        paths: vec![],
-        dim: test.dim,
-    };
-    for i in picks {
-        out.features.extend_from_slice(test.row(i));
-        out.labels.push(test.labels[i]);
-        out.paths.push(test.paths[i].clone());
-    }
-    out
-}
-
-/// Runs the combined f32 graph and the host's float pipeline (the same backbone → [`Head::forward`] →
-/// activation) on a few test images; fails if they disagree beyond [`COMPOSE_TOLERANCE`].
-fn check_composition(
-    run: &Run,
-    backbone: &TypedModel,
-    combined: &TypedModel,
-    test: &SplitFeatures,
-    input_shape: &[usize],
-    options: &ExportOptions,
-) -> Result<f32, ExportError> {
-    let graph = |e: TractError| ExportError::Graph(format!("{e:#}"));
-    let backbone_plan = backbone
-        .clone()
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(graph)?;
-    let combined_plan = combined
-        .clone()
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(graph)?;
-    let mut preprocessor =
-        lookout_shared::preprocess::Preprocessor::new(&run.config.features.preprocess)
-            .map_err(|e| ExportError::Mismatch(format!("the run's preprocessing recipe: {e}")))?;
-    let pool_at_extraction = run.config.features.pooled;
-    let mut worst = 0f32;
-    let count = options.compose_check_images.min(test.len());
-    for i in 0..count {
-        let path = &test.paths[i * test.len() / count.max(1)];
-        let image =
-            lookout_shared::image_io::decode_file(path).map_err(|e| ExportError::Image {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let input = preprocessor.run(&image).map_err(|e| ExportError::Image {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut features = graph::run_once(&backbone_plan, input_shape, &input).map_err(graph)?;
-        if pool_at_extraction {
-            let shape = graph::output_shape(backbone)?;
-            features = crate::run::global_average_pool(&features, &shape[1..]);
-        }
-        let expected = run.scores(&run.head.forward(&features));
-        let got = graph::run_once(&combined_plan, input_shape, &input).map_err(graph)?;
-        let got = expand_probabilities(run.config.output, &got);
-        let diff = max_abs_diff(&expected, &got);
-        if diff.is_nan() || diff > COMPOSE_TOLERANCE {
-            return Err(ExportError::ComposeCheck {
-                max_diff: diff,
-                image: path.clone(),
-            });
-        }
-        worst = worst.max(diff);
-    }
-    Ok(worst)
-}
-
-/// Class probabilities from a model's raw output: `[1 − p, p]` for sigmoid, as is for softmax.
-pub fn expand_probabilities(output: OutputKind, raw: &[f32]) -> Vec<f32> {
-    match output {
-        OutputKind::Sigmoid => {
-            let p = raw.first().copied().unwrap_or(f32::NAN);
-            vec![1.0 - p, p]
-        }
-        OutputKind::Softmax => raw.to_vec(),
-    }
-}
-
-/// Largest absolute difference of two equally long vectors (NaN if the lengths differ).
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    if a.len() != b.len() {
-        return f32::NAN;
-    }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// One line describing the head, e.g. `avgpool → Linear(1280,256) → ReLU → Dropout(0.5) → Linear(256,1) → sigmoid`.
-pub fn describe_head(config: &RunConfig, head: &Head) -> String {
-    let mut parts = Vec::new();
-    if config.features.pooled || head.pool == Pool::Avg {
-        parts.push("avgpool".to_string());
-    }
-    if head.input_shape.len() > 1 && head.pool == Pool::None {
-        parts.push("flatten".to_string());
-    }
-    for (i, layer) in head.layers.iter().enumerate() {
-        parts.push(format!("Linear({},{})", layer.inputs, layer.outputs));
-        if i + 1 < head.layers.len() {
-            parts.push("ReLU".into());
-            if config.head.dropout > 0.0 {
-                parts.push(format!("Dropout({})", config.head.dropout));
-            }
-        }
-    }
-    parts.push(match config.output {
-        OutputKind::Sigmoid => "sigmoid".into(),
-        OutputKind::Softmax => "softmax".into(),
-    });
-    parts.join(" → ")
-}
-
-fn bundle_header(run: &Run, input_shape: &[usize], precision: ExportPrecision) -> BundleHeader {
-    let config = &run.config;
-    let parameters: usize = run
-        .head
-        .layers
-        .iter()
-        .map(|l| l.weight.len() + l.bias.len())
-        .sum();
-    BundleHeader {
-        labels: config.classes.clone(),
-        preprocess: config.features.preprocess.clone(),
-        backbone: BackboneInfo {
-            name: config.features.backbone.name.clone(),
-            sha256: config.features.backbone.sha256.clone(),
-            cut: config.features.backbone.cut.clone(),
-        },
-        head: HeadInfo {
-            kind: match config.head.kind {
-                HeadKind::Tutorial => "tutorial",
-                HeadKind::Linear => "linear",
-                HeadKind::Mlp => "mlp",
-            }
-            .into(),
-            description: describe_head(config, &run.head),
-            parameters: parameters as u64,
-        },
-        precision: precision.bundle_precision().unwrap_or(Precision::F32),
-        input_shape: input_shape.iter().map(|&d| d as u32).collect(),
-        output: match config.output {
-            OutputKind::Sigmoid => BundleOutput::Sigmoid,
-            OutputKind::Softmax => BundleOutput::Softmax,
-        },
-        threshold: config.threshold,
-        metrics: None,
-        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
-        model_format: ModelFormat::NnefTar,
-    }
-}
-
-/// Encodes the bundle with `metrics`, whose `file_size` is the size of the encoding itself (the size field is
-/// a varint, so this settles in a couple of rounds).
-fn encode_with_size(
-    bundle: &mut Bundle,
-    mut metrics: ExportMetrics,
-) -> Result<Vec<u8>, ExportError> {
-    let mut bytes = Vec::new();
-    for _ in 0..4 {
-        bundle.header.metrics = Some(metrics.clone());
-        bytes = bundle.to_bytes()?;
-        if metrics.file_size == bytes.len() as u64 {
-            break;
-        }
-        metrics.file_size = bytes.len() as u64;
-    }
-    Ok(bytes)
-}
-
-pub use lookout_shared::atomic::write_atomic;
 
 /// Seconds since `start` as milliseconds.
 pub(crate) fn elapsed_ms(start: Instant) -> f32 {

@@ -12,15 +12,18 @@ use tract_core::ops::einsum::EinSum;
 use tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 use tract_core::prelude::*;
 
-use crate::backbone::Backbone;
-use crate::run::{Head, OutputKind, Pool};
+use lookout_models::backbone::Backbone;
+use lookout_shared::bundle::OutputKind;
+
+use crate::features::Pooling;
+use crate::head::net::{Dense, Head};
 
 use super::ExportError;
 
 /// Name of the combined graph's output node.
 pub const OUTPUT_NODE: &str = "lookout_probabilities";
 
-/// Loads the backbone at `path` exactly as extraction did ([`crate::backbone::Backbone`]), pinned to
+/// Loads the backbone at `path` exactly as extraction did ([`lookout_models::backbone::Backbone`]), pinned to
 /// `input_shape` (batch 1) and cut at `cut` when given.
 pub fn load_backbone(
     path: &Path,
@@ -28,42 +31,37 @@ pub fn load_backbone(
     cut: Option<&str>,
     input_shape: &[usize],
 ) -> Result<TypedModel, ExportError> {
-    let fail = |reason: String| ExportError::Backbone {
+    let fail = |source| ExportError::Backbone {
         path: path.to_path_buf(),
-        reason,
+        source: Box::new(source),
     };
     if !path.exists() {
-        return Err(fail(
-            "the file is gone (the run records the backbone its features came from: put it back, or extract and \
-             train again)"
-                .into(),
-        ));
+        return Err(ExportError::BackboneMissing {
+            path: path.to_path_buf(),
+        });
     }
-    let backbone =
-        Backbone::from_file(path, Some(preprocess.clone())).map_err(|e| fail(e.to_string()))?;
+    let backbone = Backbone::from_file(path, Some(preprocess.clone())).map_err(fail)?;
     let model = backbone
         .load_typed_with_input(input_shape, cut)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     if model.inputs.len() != 1 || model.outputs.len() != 1 {
-        return Err(fail(format!(
-            "it has {} inputs and {} outputs; a backbone needs one of each",
-            model.inputs.len(),
-            model.outputs.len()
-        )));
+        return Err(ExportError::BackboneArity {
+            path: path.to_path_buf(),
+            inputs: model.inputs.len(),
+            outputs: model.outputs.len(),
+        });
     }
     Ok(model)
 }
 
 /// The backbone's output shape as concrete numbers.
 pub fn output_shape(model: &TypedModel) -> Result<Vec<usize>, ExportError> {
-    let fact = model
-        .output_fact(0)
-        .map_err(|e| ExportError::Graph(format!("{e:#}")))?;
+    let fact = model.output_fact(0).map_err(ExportError::Graph)?;
     fact.shape
         .as_concrete()
         .map(<[usize]>::to_vec)
         .ok_or_else(|| {
-            ExportError::Graph(format!(
+            ExportError::GraphShape(format!(
                 "the backbone's output shape {:?} is not fixed",
                 fact.shape
             ))
@@ -81,11 +79,11 @@ pub fn compose(
     output: OutputKind,
     q4_layer: Option<usize>,
 ) -> Result<TypedModel, ExportError> {
-    let graph = |e: TractError| ExportError::Graph(format!("{e:#}"));
+    let graph = ExportError::Graph;
     let mut wire = model.outputs[0];
     let mut shape = output_shape(&model)?;
     if shape.first() != Some(&1) {
-        return Err(ExportError::Graph(format!(
+        return Err(ExportError::GraphShape(format!(
             "the backbone's output {shape:?} is not batch-1"
         )));
     }
@@ -103,7 +101,7 @@ pub fn compose(
             head.input_shape
         )));
     }
-    if head.pool == Pool::Avg && shape.len() > 2 {
+    if head.pool == Pooling::Avg && shape.len() > 2 {
         wire = global_average_pool(&mut model, "lookout_head_pool", wire, &shape).map_err(graph)?;
         shape.truncate(2);
     }
@@ -119,64 +117,8 @@ pub fn compose(
             .map_err(graph)?[0];
     }
     for (i, layer) in head.layers.iter().enumerate() {
-        let weight_name = format!("lookout_{}.weight", layer.name);
-        let (weight, axes) = if q4_layer == Some(i) {
-            let weight = super::precision::block_quant_weight(
-                &mut model,
-                &weight_name,
-                &layer.weight,
-                layer.outputs,
-                layer.inputs,
-            )
-            .map_err(graph)?;
-            // Block-quantized weights carry a leading group axis: [1, outputs, inputs].
-            (weight, "bk,Gnk->bn")
-        } else {
-            let weight = tensor1(&layer.weight)
-                .into_shape(&[layer.outputs, layer.inputs])
-                .map_err(graph)?;
-            (
-                model.add_const(weight_name, weight).map_err(graph)?,
-                "bk,nk->bn",
-            )
-        };
-        let einsum = EinSum {
-            axes: axes.parse().map_err(graph)?,
-            operating_dt: f32::datum_type(),
-            q_params: None,
-        };
-        wire = model
-            .wire_node(
-                format!("lookout_{}.matmul", layer.name),
-                einsum,
-                &[wire, weight],
-            )
-            .map_err(graph)?[0];
-        let bias = tensor1(&layer.bias)
-            .into_shape(&[1, layer.outputs])
-            .map_err(graph)?;
-        let bias = model
-            .add_const(format!("lookout_{}.bias", layer.name), bias)
-            .map_err(graph)?;
-        wire = model
-            .wire_node(
-                format!("lookout_{}.add", layer.name),
-                tract_core::ops::math::add(),
-                &[wire, bias],
-            )
-            .map_err(graph)?[0];
-        if i + 1 < head.layers.len() {
-            let zero = model
-                .add_const(format!("lookout_{}.relu_zero", layer.name), tensor0(0f32))
-                .map_err(graph)?;
-            wire = wire_with_rank_broadcast(
-                format!("lookout_{}.relu", layer.name),
-                &mut model,
-                tract_core::ops::math::max(),
-                &[wire, zero],
-            )
-            .map_err(graph)?[0];
-        }
+        let relu = i + 1 < head.layers.len();
+        wire = wire_dense(&mut model, wire, layer, q4_layer == Some(i), relu).map_err(graph)?;
     }
     wire = match output {
         OutputKind::Sigmoid => {
@@ -195,6 +137,59 @@ pub fn compose(
     .map_err(graph)?[0];
     model.select_output_outlets(&[wire]).map_err(graph)?;
     model.into_decluttered().map_err(graph)
+}
+
+/// Appends one dense layer (einsum + bias, then ReLU unless it is the last) to `wire`; `q4` stores its weight
+/// block-quantized.
+fn wire_dense(
+    model: &mut TypedModel,
+    wire: OutletId,
+    layer: &Dense,
+    q4: bool,
+    relu: bool,
+) -> TractResult<OutletId> {
+    let weight_name = format!("lookout_{}.weight", layer.name);
+    let (weight, axes) = if q4 {
+        let weight = super::precision::block_quant_weight(
+            model,
+            &weight_name,
+            &layer.weight,
+            layer.outputs,
+            layer.inputs,
+        )?;
+        // Block-quantized weights carry a leading group axis: [1, outputs, inputs].
+        (weight, "bk,Gnk->bn")
+    } else {
+        let weight = tensor1(&layer.weight).into_shape(&[layer.outputs, layer.inputs])?;
+        (model.add_const(weight_name, weight)?, "bk,nk->bn")
+    };
+    let einsum = EinSum {
+        axes: axes.parse()?,
+        operating_dt: f32::datum_type(),
+        q_params: None,
+    };
+    let mut wire = model.wire_node(
+        format!("lookout_{}.matmul", layer.name),
+        einsum,
+        &[wire, weight],
+    )?[0];
+    let bias = tensor1(&layer.bias).into_shape(&[1, layer.outputs])?;
+    let bias = model.add_const(format!("lookout_{}.bias", layer.name), bias)?;
+    wire = model.wire_node(
+        format!("lookout_{}.add", layer.name),
+        tract_core::ops::math::add(),
+        &[wire, bias],
+    )?[0];
+    if relu {
+        let zero = model.add_const(format!("lookout_{}.relu_zero", layer.name), tensor0(0f32))?;
+        wire = wire_with_rank_broadcast(
+            format!("lookout_{}.relu", layer.name),
+            model,
+            tract_core::ops::math::max(),
+            &[wire, zero],
+        )?[0];
+    }
+    Ok(wire)
 }
 
 /// Mean over the spatial axes of a [1, C, H, W] map, giving [1, C].
@@ -241,6 +236,6 @@ pub fn to_nnef_tar(model: &TypedModel) -> Result<Vec<u8>, ExportError> {
     let mut bytes = Vec::new();
     tract_nnef::nnef()
         .write_to_tar(model, &mut bytes)
-        .map_err(|e| ExportError::Serialize(format!("{e:#}")))?;
+        .map_err(ExportError::Serialize)?;
     Ok(bytes)
 }

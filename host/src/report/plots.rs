@@ -9,11 +9,11 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::evaluate::Metrics;
-use crate::train::EpochRecord;
+use crate::head::train::EpochRecord;
+use crate::report::evaluate::Metrics;
 
 /// DejaVu Sans (Bitstream Vera licence, see assets/DejaVuSans-LICENSE.txt).
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
 /// One curve: legend name, value per epoch, colour.
@@ -40,7 +40,7 @@ pub enum PlotError {
     },
     /// The PNG could not be written.
     #[error(transparent)]
-    Write(#[from] crate::run::RunError),
+    Write(#[from] lookout_shared::atomic::WriteError),
     /// Nothing to draw.
     #[error("nothing to draw: {0}")]
     Empty(&'static str),
@@ -72,7 +72,7 @@ fn save_rgb(path: &Path, width: u32, height: u32, buffer: Vec<u8>) -> Result<(),
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    crate::run::write_atomic(path, &png)?;
+    lookout_shared::atomic::write_atomic(path, &png)?;
     Ok(())
 }
 
@@ -89,7 +89,6 @@ pub fn training_curves(history: &[EpochRecord], path: &Path) -> Result<(), PlotE
         let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let (left, right) = root.split_horizontally(width / 2);
-        let epochs = history.len() as f32;
         let loss_max = history
             .iter()
             .flat_map(|r| [Some(r.train_loss), r.valid_loss])
@@ -134,69 +133,83 @@ pub fn training_curves(history: &[EpochRecord], path: &Path) -> Result<(), PlotE
             ),
         ];
         for (area, title, y_max, series) in panels {
-            let y_min = if title == "accuracy" {
-                let low = series
-                    .iter()
-                    .flat_map(|s| s.1.iter().flatten().copied())
-                    .fold(1.0f32, f32::min);
-                (low - 0.05).clamp(0.0, 0.95)
-            } else {
-                0.0
-            };
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, (FAMILY, 24))
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0.5f32..epochs + 0.5, y_min..y_max)
-                .map_err(|e| err(e.to_string()))?;
-            chart
-                .configure_mesh()
-                .x_desc("epoch")
-                .y_desc(title)
-                .x_labels(history.len().min(20))
-                .x_label_formatter(&|x| {
-                    if (x.fract()).abs() < 1e-3 {
-                        format!("{x:.0}")
-                    } else {
-                        String::new()
-                    }
-                })
-                .label_style((FAMILY, 14))
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-            for (name, values, colour) in series {
-                let points: Vec<(f32, f32)> = values
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| v.map(|v| (i as f32 + 1.0, v)))
-                    .collect();
-                if points.is_empty() {
-                    continue;
-                }
-                chart
-                    .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-                    .map_err(|e| err(e.to_string()))?
-                    .label(name)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                    });
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
-                    .map_err(|e| err(e.to_string()))?;
-            }
-            chart
-                .configure_series_labels()
-                .label_font((FAMILY, 14))
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
+            curve_panel(area, title, y_max, series, history.len(), &err)?;
         }
         root.present().map_err(|e| err(e.to_string()))?;
     }
     save_rgb(path, width, height, buffer)
+}
+
+/// One panel of the training curves: `series` over `epochs` epochs, y from 0 (or just under the lowest
+/// accuracy) to `y_max`.
+fn curve_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    y_max: f32,
+    series: [Series; 2],
+    epochs: usize,
+    err: &impl Fn(String) -> PlotError,
+) -> Result<(), PlotError> {
+    let y_min = if title == "accuracy" {
+        let low = series
+            .iter()
+            .flat_map(|s| s.1.iter().flatten().copied())
+            .fold(1.0f32, f32::min);
+        (low - 0.05).clamp(0.0, 0.95)
+    } else {
+        0.0
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FAMILY, 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5f32..epochs as f32 + 0.5, y_min..y_max)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(title)
+        .x_labels(epochs.min(20))
+        .x_label_formatter(&|x| {
+            if (x.fract()).abs() < 1e-3 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    for (name, values, colour) in series {
+        let points: Vec<(f32, f32)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (i as f32 + 1.0, v)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    Ok(())
 }
 
 /// The confusion matrix as a heat map with counts, true classes down, predictions across.

@@ -1,13 +1,12 @@
-//! Running a backbone over images: [`FeatureExtractor`] for one image at a time (also what `lookout predict`
-//! uses, so training and prediction share one code path), and [`extract_folder`] for a whole ImageFolder
-//! into a features cache.
+//! Running a backbone over images: [`FeatureExtractor`] prepares the backbone on a device; an
+//! [`ExtractorWorker`] per thread turns one image (or a batch) into feature rows. `lookout predict` uses the
+//! same code, so training and prediction share one path.
 //!
 //! Speed: on the CPU, tract runs one image per call fastest (batching is slower per image, and a second
 //! thread inside one inference gains nothing), so the default is one batch-1 worker per core, each doing
 //! decode → preprocess → model for its own images. A batch > 1 (for GPUs) decodes the next batch on all cores
 //! while the model runs the current one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,23 +17,14 @@ use lookout_shared::image_io::{decode_file, DecodeError};
 use lookout_shared::preprocess::{PreprocessError, Preprocessor};
 use rayon::prelude::*;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tract_core::internal::*;
 use tract_core::runtime::{Runnable, State};
 
-use crate::backbone::{Backbone, BackboneError};
-use crate::data::{DataError, ImageFolder};
-use crate::device::{self, Device, DeviceChoice, DeviceError};
-use crate::features::{
-    self, BackboneInfo, FeaturesError, Manifest, ShardData, ShardInfo, SkippedFile, Split,
-    SplitConfig, SplitEntry, FORMAT_TAG,
-};
-use lookout_models::download::hex;
-
-/// Images per shard file: bounds memory (one shard in RAM) and the work an interruption loses.
-pub const DEFAULT_SHARD_SIZE: usize = 256;
-/// Name of the file recording which inputs the shards in a directory belong to (for resuming).
-const FINGERPRINT_FILE: &str = ".lookout-extract-fingerprint";
+use super::cache::FeaturesError;
+use super::device::{self, Device, DeviceChoice, DeviceError};
+use super::Pooling;
+use crate::dataset::DataError;
+use lookout_models::backbone::{Backbone, BackboneError};
 
 /// What can go wrong extracting features.
 #[derive(Debug, thiserror::Error)]
@@ -55,37 +45,18 @@ pub enum ExtractError {
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
     /// tract failed while preparing or running the model.
-    #[error("running the backbone failed: {0}")]
-    Model(String),
+    #[error("running the backbone failed")]
+    Model(#[source] TractError),
+    /// A worker thread panicked (a bug: the other workers' results are not trusted either).
+    #[error("a feature-extraction worker thread panicked")]
+    WorkerPanicked,
     /// The model output is not what feature extraction needs.
     #[error("unexpected model output: {0}")]
     Output(String),
 }
 
-fn model_err(e: impl std::fmt::Display) -> ExtractError {
-    ExtractError::Model(format!("{e:#}"))
-}
-
-/// Global pooling applied to the backbone output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooling {
-    /// Keep the full feature map.
-    #[default]
-    None,
-    /// Average over the spatial positions: `[C, H, W]` → `[C]`.
-    Avg,
-}
-
-impl Pooling {
-    /// The stable name: what `--pool` takes, what run files record, and what the features-cache fingerprint
-    /// hashes (so renaming the variant cannot silently invalidate every cache).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pooling::None => "none",
-            Pooling::Avg => "avg",
-        }
-    }
+fn model_err(e: impl Into<TractError>) -> ExtractError {
+    ExtractError::Model(e.into())
 }
 
 /// How to run the backbone.
@@ -312,7 +283,7 @@ impl ExtractorWorker<'_> {
         let t = Instant::now();
         let shape = extractor.backbone.input_shape(extractor.batch)?;
         let tensor = tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(&shape), input)
-            .map_err(|e| ExtractError::Output(e.to_string()))?
+            .map_err(model_err)?
             .into_tensor();
         let outputs = self
             .state
@@ -322,9 +293,7 @@ impl ExtractorWorker<'_> {
         let output = outputs
             .first()
             .ok_or_else(|| ExtractError::Output("the model returned nothing".into()))?;
-        let output = output
-            .to_plain_array_view::<f32>()
-            .map_err(|e| ExtractError::Output(format!("{e:#}")))?;
+        let output = output.to_plain_array_view::<f32>().map_err(model_err)?;
         let raw_len: usize = extractor.raw_shape.iter().product();
         let values: Vec<f32> = output.iter().copied().collect();
         let mut features = Vec::with_capacity(extractor.batch * extractor.feature_dim());
@@ -410,13 +379,11 @@ impl FeatureExtractor {
                 let slot = rayon::current_thread_index().unwrap_or(0) % workers.len();
                 let mut guard = workers[slot]
                     .lock()
-                    .map_err(|_| ExtractError::Model("a worker thread panicked".into()))?;
+                    .map_err(|_| ExtractError::WorkerPanicked)?;
                 if guard.is_none() {
                     *guard = Some(self.worker()?);
                 }
-                let worker = guard
-                    .as_mut()
-                    .ok_or_else(|| ExtractError::Model("worker missing".into()))?;
+                let worker = guard.as_mut().ok_or(ExtractError::WorkerPanicked)?;
                 let outcome = worker.extract_file(path);
                 progress.inc(1);
                 outcome
@@ -475,323 +442,5 @@ impl FeatureExtractor {
             progress.inc(chunks[i].len() as u64);
         }
         Ok(outcomes)
-    }
-}
-
-/// A whole extraction: data folder in, features cache out.
-#[derive(Debug, Clone)]
-pub struct ExtractJob {
-    /// The ImageFolder.
-    pub data_dir: PathBuf,
-    /// The cache directory to write.
-    pub out_dir: PathBuf,
-    /// Fraction of each class for the test split.
-    pub test_fraction: f64,
-    /// Seed of the split.
-    pub seed: u64,
-    /// Rebuild even if a matching cache exists.
-    pub force: bool,
-    /// Images per shard file.
-    pub shard_size: usize,
-    /// How to run the backbone.
-    pub options: ExtractOptions,
-}
-
-/// What an extraction did.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExtractReport {
-    /// The cache directory.
-    pub out_dir: PathBuf,
-    /// True when an existing complete cache with identical inputs was reused.
-    pub reused: bool,
-    /// Shards kept from an interrupted run.
-    pub resumed_shards: usize,
-    /// Shards computed by this run.
-    pub computed_shards: usize,
-    /// Images that gave features, per split.
-    pub train_images: usize,
-    /// Images of the test split that gave features.
-    pub test_images: usize,
-    /// Images run through the backbone by this run (excludes reused/resumed ones).
-    pub processed_images: usize,
-    /// Files that gave no features, with why.
-    pub skipped: Vec<SkippedFile>,
-    /// Non-image files ignored.
-    pub ignored_non_images: usize,
-    /// Wall time of this run, seconds.
-    pub seconds: f64,
-    /// Processed images per second of wall time.
-    pub images_per_second: f64,
-    /// Per-stage time, summed over workers.
-    pub stages: StageTimes,
-    /// Device the model ran on.
-    pub device: String,
-    /// Why `--device auto` fell back to the CPU.
-    pub device_note: Option<String>,
-    /// Images per model call.
-    pub batch: usize,
-    /// Shape of one image's features.
-    pub feature_shape: Vec<usize>,
-    /// Class names.
-    pub classes: Vec<String>,
-}
-
-/// Hash of every input that determines the cache contents.
-fn fingerprint(
-    folder: &ImageFolder,
-    lists: &[(Split, &[SplitEntry])],
-    backbone: &Backbone,
-    job: &ExtractJob,
-    cut: Option<&str>,
-) -> String {
-    let stats: HashMap<&Path, (u64, u128)> = folder
-        .samples
-        .iter()
-        .map(|s| (s.rel_path.as_path(), (s.size, s.mtime_ns)))
-        .collect();
-    let mut h = Sha256::new();
-    let mut put = |s: &str| {
-        h.update((s.len() as u64).to_le_bytes());
-        h.update(s.as_bytes());
-    };
-    put(FORMAT_TAG);
-    put(&folder.root.to_string_lossy());
-    for c in &folder.classes {
-        put(c);
-    }
-    for (split, list) in lists {
-        put(split.name());
-        for (rel, class) in *list {
-            let (size, mtime) = stats.get(rel.as_path()).copied().unwrap_or_default();
-            put(&format!("{}\t{class}\t{size}\t{mtime}", rel.display()));
-        }
-    }
-    for bad in &folder.bad_files {
-        put(&bad.path.to_string_lossy());
-    }
-    put(&backbone.sha256);
-    put(&serde_json::to_string(&backbone.preprocess).unwrap_or_default());
-    put(cut.unwrap_or(""));
-    put(job.options.pool.as_str());
-    put(&job.seed.to_string());
-    put(&job.test_fraction.to_bits().to_string());
-    put(&job.shard_size.to_string());
-    hex(&h.finalize())
-}
-
-/// Is `dir` holding a complete cache for exactly these inputs?
-fn reusable(dir: &Path, fingerprint: &str) -> Option<Manifest> {
-    let manifest = Manifest::read(dir).ok()?;
-    let files_present = manifest.shards.iter().all(|s| dir.join(&s.file).is_file())
-        && Split::ALL.iter().all(|s| s.list_path(dir).is_file());
-    (manifest.complete && manifest.fingerprint == fingerprint && files_present).then_some(manifest)
-}
-
-/// Removes shard files (`train-*.safetensors`, `test-*.safetensors`) left by a run with other inputs.
-fn remove_stale_shards(dir: &Path) -> Result<(), FeaturesError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| FeaturesError::io(dir, e))?;
-    for entry in entries {
-        let path = entry.map_err(|e| FeaturesError::io(dir, e))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let is_shard = (name.starts_with("train-") || name.starts_with("test-"))
-            && name.ends_with(".safetensors");
-        if is_shard {
-            std::fs::remove_file(&path).map_err(|e| FeaturesError::io(&path, e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs a whole extraction (scan, split, resume or reuse, shards, manifest). `progress` gets its length set
-/// and is advanced per image; pass `ProgressBar::hidden()` for none.
-pub fn extract_folder(
-    job: &ExtractJob,
-    backbone: &Backbone,
-    progress: &ProgressBar,
-) -> Result<ExtractReport, ExtractError> {
-    let started = Instant::now();
-    let shard_size = job.shard_size.max(1);
-    let folder = ImageFolder::scan(&job.data_dir)?;
-    let lists = folder.split(job.test_fraction, job.seed)?;
-    let split_lists: [(Split, &[SplitEntry]); 2] =
-        [(Split::Train, &lists.train), (Split::Test, &lists.test)];
-    let cut = job
-        .options
-        .cut
-        .clone()
-        .or_else(|| backbone.feature_node.clone());
-    let fp = fingerprint(&folder, &split_lists, backbone, job, cut.as_deref());
-    let out = &job.out_dir;
-
-    let mut report = ExtractReport {
-        out_dir: out.clone(),
-        reused: false,
-        resumed_shards: 0,
-        computed_shards: 0,
-        train_images: 0,
-        test_images: 0,
-        processed_images: 0,
-        skipped: Vec::new(),
-        ignored_non_images: folder.ignored_non_images,
-        seconds: 0.0,
-        images_per_second: 0.0,
-        stages: StageTimes::default(),
-        device: String::new(),
-        device_note: None,
-        batch: 0,
-        feature_shape: Vec::new(),
-        classes: folder.classes.clone(),
-    };
-
-    if !job.force {
-        if let Some(manifest) = reusable(out, &fp) {
-            report.reused = true;
-            report.train_images = manifest.count(Split::Train);
-            report.test_images = manifest.count(Split::Test);
-            report.skipped = manifest.skipped;
-            report.feature_shape = manifest.feature_shape;
-            report.seconds = started.elapsed().as_secs_f64();
-            return Ok(report);
-        }
-    }
-
-    std::fs::create_dir_all(out.join(features::SPLITS_DIR))
-        .map_err(|e| FeaturesError::io(out, e))?;
-    // The manifest goes first: a cache without one is never mistaken for a complete one.
-    match std::fs::remove_file(out.join(features::MANIFEST_FILE)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(FeaturesError::io(out.join(features::MANIFEST_FILE), e).into())
-        }
-        _ => {}
-    }
-    let fp_path = out.join(FINGERPRINT_FILE);
-    let same_inputs = std::fs::read_to_string(&fp_path).is_ok_and(|s| s.trim() == fp);
-    let resume = same_inputs && !job.force;
-    if !resume {
-        remove_stale_shards(out)?;
-        features::write_atomic(&fp_path, fp.as_bytes())?;
-    }
-    for (split, list) in &split_lists {
-        features::write_split_list(&split.list_path(out), list)?;
-    }
-
-    let extractor = FeatureExtractor::new(backbone, &job.options)?;
-    let feature_shape = extractor.feature_shape().to_vec();
-    let total: usize = lists.train.len() + lists.test.len();
-    progress.set_length(total as u64);
-
-    let mut shards = Vec::new();
-    let mut skipped: Vec<SkippedFile> = folder.bad_files.clone();
-    for (split, list) in &split_lists {
-        for (k, first) in (0..list.len()).step_by(shard_size).enumerate() {
-            let end = (first + shard_size).min(list.len());
-            let file = split.shard_file_name(k);
-            let path = out.join(&file);
-            let kept = if resume && path.is_file() {
-                features::read_shard(&path, &feature_shape)
-                    .ok()
-                    .filter(|d| {
-                        d.index
-                            .iter()
-                            .all(|&i| (first..end).contains(&(i as usize)))
-                    })
-            } else {
-                None
-            };
-            let data = match kept {
-                Some(data) => {
-                    report.resumed_shards += 1;
-                    progress.inc((end - first) as u64);
-                    data
-                }
-                None => {
-                    let paths: Vec<PathBuf> = list[first..end]
-                        .iter()
-                        .map(|(rel, _)| folder.root.join(rel))
-                        .collect();
-                    let outcomes = extractor.extract_files(&paths, progress)?;
-                    let mut data = ShardData::default();
-                    for (offset, outcome) in outcomes.into_iter().enumerate() {
-                        let (rel, class) = &list[first + offset];
-                        match outcome {
-                            Ok(f) => {
-                                data.features.extend_from_slice(&f);
-                                data.labels.push(*class);
-                                data.index.push((first + offset) as u32);
-                            }
-                            Err(reason) => data.skipped.push(SkippedFile {
-                                path: rel.clone(),
-                                reason,
-                            }),
-                        }
-                    }
-                    features::write_shard(&path, &feature_shape, &data)?;
-                    report.computed_shards += 1;
-                    report.processed_images += end - first;
-                    data
-                }
-            };
-            skipped.extend(data.skipped.iter().cloned());
-            shards.push(ShardInfo {
-                file,
-                split: *split,
-                count: data.labels.len(),
-                first,
-                end,
-            });
-        }
-    }
-
-    let manifest = Manifest {
-        format: FORMAT_TAG.to_string(),
-        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
-        complete: true,
-        classes: folder.classes.clone(),
-        data_root: folder.root.clone(),
-        backbone: BackboneInfo {
-            name: backbone.name.clone(),
-            path: backbone.path.clone(),
-            sha256: backbone.sha256.clone(),
-            cut,
-        },
-        preprocess: backbone.preprocess.clone(),
-        feature_shape: feature_shape.clone(),
-        pooled: job.options.pool == Pooling::Avg,
-        split: SplitConfig {
-            seed: job.seed,
-            test_fraction: job.test_fraction,
-        },
-        shard_size,
-        shards,
-        skipped: skipped.clone(),
-        ignored_non_images: folder.ignored_non_images,
-        fingerprint: fp,
-    };
-    features::write_skipped_list(out, &skipped)?;
-    manifest.write(out)?;
-
-    report.train_images = manifest.count(Split::Train);
-    report.test_images = manifest.count(Split::Test);
-    report.skipped = skipped;
-    report.seconds = started.elapsed().as_secs_f64();
-    report.images_per_second = report.processed_images as f64 / report.seconds.max(1e-9);
-    report.stages = extractor.stage_times();
-    report.device = extractor.device_name().to_string();
-    report.device_note = extractor.device_note().map(str::to_string);
-    report.batch = extractor.batch();
-    report.feature_shape = feature_shape;
-    Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Pooling;
-
-    #[test]
-    fn pooling_names_hashed_by_the_cache_fingerprint_are_pinned() {
-        // Changing these invalidates every features cache users have: only with a FORMAT_TAG bump.
-        assert_eq!(Pooling::None.as_str(), "none");
-        assert_eq!(Pooling::Avg.as_str(), "avg");
-        assert_eq!(serde_json::to_string(&Pooling::Avg).unwrap(), "\"avg\"");
     }
 }

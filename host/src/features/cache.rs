@@ -15,14 +15,17 @@
 //! interrupted extraction resumes by redoing only the missing shards. Every file is written atomically (temp
 //! file in the same directory, then rename) and the manifest is written last, with `complete: true`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+use lookout_shared::atomic::{write_atomic, WriteError};
 use lookout_shared::PreprocessSpec;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
+
+pub use super::shard::{read_shard, write_shard, ShardData, ShardError};
+use super::{BackboneRecord, FeatureRows, Pooling};
+use crate::dataset::{SkippedFile, SplitEntry};
 
 /// The format tag in `manifest.json`; bumped on any incompatible change.
 pub const FORMAT_TAG: &str = "lookout-features/1";
@@ -32,8 +35,6 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SKIPPED_FILE: &str = "skipped.txt";
 /// Sub-directory holding the split file lists.
 pub const SPLITS_DIR: &str = "splits";
-/// Shard metadata key holding the JSON list of files skipped inside that shard.
-const SHARD_SKIPPED_KEY: &str = "lookout.skipped";
 
 /// What can go wrong reading or writing a features cache.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +48,20 @@ pub enum FeaturesError {
         #[source]
         source: std::io::Error,
     },
-    /// `manifest.json` is missing or does not parse.
-    #[error("{}: not a lookout features manifest ({reason}); run `lookout extract` to (re)build the cache", path.display())]
+    /// There is no `manifest.json`.
+    #[error("{}: no features manifest here; run `lookout extract` to build the cache", path.display())]
+    NoManifest {
+        /// The manifest path.
+        path: PathBuf,
+    },
+    /// `manifest.json` does not parse.
+    #[error("{}: not a lookout features manifest ({source}); run `lookout extract` to (re)build the cache", path.display())]
     BadManifest {
         /// The manifest path.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// The cache was written by an incompatible version.
     #[error("{}: features format {found:?} is not {FORMAT_TAG:?}; re-run `lookout extract --force`", path.display())]
@@ -70,12 +78,13 @@ pub enum FeaturesError {
         dir: PathBuf,
     },
     /// A shard file is damaged or does not match the manifest.
-    #[error("{}: bad features shard ({reason}); re-run `lookout extract --force`", path.display())]
+    #[error("{}: bad features shard ({source}); re-run `lookout extract --force`", path.display())]
     BadShard {
         /// The shard path.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: ShardError,
     },
     /// A split file list has a malformed line.
     #[error("{}:{line}: bad split list line ({reason})", path.display())]
@@ -87,6 +96,9 @@ pub enum FeaturesError {
         /// What is wrong.
         reason: String,
     },
+    /// A file of the cache could not be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 impl FeaturesError {
@@ -137,19 +149,6 @@ impl fmt::Display for Split {
     }
 }
 
-/// The backbone the features came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackboneInfo {
-    /// Catalogue name or file stem.
-    pub name: String,
-    /// The model file that was run.
-    pub path: PathBuf,
-    /// sha256 of the model file, hex.
-    pub sha256: String,
-    /// The node the features were taken from, when not the model's output.
-    pub cut: Option<String>,
-}
-
 /// How the data set was split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SplitConfig {
@@ -174,15 +173,6 @@ pub struct ShardInfo {
     pub end: usize,
 }
 
-/// A file that gave no features, with why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SkippedFile {
-    /// Path relative to the data directory.
-    pub path: PathBuf,
-    /// Why it was skipped, in words.
-    pub reason: String,
-}
-
 /// `manifest.json`: everything needed to trust and reuse a features cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -197,13 +187,18 @@ pub struct Manifest {
     /// The data directory the split lists are relative to (absolute).
     pub data_root: PathBuf,
     /// The backbone that produced the features.
-    pub backbone: BackboneInfo,
+    pub backbone: BackboneRecord,
     /// The preprocessing applied to every image.
     pub preprocess: PreprocessSpec,
     /// Shape of one image's features, e.g. `[1280, 7, 7]`, or `[1280]` when pooled.
     pub feature_shape: Vec<usize>,
-    /// True when the features were globally average-pooled.
-    pub pooled: bool,
+    /// Pooling applied to the backbone's output. Caches written before 0.3 recorded `pooled: bool`; both read.
+    #[serde(
+        rename = "pooling",
+        alias = "pooled",
+        deserialize_with = "super::deserialize_pooling"
+    )]
+    pub pooling: Pooling,
     /// How the data set was split.
     pub split: SplitConfig,
     /// Maximum number of images per shard.
@@ -238,19 +233,16 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                FeaturesError::BadManifest {
-                    path: path.clone(),
-                    reason: "no manifest.json here".into(),
-                }
+                FeaturesError::NoManifest { path: path.clone() }
             } else {
                 FeaturesError::io(&path, e)
             }
         })?;
         // Check the tag before the full schema, so an old/new format says so instead of "missing field".
         let tag: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| FeaturesError::BadManifest {
+            serde_json::from_slice(&bytes).map_err(|source| FeaturesError::BadManifest {
                 path: path.clone(),
-                reason: e.to_string(),
+                source,
             })?;
         let found = tag.get("format").and_then(|f| f.as_str()).unwrap_or("");
         if found != FORMAT_TAG {
@@ -259,20 +251,18 @@ impl Manifest {
                 found: found.to_string(),
             });
         }
-        serde_json::from_value(tag).map_err(|e| FeaturesError::BadManifest {
-            path,
-            reason: e.to_string(),
-        })
+        serde_json::from_value(tag).map_err(|source| FeaturesError::BadManifest { path, source })
     }
 
     /// Writes `dir/manifest.json` atomically.
     pub fn write(&self, dir: &Path) -> Result<(), FeaturesError> {
         let path = dir.join(MANIFEST_FILE);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| FeaturesError::BadManifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&path, &json)
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|source| FeaturesError::BadManifest {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(write_atomic(&path, &json)?)
     }
 }
 
@@ -285,34 +275,13 @@ pub struct FeatureSet {
     pub manifest: Manifest,
 }
 
-/// All feature rows of one split, in file-list order.
+/// All feature rows of one split, in file-list order, with the image each came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitFeatures {
-    /// Row-major `[n, dim]`.
-    pub features: Vec<f32>,
-    /// Class index of every row.
-    pub labels: Vec<u32>,
+    /// The rows and their labels.
+    pub rows: FeatureRows,
     /// Absolute path of the image of every row.
     pub paths: Vec<PathBuf>,
-    /// Values per row (the product of the manifest's `feature_shape`).
-    pub dim: usize,
-}
-
-impl SplitFeatures {
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True when the split has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// The features of row `i`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.features[i * self.dim..(i + 1) * self.dim]
-    }
 }
 
 impl FeatureSet {
@@ -331,23 +300,20 @@ impl FeatureSet {
         let list = read_split_list(&split.list_path(&self.dir))?;
         let dim = self.manifest.feature_dim();
         let total = self.manifest.count(split);
-        let mut out = SplitFeatures {
-            features: Vec::with_capacity(total * dim),
-            labels: Vec::with_capacity(total),
-            paths: Vec::with_capacity(total),
-            dim,
-        };
+        let mut features = Vec::with_capacity(total * dim);
+        let mut labels = Vec::with_capacity(total);
+        let mut paths = Vec::with_capacity(total);
         for shard in self.manifest.shards.iter().filter(|s| s.split == split) {
             let path = self.dir.join(&shard.file);
             let data = read_shard(&path, &self.manifest.feature_shape)?;
             if data.labels.len() != shard.count {
                 return Err(FeaturesError::BadShard {
                     path,
-                    reason: format!(
+                    source: ShardError::Inconsistent(format!(
                         "{} rows, the manifest says {}",
                         data.labels.len(),
                         shard.count
-                    ),
+                    )),
                 });
             }
             for (&pos, &label) in data.index.iter().zip(&data.labels) {
@@ -355,142 +321,23 @@ impl FeatureSet {
                     .get(pos as usize)
                     .ok_or_else(|| FeaturesError::BadShard {
                         path: path.clone(),
-                        reason: format!("index {pos} is past the end of the split list"),
+                        source: ShardError::Inconsistent(format!(
+                            "index {pos} is past the end of the split list"
+                        )),
                     })?;
-                out.paths.push(self.manifest.data_root.join(&entry.0));
-                out.labels.push(label);
+                paths.push(self.manifest.data_root.join(&entry.0));
+                labels.push(label);
             }
-            out.features.extend_from_slice(&data.features);
+            features.extend_from_slice(&data.features);
         }
-        Ok(out)
+        let rows =
+            FeatureRows::new(features, labels, dim).map_err(|e| FeaturesError::BadShard {
+                path: self.dir.clone(),
+                source: ShardError::Inconsistent(e.to_string()),
+            })?;
+        Ok(SplitFeatures { rows, paths })
     }
 }
-
-/// The rows of one shard, as written or read.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ShardData {
-    /// Row-major `[n, ...feature_shape]`.
-    pub features: Vec<f32>,
-    /// Class index per row.
-    pub labels: Vec<u32>,
-    /// Position of each row's image in the split's file list.
-    pub index: Vec<u32>,
-    /// Files of the shard's range that gave no features.
-    pub skipped: Vec<SkippedFile>,
-}
-
-fn le_bytes_f32(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn le_bytes_u32(values: &[u32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// Writes one shard atomically.
-pub fn write_shard(
-    path: &Path,
-    feature_shape: &[usize],
-    shard: &ShardData,
-) -> Result<(), FeaturesError> {
-    let n = shard.labels.len();
-    let bad = |reason: String| FeaturesError::BadShard {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let dim: usize = feature_shape.iter().product();
-    if shard.features.len() != n * dim || shard.index.len() != n {
-        return Err(bad(format!(
-            "inconsistent shard: {} labels, {} indices, {} values for rows of {dim}",
-            n,
-            shard.index.len(),
-            shard.features.len()
-        )));
-    }
-    let features = le_bytes_f32(&shard.features);
-    let labels = le_bytes_u32(&shard.labels);
-    let index = le_bytes_u32(&shard.index);
-    let mut shape = vec![n];
-    shape.extend_from_slice(feature_shape);
-    let tensors = vec![
-        (
-            "features",
-            TensorView::new(Dtype::F32, shape, &features).map_err(|e| bad(e.to_string()))?,
-        ),
-        (
-            "labels",
-            TensorView::new(Dtype::U32, vec![n], &labels).map_err(|e| bad(e.to_string()))?,
-        ),
-        (
-            "index",
-            TensorView::new(Dtype::U32, vec![n], &index).map_err(|e| bad(e.to_string()))?,
-        ),
-    ];
-    let skipped = serde_json::to_string(&shard.skipped).map_err(|e| bad(e.to_string()))?;
-    let metadata = HashMap::from([(SHARD_SKIPPED_KEY.to_string(), skipped)]);
-    let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| bad(e.to_string()))?;
-    write_atomic(path, &bytes)
-}
-
-/// Reads one shard and checks its tensors against the expected per-image shape.
-pub fn read_shard(path: &Path, feature_shape: &[usize]) -> Result<ShardData, FeaturesError> {
-    let bytes = std::fs::read(path).map_err(|e| FeaturesError::io(path, e))?;
-    let bad = |reason: String| FeaturesError::BadShard {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let skipped = match metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(SHARD_SKIPPED_KEY))
-    {
-        Some(json) => serde_json::from_str(json).map_err(|e| bad(e.to_string()))?,
-        None => Vec::new(),
-    };
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let get = |name: &str, dtype: Dtype| {
-        let t = tensors.tensor(name).map_err(|e| bad(e.to_string()))?;
-        if t.dtype() != dtype {
-            return Err(bad(format!(
-                "`{name}` is {:?}, expected {dtype:?}",
-                t.dtype()
-            )));
-        }
-        Ok(t)
-    };
-    let labels_t = get("labels", Dtype::U32)?;
-    let n = labels_t.shape().first().copied().unwrap_or(0);
-    let features_t = get("features", Dtype::F32)?;
-    let index_t = get("index", Dtype::U32)?;
-    let mut expected_shape = vec![n];
-    expected_shape.extend_from_slice(feature_shape);
-    if features_t.shape() != expected_shape.as_slice() || index_t.shape() != [n] {
-        return Err(bad(format!(
-            "`features` has shape {:?}, expected {expected_shape:?}",
-            features_t.shape()
-        )));
-    }
-    let f32s = |b: &[u8]| {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect::<Vec<_>>()
-    };
-    let u32s = |b: &[u8]| {
-        b.chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect::<Vec<_>>()
-    };
-    Ok(ShardData {
-        features: f32s(features_t.data()),
-        labels: u32s(labels_t.data()),
-        index: u32s(index_t.data()),
-        skipped,
-    })
-}
-
-/// One entry of a split file list: path relative to the data directory, class index.
-pub type SplitEntry = (PathBuf, u32);
 
 /// Writes a split file list (`relative/path<TAB>class_index` lines) atomically.
 pub fn write_split_list(path: &Path, entries: &[SplitEntry]) -> Result<(), FeaturesError> {
@@ -501,7 +348,7 @@ pub fn write_split_list(path: &Path, entries: &[SplitEntry]) -> Result<(), Featu
         text.push_str(&class.to_string());
         text.push('\n');
     }
-    write_atomic(path, text.as_bytes())
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// Reads a split file list.
@@ -539,7 +386,7 @@ pub fn write_skipped_list(dir: &Path, skipped: &[SkippedFile]) -> Result<(), Fea
         text.push_str(&s.reason.replace(['\n', '\t'], " "));
         text.push('\n');
     }
-    write_atomic(&dir.join(SKIPPED_FILE), text.as_bytes())
+    Ok(write_atomic(&dir.join(SKIPPED_FILE), text.as_bytes())?)
 }
 
 /// Relative paths are stored with `/` so a cache reads the same on every OS.
@@ -548,10 +395,4 @@ fn portable_path(path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so readers never see
-/// a half-written file and an interrupted run leaves no damaged one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FeaturesError> {
-    lookout_shared::atomic::write_atomic(path, bytes).map_err(|e| FeaturesError::io(path, e))
 }

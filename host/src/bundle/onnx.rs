@@ -16,7 +16,10 @@ use prost::Message;
 use tract_onnx::pb;
 
 use super::ExportError;
-use crate::run::{OutputKind, Pool, Run};
+use lookout_shared::bundle::OutputKind;
+
+use crate::features::Pooling;
+use crate::head::run::Run;
 
 /// Name of the probabilities output of the written ONNX model.
 pub const ONNX_OUTPUT: &str = "probabilities";
@@ -41,26 +44,27 @@ pub fn write_onnx(run: &Run, out: &Path) -> Result<u64, ExportError> {
             record.path.display()
         )));
     }
-    let bytes = std::fs::read(&record.path).map_err(|e| ExportError::Backbone {
+    let bytes = std::fs::read(&record.path).map_err(|source| ExportError::Read {
         path: record.path.clone(),
-        reason: e.to_string(),
+        source,
     })?;
-    let mut model =
-        pb::ModelProto::decode(bytes.as_slice()).map_err(|e| ExportError::Backbone {
-            path: record.path.clone(),
-            reason: format!("not a valid ONNX protobuf: {e}"),
-        })?;
+    let mut model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| {
+        fail(format!(
+            "the backbone {} is not a valid ONNX protobuf: {e}",
+            record.path.display()
+        ))
+    })?;
     let graph = model
         .graph
         .as_mut()
         .ok_or_else(|| fail("the backbone ONNX has no graph".into()))?;
-    if graph.output.len() != 1 && record.cut.is_none() {
+    if graph.output.len() != 1 && record.identity.cut.is_none() {
         return Err(fail(format!(
             "the backbone has {} outputs; a backbone needs exactly one",
             graph.output.len()
         )));
     }
-    let features = match record.cut.as_deref() {
+    let features = match record.identity.cut.as_deref() {
         Some(cut) => cut_tensor(graph, cut)?,
         None => graph.output[0].name.clone(),
     };
@@ -70,10 +74,7 @@ pub fn write_onnx(run: &Run, out: &Path) -> Result<u64, ExportError> {
     model.producer_name = "lookout".into();
     model.producer_version = env!("CARGO_PKG_VERSION").into();
     let encoded = model.encode_to_vec();
-    write_atomic(out, &encoded).map_err(|source| ExportError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    write_atomic(out, &encoded)?;
     Ok(encoded.len() as u64)
 }
 
@@ -158,7 +159,7 @@ fn append_head(graph: &mut pb::GraphProto, features: &str, run: &Run) {
     let head = &run.head;
     let mut wire = features.to_string();
     // Extraction or training (never both: the cache is then [C] already) averaged [C, H, W] maps over H, W.
-    if run.config.features.pooled || head.pool == Pool::Avg {
+    if run.config.features.pooling == Pooling::Avg || head.pool == Pooling::Avg {
         let pooled_wire = format!("{HEAD_PREFIX}/pool");
         graph.node.push(node(
             "GlobalAveragePool",

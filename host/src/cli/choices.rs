@@ -1,0 +1,64 @@
+//! Command-line spellings of library types. The library's types are file formats (run.json, the features
+//! manifest); clap lives here, so a flag can change without touching a format and the other way round.
+
+use lookout_host::features::Pooling;
+use lookout_host::head::net::HeadKind;
+
+/// `--head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeadChoice {
+    /// The tutorial's: flatten → Linear(→hidden) → ReLU → Dropout → Linear(→outputs).
+    Tutorial,
+    /// Logistic regression: flatten → Linear(→outputs).
+    Linear,
+    /// Two hidden layers: Linear(→hidden) → ReLU → Dropout → Linear(→hidden) → ReLU → Dropout → Linear.
+    Mlp,
+}
+
+impl From<HeadChoice> for HeadKind {
+    fn from(choice: HeadChoice) -> Self {
+        match choice {
+            HeadChoice::Tutorial => HeadKind::Tutorial,
+            HeadChoice::Linear => HeadKind::Linear,
+            HeadChoice::Mlp => HeadKind::Mlp,
+        }
+    }
+}
+
+/// `--pool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolChoice {
+    /// Keep the full feature map.
+    None,
+    /// Global average pooling: [C, H, W] → [C] (a much smaller, faster head).
+    Avg,
+}
+
+impl From<PoolChoice> for Pooling {
+    fn from(choice: PoolChoice) -> Self {
+        match choice {
+            PoolChoice::None => Pooling::None,
+            PoolChoice::Avg => Pooling::Avg,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn flag_spellings_are_the_recorded_names() {
+        // `--pool avg` is what run.json and the manifest say: a user reads one word for one thing.
+        for choice in PoolChoice::value_variants() {
+            let name = choice.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(Pooling::from(*choice).as_str()));
+        }
+        for choice in HeadChoice::value_variants() {
+            let name = choice.to_possible_value().map(|v| v.get_name().to_string());
+            let recorded = serde_json::to_value(HeadKind::from(*choice)).unwrap();
+            assert_eq!(name.as_deref(), recorded.as_str());
+        }
+    }
+}

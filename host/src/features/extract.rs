@@ -1,0 +1,376 @@
+//! A whole extraction: an ImageFolder in, a features cache out ([`extract_folder`]): scan, split, reuse a
+//! cache whose inputs are identical, resume an interrupted one shard by shard, write the manifest last.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use lookout_models::download::hex;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::cache::{
+    self, FeaturesError, Manifest, ShardData, ShardInfo, Split, SplitConfig, FORMAT_TAG,
+};
+use super::extractor::{ExtractError, ExtractOptions, FeatureExtractor, StageTimes};
+use super::BackboneRecord;
+use crate::dataset::{ImageFolder, SkippedFile, SplitEntry};
+use lookout_models::backbone::Backbone;
+
+/// Images per shard file: bounds memory (one shard in RAM) and the work an interruption loses.
+pub const DEFAULT_SHARD_SIZE: usize = 256;
+/// Name of the file recording which inputs the shards in a directory belong to (for resuming).
+const FINGERPRINT_FILE: &str = ".lookout-extract-fingerprint";
+
+/// A whole extraction: data folder in, features cache out.
+#[derive(Debug, Clone)]
+pub struct ExtractJob {
+    /// The ImageFolder.
+    pub data_dir: PathBuf,
+    /// The cache directory to write.
+    pub out_dir: PathBuf,
+    /// Fraction of each class for the test split.
+    pub test_fraction: f64,
+    /// Seed of the split.
+    pub seed: u64,
+    /// Rebuild even if a matching cache exists.
+    pub force: bool,
+    /// Images per shard file.
+    pub shard_size: usize,
+    /// How to run the backbone.
+    pub options: ExtractOptions,
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractReport {
+    /// The cache directory.
+    pub out_dir: PathBuf,
+    /// True when an existing complete cache with identical inputs was reused.
+    pub reused: bool,
+    /// Shards kept from an interrupted run.
+    pub resumed_shards: usize,
+    /// Shards computed by this run.
+    pub computed_shards: usize,
+    /// Images that gave features, per split.
+    pub train_images: usize,
+    /// Images of the test split that gave features.
+    pub test_images: usize,
+    /// Images run through the backbone by this run (excludes reused/resumed ones).
+    pub processed_images: usize,
+    /// Files that gave no features, with why.
+    pub skipped: Vec<SkippedFile>,
+    /// Non-image files ignored.
+    pub ignored_non_images: usize,
+    /// Wall time of this run, seconds.
+    pub seconds: f64,
+    /// Processed images per second of wall time.
+    pub images_per_second: f64,
+    /// Per-stage time, summed over workers.
+    pub stages: StageTimes,
+    /// Device the model ran on.
+    pub device: String,
+    /// Why `--device auto` fell back to the CPU.
+    pub device_note: Option<String>,
+    /// Images per model call.
+    pub batch: usize,
+    /// Shape of one image's features.
+    pub feature_shape: Vec<usize>,
+    /// Class names.
+    pub classes: Vec<String>,
+}
+
+/// Hash of every input that determines the cache contents.
+fn fingerprint(
+    folder: &ImageFolder,
+    lists: &[(Split, &[SplitEntry])],
+    backbone: &Backbone,
+    job: &ExtractJob,
+    cut: Option<&str>,
+) -> String {
+    let stats: HashMap<&Path, (u64, u128)> = folder
+        .samples
+        .iter()
+        .map(|s| (s.rel_path.as_path(), (s.size, s.mtime_ns)))
+        .collect();
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    put(FORMAT_TAG);
+    put(&folder.root.to_string_lossy());
+    for c in &folder.classes {
+        put(c);
+    }
+    for (split, list) in lists {
+        put(split.name());
+        for (rel, class) in *list {
+            let (size, mtime) = stats.get(rel.as_path()).copied().unwrap_or_default();
+            put(&format!("{}\t{class}\t{size}\t{mtime}", rel.display()));
+        }
+    }
+    for bad in &folder.bad_files {
+        put(&bad.path.to_string_lossy());
+    }
+    put(&backbone.sha256);
+    put(&serde_json::to_string(&backbone.preprocess).unwrap_or_default());
+    put(cut.unwrap_or(""));
+    put(job.options.pool.as_str());
+    put(&job.seed.to_string());
+    put(&job.test_fraction.to_bits().to_string());
+    put(&job.shard_size.to_string());
+    hex(&h.finalize())
+}
+
+/// Is `dir` holding a complete cache for exactly these inputs?
+fn reusable(dir: &Path, fingerprint: &str) -> Option<Manifest> {
+    let manifest = Manifest::read(dir).ok()?;
+    let files_present = manifest.shards.iter().all(|s| dir.join(&s.file).is_file())
+        && Split::ALL.iter().all(|s| s.list_path(dir).is_file());
+    (manifest.complete && manifest.fingerprint == fingerprint && files_present).then_some(manifest)
+}
+
+/// Removes shard files (`train-*.safetensors`, `test-*.safetensors`) left by a run with other inputs.
+fn remove_stale_shards(dir: &Path) -> Result<(), FeaturesError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| FeaturesError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| FeaturesError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let is_shard = (name.starts_with("train-") || name.starts_with("test-"))
+            && name.ends_with(".safetensors");
+        if is_shard {
+            std::fs::remove_file(&path).map_err(|e| FeaturesError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a whole extraction (scan, split, resume or reuse, shards, manifest). `progress` gets its length set
+/// and is advanced per image; pass `ProgressBar::hidden()` for none.
+pub fn extract_folder(
+    job: &ExtractJob,
+    backbone: &Backbone,
+    progress: &ProgressBar,
+) -> Result<ExtractReport, ExtractError> {
+    let started = Instant::now();
+    let folder = ImageFolder::scan(&job.data_dir)?;
+    let lists = folder.split(job.test_fraction, job.seed)?;
+    let split_lists: [(Split, &[SplitEntry]); 2] =
+        [(Split::Train, &lists.train), (Split::Test, &lists.test)];
+    let cut = job
+        .options
+        .cut
+        .clone()
+        .or_else(|| backbone.feature_node.clone());
+    let fp = fingerprint(&folder, &split_lists, backbone, job, cut.as_deref());
+    let out = &job.out_dir;
+    let mut report = ExtractReport::empty(out, &folder);
+
+    if !job.force {
+        if let Some(manifest) = reusable(out, &fp) {
+            report.reused = true;
+            report.train_images = manifest.count(Split::Train);
+            report.test_images = manifest.count(Split::Test);
+            report.skipped = manifest.skipped;
+            report.feature_shape = manifest.feature_shape;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    }
+    let resume = prepare_cache_dir(out, &fp, job.force)?;
+    for (split, list) in &split_lists {
+        cache::write_split_list(&split.list_path(out), list)?;
+    }
+
+    let extractor = FeatureExtractor::new(backbone, &job.options)?;
+    let feature_shape = extractor.feature_shape().to_vec();
+    progress.set_length((lists.train.len() + lists.test.len()) as u64);
+    let mut shards = Vec::new();
+    let mut skipped: Vec<SkippedFile> = folder.bad_files.clone();
+    for (split, list) in &split_lists {
+        let shard_size = job.shard_size.max(1);
+        for (k, first) in (0..list.len()).step_by(shard_size).enumerate() {
+            let range = ShardRange {
+                split: *split,
+                number: k,
+                first,
+                end: (first + shard_size).min(list.len()),
+            };
+            let data = match resume
+                .then(|| kept_shard(out, &range, &feature_shape))
+                .flatten()
+            {
+                Some(data) => {
+                    report.resumed_shards += 1;
+                    progress.inc((range.end - range.first) as u64);
+                    data
+                }
+                None => {
+                    let data = compute_shard(&extractor, &folder, list, &range, progress)?;
+                    cache::write_shard(&out.join(range.file_name()), &feature_shape, &data)?;
+                    report.computed_shards += 1;
+                    report.processed_images += range.end - range.first;
+                    data
+                }
+            };
+            skipped.extend(data.skipped.iter().cloned());
+            shards.push(ShardInfo {
+                file: range.file_name(),
+                split: *split,
+                count: data.labels.len(),
+                first: range.first,
+                end: range.end,
+            });
+        }
+    }
+
+    let manifest = Manifest {
+        format: FORMAT_TAG.to_string(),
+        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        complete: true,
+        classes: folder.classes.clone(),
+        data_root: folder.root.clone(),
+        backbone: BackboneRecord::of(backbone, cut),
+        preprocess: backbone.preprocess.clone(),
+        feature_shape: feature_shape.clone(),
+        pooling: job.options.pool,
+        split: SplitConfig {
+            seed: job.seed,
+            test_fraction: job.test_fraction,
+        },
+        shard_size: job.shard_size.max(1),
+        shards,
+        skipped: skipped.clone(),
+        ignored_non_images: folder.ignored_non_images,
+        fingerprint: fp,
+    };
+    cache::write_skipped_list(out, &skipped)?;
+    manifest.write(out)?;
+
+    report.train_images = manifest.count(Split::Train);
+    report.test_images = manifest.count(Split::Test);
+    report.skipped = skipped;
+    report.finish(started, &extractor, feature_shape);
+    Ok(report)
+}
+
+impl ExtractReport {
+    /// Fills in the timings and the device once the shards are written.
+    fn finish(
+        &mut self,
+        started: Instant,
+        extractor: &FeatureExtractor,
+        feature_shape: Vec<usize>,
+    ) {
+        self.seconds = started.elapsed().as_secs_f64();
+        self.images_per_second = self.processed_images as f64 / self.seconds.max(1e-9);
+        self.stages = extractor.stage_times();
+        self.device = extractor.device_name().to_string();
+        self.device_note = extractor.device_note().map(str::to_string);
+        self.batch = extractor.batch();
+        self.feature_shape = feature_shape;
+    }
+
+    fn empty(out: &Path, folder: &ImageFolder) -> Self {
+        ExtractReport {
+            out_dir: out.to_path_buf(),
+            reused: false,
+            resumed_shards: 0,
+            computed_shards: 0,
+            train_images: 0,
+            test_images: 0,
+            processed_images: 0,
+            skipped: Vec::new(),
+            ignored_non_images: folder.ignored_non_images,
+            seconds: 0.0,
+            images_per_second: 0.0,
+            stages: StageTimes::default(),
+            device: String::new(),
+            device_note: None,
+            batch: 0,
+            feature_shape: Vec::new(),
+            classes: folder.classes.clone(),
+        }
+    }
+}
+
+/// Positions `first..end` of a split's file list: shard `number` of that split.
+struct ShardRange {
+    split: Split,
+    number: usize,
+    first: usize,
+    end: usize,
+}
+
+impl ShardRange {
+    fn file_name(&self) -> String {
+        self.split.shard_file_name(self.number)
+    }
+}
+
+/// Makes `out` ready for shards: removes the manifest first (a cache without one is never mistaken for a
+/// complete one), and the shards of other inputs. Returns whether shards already there may be kept.
+fn prepare_cache_dir(out: &Path, fingerprint: &str, force: bool) -> Result<bool, FeaturesError> {
+    std::fs::create_dir_all(out.join(cache::SPLITS_DIR)).map_err(|e| FeaturesError::io(out, e))?;
+    let manifest = out.join(cache::MANIFEST_FILE);
+    match std::fs::remove_file(&manifest) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(FeaturesError::io(manifest, e))
+        }
+        _ => {}
+    }
+    let fp_path = out.join(FINGERPRINT_FILE);
+    let same_inputs = std::fs::read_to_string(&fp_path).is_ok_and(|s| s.trim() == fingerprint);
+    let resume = same_inputs && !force;
+    if !resume {
+        remove_stale_shards(out)?;
+        lookout_shared::atomic::write_atomic(&fp_path, fingerprint.as_bytes())?;
+    }
+    Ok(resume)
+}
+
+/// A shard an interrupted run of the same inputs left, if it is whole and covers exactly `range`.
+fn kept_shard(out: &Path, range: &ShardRange, feature_shape: &[usize]) -> Option<ShardData> {
+    let path = out.join(range.file_name());
+    if !path.is_file() {
+        return None;
+    }
+    cache::read_shard(&path, feature_shape).ok().filter(|d| {
+        d.index
+            .iter()
+            .all(|&i| (range.first..range.end).contains(&(i as usize)))
+    })
+}
+
+/// Runs the backbone over the images of `range`; files that give no features are listed with why.
+fn compute_shard(
+    extractor: &FeatureExtractor,
+    folder: &ImageFolder,
+    list: &[SplitEntry],
+    range: &ShardRange,
+    progress: &ProgressBar,
+) -> Result<ShardData, ExtractError> {
+    let entries = &list[range.first..range.end];
+    let paths: Vec<PathBuf> = entries
+        .iter()
+        .map(|(rel, _)| folder.root.join(rel))
+        .collect();
+    let outcomes = extractor.extract_files(&paths, progress)?;
+    let mut data = ShardData::default();
+    for (offset, (outcome, (rel, class))) in outcomes.into_iter().zip(entries).enumerate() {
+        match outcome {
+            Ok(f) => {
+                data.features.extend_from_slice(&f);
+                data.labels.push(*class);
+                data.index.push((range.first + offset) as u32);
+            }
+            Err(reason) => data.skipped.push(SkippedFile {
+                path: rel.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok(data)
+}
