@@ -13,4 +13,6 @@ pub mod source;
 pub mod stats;
 
 pub use error::EdgeError;
-pub use lookout_runtime::{error_line, Model, Prediction, RuntimeError, RuntimeOptions};
+pub use lookout_runtime::{
+    error_line, Model, Prediction, RuntimeError, RuntimeOptions, UnknownPolicy,
+};

@@ -8,8 +8,14 @@ use lookout_edge::{Model, RuntimeError, RuntimeOptions};
 use lookout_shared::bundle::Bundle;
 
 fn load(path: &Path, threads: usize) -> Model {
-    Model::load(path, &RuntimeOptions { threads })
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+    Model::load(
+        path,
+        &RuntimeOptions {
+            threads,
+            ..RuntimeOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 
 fn softmax(logits: &[f32]) -> Vec<f32> {

@@ -53,6 +53,7 @@ fn options(max_frames: Option<u64>) -> WatchOptions {
         threshold: 0.8,
         hysteresis: 0.1,
         max_frames,
+        on_unknown: false,
     }
 }
 

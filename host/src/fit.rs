@@ -23,6 +23,7 @@ use crate::features::FeatureSet;
 use crate::features::Pooling;
 use crate::head::run::{CONFUSION_FILE, CURVES_FILE};
 use crate::head::train::{train_features, Progress, TrainConfig, TrainedRun};
+use crate::head::unknown::UnknownConfig;
 use crate::report::evaluate::Metrics;
 use lookout_models::backbone::Backbone;
 
@@ -89,6 +90,8 @@ pub struct FitOptions {
     pub seed: u64,
     /// Training settings.
     pub train: TrainConfig,
+    /// The rejection of unknown images fitted beside the head (`None`: every image gets a label).
+    pub unknown: Option<UnknownConfig>,
     /// Export precision.
     pub precision: ExportPrecision,
     /// Largest accepted accuracy drop of the export, in points.
@@ -112,6 +115,7 @@ impl FitOptions {
             test_fraction: 0.2,
             seed: 42,
             train: TrainConfig::default(),
+            unknown: Some(UnknownConfig::default()),
             precision: ExportPrecision::F32,
             max_drop_points: 1.0,
             force: false,
@@ -165,6 +169,8 @@ pub struct FitReport {
     pub plots: Vec<PathBuf>,
     /// What went wrong without stopping the job (a picture that could not be drawn).
     pub warnings: Vec<String>,
+    /// The fraction of held-out photos the rejection was calibrated to keep (`None`: no rejection).
+    pub unknown_keep: Option<f32>,
     /// The command to run next, on the Pi.
     pub next: String,
 }
@@ -194,8 +200,9 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
     on_step(&format!("2/4 training a {:?} head", options.train.head));
     let features = FeatureSet::open(&features_dir)?;
     let trained = train_step(options, &features, &run_dir)?;
-    let float_metrics = crate::report::evaluate::float_test_metrics(&trained.run, &features)?
-        .ok_or(FitError::NoTestImages)?;
+    let float_metrics =
+        crate::report::evaluate::float_test_metrics(&trained.run, &run_dir, &features)?
+            .ok_or(FitError::NoTestImages)?;
 
     on_step("3/4 evaluating on the test split");
     // A missing picture loses nothing the numbers do not hold: say so and go on.
@@ -246,6 +253,7 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         export: exported,
         plots,
         warnings,
+        unknown_keep: options.unknown.map(|u| u.keep),
     })
 }
 
@@ -294,7 +302,13 @@ fn train_step(
             bar.set_message(format!("train loss {:.4}", record.train_loss));
         }
     };
-    let trained = train_features(features, run_dir, &options.train, &mut on_progress)?;
+    let trained = train_features(
+        features,
+        run_dir,
+        &options.train,
+        options.unknown.as_ref(),
+        &mut on_progress,
+    )?;
     bar.finish_and_clear();
     Ok(trained)
 }

@@ -271,6 +271,7 @@ fn broken_bundles_give_one_clear_line() {
             metrics: None,
             lookout_version: "0".into(),
             model_format: lookout_shared::bundle::ModelFormat::NnefTar,
+            unknown: None,
         },
         model: vec![7; 1000],
     };

@@ -14,4 +14,4 @@ pub mod model;
 pub mod shape;
 
 pub use error::{error_line, RuntimeError};
-pub use model::{Model, Prediction, RuntimeOptions};
+pub use model::{Model, Prediction, RuntimeOptions, UnknownPolicy};

@@ -14,16 +14,33 @@ use crate::error::RuntimeError;
 use crate::shape::{pin_input_shape, ShapeError};
 
 /// How the runtime executes models.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeOptions {
     /// Threads for tract's matrix kernels: 1 runs on the calling thread, 0 uses every core.
     pub threads: usize,
+    /// What to do with the bundle's rejection of unknown images (when it has one).
+    pub unknown: UnknownPolicy,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { threads: 1 }
+        Self {
+            threads: 1,
+            unknown: UnknownPolicy::AsExported,
+        }
     }
+}
+
+/// Whether and where images are called unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum UnknownPolicy {
+    /// The bundle's own threshold.
+    #[default]
+    AsExported,
+    /// Another threshold on the bundle's score (higher lets more through).
+    Threshold(f32),
+    /// Never call an image unknown (the score is still reported).
+    Off,
 }
 
 impl RuntimeOptions {
@@ -49,6 +66,11 @@ pub struct Prediction {
     pub preprocess: Duration,
     /// Time spent running the model.
     pub inference: Duration,
+    /// The bundle's out-of-distribution score for the image (`None` when the bundle has no rejection):
+    /// higher means less like the training images.
+    pub ood_score: Option<f32>,
+    /// True when the score is over the threshold: the image is none of the labels, whatever `label` says.
+    pub unknown: bool,
 }
 
 /// A loaded bundle: header, preprocessing and an optimised tract plan with its reusable state.
@@ -63,6 +85,8 @@ pub struct Model {
     /// Reused between frames so classifying does not allocate the input tensor's buffer each time.
     input_buffer: Vec<f32>,
     load_time: Duration,
+    /// Scores above this are unknown (`None`: no rejection, or turned off).
+    unknown_threshold: Option<f32>,
 }
 
 impl std::fmt::Debug for Model {
@@ -129,7 +153,13 @@ impl Model {
             Executor::multithread(threads)
         };
         let tensor_len = input_shape.iter().product();
+        let unknown_threshold = match (&header.unknown, opts.unknown) {
+            (None, _) | (_, UnknownPolicy::Off) => None,
+            (Some(info), UnknownPolicy::AsExported) => Some(info.threshold),
+            (Some(_), UnknownPolicy::Threshold(t)) => Some(t),
+        };
         Ok(Model {
+            unknown_threshold,
             header,
             preprocessor,
             input_shape,
@@ -145,6 +175,11 @@ impl Model {
     /// The bundle header.
     pub fn header(&self) -> &BundleHeader {
         &self.header
+    }
+
+    /// The threshold above which an image is unknown, as these options apply it (`None`: no rejection).
+    pub fn unknown_threshold(&self) -> Option<f32> {
+        self.unknown_threshold
     }
 
     /// Class names, the index being the label index.
@@ -198,7 +233,7 @@ impl Model {
     /// Classifies an already preprocessed input tensor.
     pub fn classify_tensor(&mut self, input: &[f32]) -> Result<Prediction, RuntimeError> {
         let start = Instant::now();
-        let outputs = self.run_tensor(input)?;
+        let (outputs, ood_score) = self.run_outputs(input)?;
         let inference = start.elapsed();
         let (label, probabilities) = match self.header.output {
             OutputKind::Sigmoid => {
@@ -211,18 +246,31 @@ impl Model {
                 (label, outputs)
             }
         };
+        let unknown = match (ood_score, self.unknown_threshold) {
+            (Some(score), Some(threshold)) => score > threshold,
+            _ => false,
+        };
         Ok(Prediction {
             label,
             score: probabilities[label],
             probabilities,
             preprocess: Duration::ZERO,
             inference,
+            ood_score,
+            unknown,
         })
     }
 
     /// Runs the model on one preprocessed input tensor and returns its raw probabilities: one value (the
     /// probability of label 1) for a sigmoid model, one per label for a softmax model.
     pub fn run_tensor(&mut self, input: &[f32]) -> Result<Vec<f32>, RuntimeError> {
+        self.run_outputs(input)
+            .map(|(probabilities, _)| probabilities)
+    }
+
+    /// The probabilities and, for a bundle with rejection, the out-of-distribution score (the graph's second
+    /// output).
+    fn run_outputs(&mut self, input: &[f32]) -> Result<(Vec<f32>, Option<f32>), RuntimeError> {
         let expected = self.tensor_len;
         if input.len() != expected {
             return Err(RuntimeError::InputLength {
@@ -244,21 +292,27 @@ impl Model {
             state.run(tvec!(tensor.into_tvalue()))
         })
         .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
-        let output = outputs
-            .into_iter()
+        let mut outputs = outputs.into_iter().map(|output| {
+            let values = output
+                .cast_to::<f32>()
+                .and_then(|t| {
+                    t.try_as_plain_ram()
+                        .and_then(|view| view.as_slice::<f32>().map(<[f32]>::to_vec))
+                })
+                .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(RuntimeError::NonFiniteOutput);
+            }
+            Ok(values)
+        });
+        let probabilities = outputs
             .next()
-            .ok_or_else(|| RuntimeError::Inference("the model returned no output".into()))?;
-        let output = output
-            .cast_to::<f32>()
-            .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
-        let values = output
-            .try_as_plain_ram()
-            .and_then(|view| view.as_slice::<f32>().map(<[f32]>::to_vec))
-            .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(RuntimeError::NonFiniteOutput);
-        }
-        Ok(values)
+            .ok_or_else(|| RuntimeError::Inference("the model returned no output".into()))??;
+        let ood_score = match (&self.header.unknown, outputs.next()) {
+            (Some(_), Some(score)) => score?.first().copied(),
+            _ => None,
+        };
+        Ok((probabilities, ood_score))
     }
 }
 
@@ -306,9 +360,12 @@ fn pin_and_check(
     shape: &[usize],
 ) -> Result<TypedModel, RuntimeError> {
     let load = |e: TractError| RuntimeError::ModelLoad(format!("{e:#}"));
-    if model.inputs.len() != 1 || model.outputs.len() != 1 {
+    // With rejection, the graph's second output is the out-of-distribution score.
+    let outputs = 1 + usize::from(header.unknown.is_some());
+    if model.inputs.len() != 1 || model.outputs.len() != outputs {
         return Err(RuntimeError::InvalidBundle(format!(
-            "the model has {} inputs and {} outputs, a classifier has 1 of each; re-export the bundle",
+            "the model has {} inputs and {} outputs, this bundle's header says 1 and {outputs}; re-export the \
+             bundle",
             model.inputs.len(),
             model.outputs.len()
         )));
@@ -342,6 +399,16 @@ fn pin_and_check(
             expected,
             why,
         });
+    }
+    if header.unknown.is_some() {
+        let score = model.output_fact(1).map_err(load)?;
+        if score.shape.volume().as_i64() != Some(1) {
+            return Err(RuntimeError::OutputSizeMismatch {
+                model: format!("{:?}", score.shape),
+                expected: 1,
+                why: "the out-of-distribution score is one value per image".into(),
+            });
+        }
     }
     Ok(model)
 }

@@ -16,6 +16,10 @@
 //! nothing after it is readable), the lengths against the bytes present (so a cut-off copy says "truncated"),
 //! the checksum, trailing bytes, and only then decode the header. A checksum-verified header that does not
 //! decode was written by an incompatible build, not damaged in transfer.
+//!
+//! Versions: 2 appended one field to the header, [`BundleHeader::unknown`] (the rejection of what is none of
+//! the labels). A version-1 header is exactly a version-2 header without that last field, so the reader
+//! decodes it as one with `unknown: None`: old bundles load, and say they have no rejection.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -28,7 +32,7 @@ use crate::preprocess::PreprocessSpec;
 /// The first eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"LOOKOUT\0";
 /// The bundle format version this crate writes and the newest it reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// The oldest bundle format version this crate reads.
 pub const OLDEST_READABLE_VERSION: u16 = 1;
 /// Largest header a reader accepts: a flipped bit in the length must not make a reader allocate gigabytes,
@@ -122,6 +126,22 @@ pub struct ExportMetrics {
     pub file_size: u64,
 }
 
+/// How the model tells what is none of its labels: the graph's second output is an out-of-distribution score
+/// for the image, and a score above `threshold` means "unknown".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct UnknownInfo {
+    /// What the score is, e.g. `knn-cosine`: 1 − the cosine similarity of the image's pooled backbone
+    /// features to the nearest of `bank_size` training images.
+    pub method: String,
+    /// Scores above this are unknown.
+    pub threshold: f32,
+    /// The fraction of held-out in-distribution images the threshold was calibrated to keep (e.g. 0.95).
+    pub keep: f32,
+    /// Number of training images the score compares against.
+    pub bank_size: u32,
+}
+
 /// Everything about the model except its bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -148,6 +168,9 @@ pub struct BundleHeader {
     pub lookout_version: String,
     /// Serialization of the model bytes.
     pub model_format: ModelFormat,
+    /// The rejection of unknown images, when the model has one (since format version 2; always last, see
+    /// the module docs).
+    pub unknown: Option<UnknownInfo>,
 }
 
 /// A whole bundle in memory.
@@ -403,9 +426,20 @@ fn parse(bytes: &[u8]) -> Result<(BundleHeader, &[u8]), BundleError> {
     }
 
     let header_bytes = &bytes[HEADER_AT..model_len_at];
-    let (header, unused) =
-        postcard::take_from_bytes::<BundleHeader>(header_bytes).map_err(BundleError::BadHeader)?;
-    if !unused.is_empty() {
+    let (header, unused) = if version == 1 {
+        // A version-1 header is a version-2 header without its last field: postcard's `None` is one zero
+        // byte, so appending it decodes the old layout as the new type.
+        let mut upgraded = header_bytes.to_vec();
+        upgraded.push(0);
+        let (header, unused) =
+            postcard::take_from_bytes::<BundleHeader>(&upgraded).map_err(BundleError::BadHeader)?;
+        (header, unused.len())
+    } else {
+        let (header, unused) = postcard::take_from_bytes::<BundleHeader>(header_bytes)
+            .map_err(BundleError::BadHeader)?;
+        (header, unused.len())
+    };
+    if unused != 0 {
         // The header has fields this build does not know: same verdict as an undecodable header.
         return Err(BundleError::BadHeader(
             postcard::Error::DeserializeBadEncoding,

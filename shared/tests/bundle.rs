@@ -2,7 +2,8 @@
 
 use lookout_shared::bundle::{
     BackboneInfo, Bundle, BundleError, BundleFileError, BundleHeader, ExportMetrics, ForeignFormat,
-    HeadInfo, ModelFormat, OutputKind, Precision, FORMAT_VERSION, MAGIC, MAX_HEADER_LEN,
+    HeadInfo, ModelFormat, OutputKind, Precision, UnknownInfo, FORMAT_VERSION, MAGIC,
+    MAX_HEADER_LEN,
 };
 use lookout_shared::preprocess::{ChannelOrder, Filter, Layout, PreprocessSpec, Resize};
 use proptest::prelude::*;
@@ -59,6 +60,12 @@ fn cat_dog_header() -> BundleHeader {
         }),
         lookout_version: "0.1.0".into(),
         model_format: ModelFormat::NnefTar,
+        unknown: Some(UnknownInfo {
+            method: "knn-cosine".into(),
+            threshold: 0.21,
+            keep: 0.95,
+            bank_size: 512,
+        }),
     }
 }
 
@@ -254,7 +261,8 @@ fn other_foreign_formats_are_named() {
 #[test]
 fn newer_version_is_reported_even_when_the_rest_is_unreadable() {
     let mut bytes = cat_dog_bundle().to_bytes().unwrap();
-    bytes[VERSION_AT..VERSION_AT + 2].copy_from_slice(&2u16.to_le_bytes());
+    let newer = FORMAT_VERSION + 1;
+    bytes[VERSION_AT..VERSION_AT + 2].copy_from_slice(&newer.to_le_bytes());
     // A future format may lay out everything after the version differently: keep only up to it.
     bytes.truncate(VERSION_AT + 2);
     bytes.extend_from_slice(b"\xff\xff\xff\xff future layout");
@@ -262,7 +270,7 @@ fn newer_version_is_reported_even_when_the_rest_is_unreadable() {
     assert_eq!(
         error,
         BundleError::NewerVersion {
-            found: 2,
+            found: newer,
             supported: FORMAT_VERSION
         }
     );
@@ -378,6 +386,35 @@ fn header_that_does_not_decode_is_bad_header() {
         "{error}"
     );
     assert_one_line(&error);
+}
+
+#[test]
+fn a_version_1_bundle_still_reads_and_has_no_rejection() {
+    // Version 1 is version 2's header without its last field (`unknown`): written here byte for byte as a
+    // version-1 writer did.
+    let mut bundle = cat_dog_bundle();
+    bundle.header.unknown = None;
+    let mut header = postcard::to_allocvec(&bundle.header).unwrap();
+    assert_eq!(header.pop(), Some(0), "`None` is one zero byte, last");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&(bundle.model.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&bundle.model);
+    bytes.extend_from_slice(&[0; 32]);
+    reseal(&mut bytes);
+    let read = Bundle::from_bytes(&bytes).unwrap();
+    assert_eq!(read, bundle);
+    assert_eq!(read.header.unknown, None);
+    // The same bytes labelled version 2 lack the field: that is a bad header, not a silent default.
+    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    reseal(&mut bytes);
+    assert!(matches!(
+        Bundle::from_bytes(&bytes).unwrap_err(),
+        BundleError::BadHeader(_)
+    ));
 }
 
 #[test]
@@ -645,6 +682,7 @@ fn arb_header() -> impl Strategy<Value = BundleHeader> {
                     metrics,
                     lookout_version: version,
                     model_format: ModelFormat::NnefTar,
+                    unknown: None,
                 }
             },
         )

@@ -1,5 +1,6 @@
 //! Every `lookout` / `lookout-edge` command of README.md, run exactly as written, in order, in one folder set
-//! up as the README assumes (`PetImages/`, `photos/`, `some/`, an `efficientnet_lite0_features.onnx`).
+//! up as the README assumes (`PetImages/`, `photos/`, `some/`, `other-photos/`, an
+//! `efficientnet_lite0_features.onnx`).
 //!
 //! Lines are read from the README's `sh` blocks (continuation lines joined) and run with `bash -c` with both
 //! binaries first on `PATH`; `cargo run --release -p lookout-host -- ARGS` runs as `lookout ARGS` (the same
@@ -60,6 +61,10 @@ const EXPECTED: &[(&str, Expect)] = &[
         Expect::Runs,
     ),
     ("lookout evaluate --run run/", Expect::Runs),
+    (
+        "lookout evaluate --run run/ --ood other-photos/",
+        Expect::Runs,
+    ),
     (
         "lookout predict --run run/ some/*.jpg --grid grid.png          # the tutorial's 3×3 picture",
         Expect::Runs,
@@ -184,6 +189,17 @@ fn every_readme_command_runs_as_written() {
     copy_into(&root.join("PetImages/Dog"), &dogs[..10]);
     copy_into(&root.join("photos"), &[cats[20].clone(), dogs[20].clone()]);
     copy_into(&root.join("some"), &[cats[21].clone(), dogs[21].clone()]);
+    // Photos of other things (the ImageNet sample's tench, hammerhead, hen, …): none of the classes.
+    let imagenet = shared.join("data/imagenet-sample");
+    let others: Vec<_> = [
+        "n01440764_tench.JPEG",
+        "n01494475_hammerhead.JPEG",
+        "n01514859_hen.JPEG",
+    ]
+    .iter()
+    .map(|name| imagenet.join(name))
+    .collect();
+    copy_into(&root.join("other-photos"), &others);
     fs::copy(
         shared.join("models/efficientnet_lite0_features_dynbatch.onnx"),
         root.join("efficientnet_lite0_features.onnx"),

@@ -9,7 +9,7 @@ use image::RgbImage;
 use lookout_edge::stats::{peak_memory_bytes, percentile_ms};
 use serde_json::json;
 
-use super::common::{load_model, ms, round3};
+use super::common::{load_model, ms, round3, UnknownArgs};
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.iters == 0 {
         anyhow::bail!("--iters must be at least 1");
     }
-    let mut model = load_model(&args.model, args.threads)?;
+    let mut model = load_model(&args.model, args.threads, &UnknownArgs::default())?;
     let load_ms = ms(model.load_time());
     let image = match &args.image {
         Some(path) => lookout_shared::image_io::decode_file(path)

@@ -9,7 +9,7 @@ use lookout_edge::files::collect_images;
 use lookout_edge::{error_line, Model, Prediction};
 use serde_json::json;
 
-use super::common::{load_model, ms, round3};
+use super::common::{load_model, ms, round3, UnknownArgs};
 use super::EXIT_SOME_FAILED;
 
 /// Arguments of `classify`.
@@ -30,11 +30,13 @@ pub struct Args {
     /// Also show the K most likely labels per image.
     #[arg(long, value_name = "K", default_value_t = 1)]
     top: usize,
+    #[command(flatten)]
+    unknown: UnknownArgs,
 }
 
 /// Runs `classify`. Exit code 0 if every image was classified, 1 if some failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut model = load_model(&args.model, args.threads)?;
+    let mut model = load_model(&args.model, args.threads, &args.unknown)?;
     let images = collect_images(&args.paths).context("listing the images")?;
     if images.is_empty() {
         anyhow::bail!("no images found in {}", display_list(&args.paths));
@@ -126,6 +128,8 @@ fn print_result(
             "label": name(p.label),
             "label_index": p.label,
             "score": p.score,
+            "unknown": p.unknown,
+            "ood_score": p.ood_score,
             "ms": round3(total_ms),
             "decode_ms": round3(decode_ms),
             "preprocess_ms": round3(ms(p.preprocess)),
@@ -142,10 +146,16 @@ fn print_result(
         let mut text = format!(
             "{}\t{}\t{:.4}\t{:.1} ms",
             path.display(),
-            name(p.label),
+            if p.unknown { "unknown" } else { name(p.label) },
             p.score,
             total_ms
         );
+        if let (true, Some(score)) = (p.unknown, p.ood_score) {
+            text.push_str(&format!(
+                "\t(none of the labels: out-of-distribution score {score:.3}; closest label {})",
+                name(p.label)
+            ));
+        }
         if args.top > 1 {
             let others: Vec<String> = top_k(p, args.top)
                 .into_iter()

@@ -94,6 +94,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => println!("metrics     none recorded"),
     }
+    match &h.unknown {
+        Some(u) => println!(
+            "unknown     {} over {} training images; unknown above {:.4} (calibrated to keep {:.0}% of held-out images)",
+            u.method,
+            u.bank_size,
+            u.threshold,
+            u.keep * 100.0
+        ),
+        None => println!(
+            "unknown     no rejection: every image gets one of the labels (export with lookout 0.2+ to add it)"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,10 +11,11 @@ use lookout_edge::actions::ExecAction;
 use lookout_edge::gpio::LabelPin;
 use lookout_edge::pipeline::actions::{ExecSink, GpioSink, SerialSink, Status};
 use lookout_edge::pipeline::output::OutputSink;
+use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
 use lookout_edge::pipeline::{Pipeline, Sink, WatchOptions};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
 
-use super::common::load_model;
+use super::common::{load_model, UnknownArgs};
 use super::EXIT_SOME_FAILED;
 
 /// Arguments of `watch`.
@@ -82,6 +83,35 @@ pub struct Args {
     /// Stop after classifying this many frames.
     #[arg(long, value_name = "N")]
     max_frames: Option<u64>,
+    /// Also report when the scene becomes unknown (none of the labels) and known again, as events.
+    #[arg(long)]
+    on_unknown: bool,
+    /// Save the frames worth labelling here, as received, in DIR/<predicted label>/ with a JSON sidecar each:
+    /// an ImageFolder to correct and fit again.
+    #[arg(long, value_name = "DIR")]
+    capture: Option<PathBuf>,
+    /// Which frames --capture saves: uncertain[:BOUND] (top score below BOUND, default 0.7), unknown, event,
+    /// every:N.
+    #[arg(
+        long,
+        value_name = "RULE",
+        default_value = "uncertain",
+        requires = "capture"
+    )]
+    capture_when: SaveRule,
+    /// Disk budget of --capture in MB: the oldest saved frames are removed first.
+    #[arg(long, value_name = "MB", default_value_t = 500.0, requires = "capture")]
+    capture_max_mb: f64,
+    /// Save at most one frame per this many seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1.0,
+        requires = "capture"
+    )]
+    capture_interval: f64,
+    #[command(flatten)]
+    unknown: UnknownArgs,
 }
 
 #[cfg(target_os = "linux")]
@@ -169,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.fps < 0.0 || !args.fps.is_finite() {
         bail!("--fps {} must be 0 or positive", args.fps);
     }
-    let mut model = load_model(&args.model, args.threads)?;
+    let mut model = load_model(&args.model, args.threads, &args.unknown)?;
     let labels = model.labels().to_vec();
     let when = match &args.when {
         Some(name) => Some(labels.iter().position(|l| l == name).with_context(|| {
@@ -205,6 +235,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Arc::clone(&status),
         )
     });
+    let (mut saver, save_counters) = match &args.capture {
+        Some(dir) => {
+            let options = SaveOptions {
+                dir: dir.clone(),
+                rule: args.capture_when,
+                max_bytes: (args.capture_max_mb.max(0.0) * 1e6) as u64,
+                min_interval: Duration::from_secs_f64(args.capture_interval.max(0.0)),
+                model_sha256: bundle_checksum(&args.model)?,
+            };
+            let (sink, counters) = SaveSink::new(options).with_context(|| {
+                format!("--capture {}: cannot create the folder", dir.display())
+            })?;
+            (Some(sink), Some(counters))
+        }
+        None => (None, None),
+    };
     let mut output = OutputSink::new(args.json, serial.as_ref().map(SerialSink::sent_counter));
 
     let pipeline = Pipeline::new(WatchOptions {
@@ -214,6 +260,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         threshold: args.threshold,
         hysteresis: args.hysteresis,
         max_frames: args.max_frames,
+        on_unknown: args.on_unknown,
     });
     let source_opts = SourceOptions {
         fps: (args.fps > 0.0).then_some(args.fps),
@@ -234,6 +281,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(gpio) = gpio.as_mut() {
         sinks.push(gpio);
     }
+    // The saver before the output: it finishes writing before the summary counts what it saved.
+    if let Some(saver) = saver.as_mut() {
+        sinks.push(saver);
+    }
     sinks.push(&mut output);
     if let Some(serial) = serial.as_mut() {
         sinks.push(serial);
@@ -242,11 +293,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sinks.push(exec);
     }
     let outcome = pipeline.run(source, &mut model, &mut sinks)?;
+    if let (Some(counters), Some(dir)) = (&save_counters, &args.capture) {
+        let line = serde_json::json!({
+            "type": "capture",
+            "dir": dir,
+            "saved": counters.saved.load(std::sync::atomic::Ordering::SeqCst),
+            "dropped": counters.dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "removed": counters.removed.load(std::sync::atomic::Ordering::SeqCst),
+        });
+        if args.json {
+            println!("{line}");
+        } else {
+            eprintln!(
+                "captured {} frames to {} ({} not saved: queue full or write failed; {} removed for the budget)",
+                line["saved"],
+                dir.display(),
+                line["dropped"],
+                line["removed"]
+            );
+        }
+    }
     if let Some(e) = outcome.source_error {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(EXIT_SOME_FAILED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bundle's own checksum (its last 32 bytes: SHA-256 of everything before them), hex: which model saved a
+/// frame, without hashing the file again.
+fn bundle_checksum(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut checksum = [0u8; 32];
+    file.seek(SeekFrom::End(-32))
+        .and_then(|_| file.read_exact(&mut checksum))
+        .with_context(|| format!("reading the checksum of {}", path.display()))?;
+    Ok(checksum.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

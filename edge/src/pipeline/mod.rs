@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod capture;
 pub mod output;
+pub mod save;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,7 @@ use lookout_runtime::{Model, Prediction};
 use crate::error::EdgeError;
 use crate::slot::LatestSlot;
 use crate::smoothing::{EventTrigger, Smoother, Trigger};
-use crate::source::FrameSource;
+use crate::source::{FrameSource, RawFrame};
 use crate::stats::LatencyHistogram;
 use capture::{spawn_capture, Frame};
 
@@ -42,6 +43,9 @@ pub struct WatchOptions {
     pub hysteresis: f32,
     /// Stop after classifying this many frames.
     pub max_frames: Option<u64>,
+    /// Tell the sinks when the scene becomes unknown and known again ([`Sink::scene`]), smoothed and with
+    /// hysteresis like a label.
+    pub on_unknown: bool,
 }
 
 /// One classified frame, as the sinks see it.
@@ -53,6 +57,8 @@ pub struct FrameReport<'a> {
     pub name: Option<&'a str>,
     /// The model's answer.
     pub prediction: &'a Prediction,
+    /// The frame as the source delivered it (encoded bytes from a camera or file, raw YUYV, …).
+    pub raw: &'a RawFrame,
     /// The name of the predicted label.
     pub label: &'a str,
     /// Capture → result.
@@ -101,6 +107,17 @@ pub struct LabelChange<'a> {
     pub latency: Duration,
 }
 
+/// The scene becoming unknown (most of the smoothing window is none of the labels) or known again.
+#[derive(Debug, Clone, Copy)]
+pub struct SceneChange {
+    /// True: the scene became unknown; false: known again.
+    pub unknown: bool,
+    /// The frame it happened at.
+    pub frame: u64,
+    /// The fraction of the smoothing window that was unknown.
+    pub fraction: f32,
+}
+
 /// What the whole run did.
 #[derive(Debug, Clone, Default)]
 pub struct WatchSummary {
@@ -114,6 +131,8 @@ pub struct WatchSummary {
     pub failed: u64,
     /// Events fired.
     pub events: u64,
+    /// Frames that were none of the labels (the bundle's rejection); they count toward no label's event.
+    pub unknown: u64,
     /// Largest [`FrameReport::behind`].
     pub max_behind: u64,
     /// Largest [`FrameReport::newer_at_start`].
@@ -146,6 +165,8 @@ pub trait Sink {
     fn frame_error(&mut self, _frame: u64, _name: Option<&str>, _error: &EdgeError) {}
     /// A label's event started or ended (after [`Sink::frame`] of the same frame).
     fn change(&mut self, _change: &LabelChange<'_>) {}
+    /// The scene became unknown or known again (only with [`WatchOptions::on_unknown`]).
+    fn scene(&mut self, _change: &SceneChange) {}
     /// The frame is done; `active` tells which labels are in an event now.
     fn after_frame(&mut self, _active: &dyn Fn(usize) -> bool) {}
     /// The run ended (the source ended, failed, or was stopped).
@@ -232,6 +253,7 @@ impl Pipeline {
             self.options.hysteresis,
         );
         let mut fps_meter = FpsMeter::default();
+        let mut scene = SceneWatch::new(&self.options);
         let mut summary = WatchSummary::default();
         let stop = self.stop_handle();
 
@@ -264,6 +286,7 @@ impl Pipeline {
                 number: frame.number,
                 name: name.as_deref(),
                 prediction: &prediction,
+                raw: &frame.raw,
                 label: labels.get(prediction.label).map_or("?", String::as_str),
                 latency,
                 fps: fps_meter.tick(now),
@@ -274,7 +297,14 @@ impl Pipeline {
                 sink.frame(&report);
             }
 
-            let smoothed = smoother.push(&prediction.probabilities);
+            // An unknown frame votes for no label: its probabilities are for labels it is none of.
+            let votes = if prediction.unknown {
+                summary.unknown += 1;
+                vec![0.0; prediction.probabilities.len()]
+            } else {
+                prediction.probabilities.clone()
+            };
+            let smoothed = smoother.push(&votes);
             let changes = if smoother.is_full() {
                 trigger.update(&smoothed)
             } else {
@@ -286,6 +316,9 @@ impl Pipeline {
                 labels: &labels,
             };
             summary.events += frame_changes.tell(changes, sinks);
+            if self.options.on_unknown {
+                scene.update(prediction.unknown, frame.number, sinks);
+            }
             for sink in sinks.iter_mut() {
                 sink.after_frame(&|label| trigger.is_active(label));
             }
@@ -329,6 +362,43 @@ impl Pipeline {
             summary,
             source_error,
         })
+    }
+}
+
+/// The scene's "unknown" state: one more label, smoothed and triggered like the others.
+struct SceneWatch {
+    smoother: Smoother,
+    trigger: EventTrigger,
+}
+
+impl SceneWatch {
+    fn new(options: &WatchOptions) -> Self {
+        SceneWatch {
+            smoother: Smoother::new(options.smooth),
+            trigger: EventTrigger::new(1, options.threshold, options.hysteresis),
+        }
+    }
+
+    /// Adds one frame; tells the sinks when the scene became unknown or known again.
+    fn update(&mut self, unknown: bool, frame: u64, sinks: &mut [&mut dyn Sink]) {
+        let fraction = self.smoother.push(&[f32::from(u8::from(unknown))]);
+        if !self.smoother.is_full() {
+            return;
+        }
+        for change in self.trigger.update(&fraction) {
+            let (unknown, fraction) = match change {
+                Trigger::Fired { score, .. } => (true, score),
+                Trigger::Cleared { score, .. } => (false, score),
+            };
+            let change = SceneChange {
+                unknown,
+                frame,
+                fraction,
+            };
+            for sink in sinks.iter_mut() {
+                sink.scene(&change);
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{FrameReport, LabelChange, Sink, WatchSummary};
+use super::{FrameReport, LabelChange, SceneChange, Sink, WatchSummary};
 use crate::error::EdgeError;
 use crate::stats::{ms, round3};
 
@@ -29,7 +29,8 @@ impl Sink for OutputSink {
     fn frame(&mut self, f: &FrameReport<'_>) {
         if self.json {
             let mut line = json!({"type": "frame", "frame": f.number, "label": f.label, "label_index": f.prediction.label,
-                "score": f.prediction.score, "latency_ms": round3(ms(f.latency)), "fps": round3(f.fps), "behind": f.behind, "newer_at_start": f.newer_at_start});
+                "score": f.prediction.score, "unknown": f.prediction.unknown, "ood_score": f.prediction.ood_score,
+                "latency_ms": round3(ms(f.latency)), "fps": round3(f.fps), "behind": f.behind, "newer_at_start": f.newer_at_start});
             if let Some(name) = f.name {
                 line["path"] = json!(name);
             }
@@ -38,7 +39,11 @@ impl Sink for OutputSink {
             println!(
                 "frame {:>6}  {:<20} {:.3}  {:>7.1} ms  {:>5.1} fps",
                 f.number,
-                f.label,
+                if f.prediction.unknown {
+                    "unknown"
+                } else {
+                    f.label
+                },
                 f.prediction.score,
                 ms(f.latency),
                 f.fps
@@ -79,6 +84,23 @@ impl Sink for OutputSink {
         }
     }
 
+    fn scene(&mut self, c: &SceneChange) {
+        let kind = if c.unknown { "unknown" } else { "known" };
+        if self.json {
+            println!(
+                "{}",
+                json!({"type": kind, "frame": c.frame, "fraction": c.fraction})
+            );
+        } else {
+            println!(
+                "{} scene ({:.0}% of the window is none of the labels) at frame {}",
+                kind.to_uppercase(),
+                c.fraction * 100.0,
+                c.frame
+            );
+        }
+    }
+
     fn finish(&mut self, s: &WatchSummary) {
         let secs = s.elapsed.as_secs_f64();
         let fps = s.fps();
@@ -90,17 +112,18 @@ impl Sink for OutputSink {
             println!(
                 "{}",
                 json!({"type": "summary", "captured": s.captured, "frames": s.classified, "dropped": s.dropped, "failed": s.failed,
-                    "events": s.events, "latency_ms": {"mean": round3(s.latency.mean_ms()), "p50": round3(s.latency.quantile_ms(0.5)),
+                    "events": s.events, "unknown": s.unknown, "latency_ms": {"mean": round3(s.latency.mean_ms()), "p50": round3(s.latency.quantile_ms(0.5)),
                     "p99": round3(s.latency.quantile_ms(0.99)), "max": round3(s.latency.max_ms())}, "max_behind": s.max_behind, "max_newer_at_start": s.max_newer_at_start,
                     "fps": round3(fps), "seconds": round3(secs), "serial_sent": serial_sent})
             );
         } else {
             eprintln!(
-                "{} frames classified of {} captured ({} dropped, {} failed), {} events; latency mean {:.1} ms, p99 {:.1} ms; {fps:.1} fps over {secs:.1} s",
+                "{} frames classified of {} captured ({} dropped, {} failed, {} unknown), {} events; latency mean {:.1} ms, p99 {:.1} ms; {fps:.1} fps over {secs:.1} s",
                 s.classified,
                 s.captured,
                 s.dropped,
                 s.failed,
+                s.unknown,
                 s.events,
                 s.latency.mean_ms(),
                 s.latency.quantile_ms(0.99),

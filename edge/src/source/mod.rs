@@ -60,28 +60,28 @@ impl RawFrame {
         }
     }
 
-    /// Decodes the frame into an RGB image.
-    pub fn decode(self) -> Result<RgbImage, EdgeError> {
+    /// Decodes the frame into an RGB image; the frame itself stays as delivered (a sink may save it).
+    pub fn decode(&self) -> Result<RgbImage, EdgeError> {
         match self {
             RawFrame::Encoded { bytes, name } => {
-                let name = name.unwrap_or_else(|| PathBuf::from("frame.jpg"));
-                Ok(lookout_shared::image_io::decode_bytes(&bytes, &name)?)
+                let name = name.as_deref().unwrap_or(Path::new("frame.jpg"));
+                Ok(lookout_shared::image_io::decode_bytes(bytes, name)?)
             }
             RawFrame::Yuyv {
                 data,
                 width,
                 height,
                 stride,
-            } => yuyv::yuyv_to_rgb(&data, width, height, stride).ok_or_else(|| {
+            } => yuyv::yuyv_to_rgb(data, *width, *height, *stride).ok_or_else(|| {
                 EdgeError::BadFrame(format!(
                     "a {width}x{height} YUYV frame of {} bytes is short",
                     data.len()
                 ))
             }),
-            RawFrame::Rgb(image) => Ok(image),
+            RawFrame::Rgb(image) => Ok(image.clone()),
             RawFrame::Unreadable { path, kind, reason } => Err(EdgeError::Io {
-                path,
-                source: std::io::Error::new(kind, reason),
+                path: path.clone(),
+                source: std::io::Error::new(*kind, reason.clone()),
             }),
         }
     }

@@ -83,6 +83,7 @@ fn header(labels: Vec<String>, output: OutputKind, head: HeadInfo) -> BundleHead
         metrics: None,
         lookout_version: env!("CARGO_PKG_VERSION").into(),
         model_format: ModelFormat::NnefTar,
+        unknown: None,
     }
 }
 

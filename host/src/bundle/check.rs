@@ -9,6 +9,7 @@ use tract_core::prelude::*;
 use super::{graph, ExportError, ExportOptions, COMPOSE_TOLERANCE};
 use crate::features::{FeatureSet, Pooling, Split, SplitFeatures};
 use crate::head::run::{Run, RunConfig};
+use crate::head::unknown::{normalized_rows, UnknownDetector};
 
 /// The run's test split (paths, labels and cached float features), capped at `max_test_images` when asked.
 pub fn load_test_split(run_dir: &Path, config: &RunConfig) -> Result<SplitFeatures, ExportError> {
@@ -50,9 +51,11 @@ pub fn subsample(test: SplitFeatures, limit: Option<usize>) -> SplitFeatures {
 }
 
 /// Runs the combined f32 graph and the host's float pipeline (the same backbone → [`Head::forward`] →
-/// activation) on a few test images; fails if they disagree beyond [`COMPOSE_TOLERANCE`].
+/// activation, and the rejection's score) on a few test images; fails if they disagree beyond
+/// [`COMPOSE_TOLERANCE`].
 pub fn check_composition(
     run: &Run,
+    unknown: Option<&UnknownDetector>,
     backbone: &TypedModel,
     combined: &TypedModel,
     test: &SplitFeatures,
@@ -88,13 +91,22 @@ pub fn check_composition(
             source: e.into(),
         })?;
         let mut features = graph::run_once(&backbone_plan, input_shape, &input).map_err(graph)?;
+        let shape = graph::output_shape(backbone)?;
+        let mut feature_shape = shape[1..].to_vec();
         if pool_at_extraction {
-            let shape = graph::output_shape(backbone)?;
-            features = crate::features::pooling::global_average_pool(&features, &shape[1..]);
+            features = crate::features::pooling::global_average_pool(&features, &feature_shape);
+            feature_shape.truncate(1);
         }
-        let expected = run.scores(&run.head.forward(&features));
-        let got = graph::run_once(&combined_plan, input_shape, &input).map_err(graph)?;
-        let got = expand_probabilities(run.config.output, &got);
+        let mut expected = run.scores(&run.head.forward(&features));
+        let outputs = graph::run_all(&combined_plan, input_shape, &input).map_err(graph)?;
+        let mut got = expand_probabilities(run.config.output, &outputs[0]);
+        if let Some(detector) = unknown {
+            // The score is compared like one more probability.
+            let (unit, _) = normalized_rows(&features, &feature_shape)
+                .map_err(|e| ExportError::Mismatch(e.to_string()))?;
+            expected.extend(detector.scores(&unit));
+            got.extend(outputs.get(1).into_iter().flatten().copied());
+        }
         let diff = max_abs_diff(&expected, &got);
         if diff.is_nan() || diff > COMPOSE_TOLERANCE {
             return Err(ExportError::ComposeCheck {

@@ -17,6 +17,7 @@ use lookout_shared::bundle::OutputKind;
 
 use crate::features::Pooling;
 use crate::head::net::{Dense, Head};
+use crate::head::unknown::UnknownDetector;
 
 use super::ExportError;
 
@@ -78,6 +79,7 @@ pub fn compose(
     features_pooled: bool,
     output: OutputKind,
     q4_layer: Option<usize>,
+    unknown: Option<&UnknownDetector>,
 ) -> Result<TypedModel, ExportError> {
     let graph = ExportError::Graph;
     let mut wire = model.outputs[0];
@@ -87,11 +89,23 @@ pub fn compose(
             "the backbone's output {shape:?} is not batch-1"
         )));
     }
+    let backbone_out = (wire, shape.clone());
     if features_pooled && shape.len() > 2 {
         wire = global_average_pool(&mut model, "lookout_features_pool", wire, &shape)
             .map_err(graph)?;
         shape.truncate(2);
     }
+    let ood_score = match unknown {
+        Some(detector) => {
+            let (features, features_shape) = if shape.len() == 2 {
+                (wire, shape.clone())
+            } else {
+                backbone_out
+            };
+            Some(wire_ood_score(&mut model, features, &features_shape, detector).map_err(graph)?)
+        }
+        None => None,
+    };
     // What the cache held for one image must be what the head was trained on.
     let cached: Vec<usize> = shape[1..].to_vec();
     if cached.iter().product::<usize>() != head.input_len() {
@@ -135,8 +149,61 @@ pub fn compose(
         ),
     }
     .map_err(graph)?[0];
-    model.select_output_outlets(&[wire]).map_err(graph)?;
+    let outputs: Vec<OutletId> = std::iter::once(wire).chain(ood_score).collect();
+    model.select_output_outlets(&outputs).map_err(graph)?;
     model.into_decluttered().map_err(graph)
+}
+
+/// Name of the combined graph's second output (bundles with rejection): the out-of-distribution score.
+pub const OOD_SCORE_NODE: &str = "lookout_ood_score";
+
+/// Appends the k-nearest-neighbour cosine score of `head::unknown` to the backbone's features: pool to
+/// `[1, C]` (unless they are already), L2-normalise, one matmul with the bank `[M, C]`, the max over the bank,
+/// `1 − max`. Computes what `UnknownDetector::scores` computes, in the graph, so it is quantized with it.
+fn wire_ood_score(
+    model: &mut TypedModel,
+    features: OutletId,
+    shape: &[usize],
+    detector: &UnknownDetector,
+) -> TractResult<OutletId> {
+    use tract_core::ops::math;
+    let name = "lookout_unknown";
+    let mut x = features;
+    if shape.len() > 2 {
+        x = global_average_pool(model, &format!("{name}_pool"), x, shape)?;
+    }
+    let squares = model.wire_node(format!("{name}.square"), math::mul(), &[x, x])?[0];
+    let sum = model.wire_node(
+        format!("{name}.sum_squares"),
+        Reduce::new(tvec![1], Reducer::Sum),
+        &[squares],
+    )?[0];
+    // A zero vector stays zero (far from everything) rather than becoming NaN.
+    let tiny = model.add_const(format!("{name}.epsilon"), tensor0(1e-24f32))?;
+    let sum =
+        wire_with_rank_broadcast(format!("{name}.floor"), model, math::max(), &[sum, tiny])?[0];
+    let inverse_norm = model.wire_node(format!("{name}.rsqrt"), math::rsqrt(), &[sum])?[0];
+    let unit = wire_with_rank_broadcast(
+        format!("{name}.normalize"),
+        model,
+        math::mul(),
+        &[x, inverse_norm],
+    )?[0];
+    let bank = tensor1(&detector.bank).into_shape(&[detector.bank_size(), detector.dim])?;
+    let bank = model.add_const(format!("{name}.bank"), bank)?;
+    let einsum = EinSum {
+        axes: "bk,nk->bn".parse()?,
+        operating_dt: f32::datum_type(),
+        q_params: None,
+    };
+    let similarity = model.wire_node(format!("{name}.similarity"), einsum, &[unit, bank])?[0];
+    let nearest = model.wire_node(
+        format!("{name}.nearest"),
+        Reduce::new(tvec![1], Reducer::Max),
+        &[similarity],
+    )?[0];
+    let one = model.add_const(format!("{name}.one"), tensor0(1f32))?;
+    Ok(wire_with_rank_broadcast(OOD_SCORE_NODE, model, math::sub(), &[one, nearest])?[0])
 }
 
 /// Appends one dense layer (einsum + bias, then ReLU unless it is the last) to `wire`; `q4` stores its weight
@@ -219,16 +286,31 @@ fn global_average_pool(
     Ok(wire)
 }
 
-/// Runs a batch-1 model on one input and returns its (only) output as f32 values.
+/// Runs a batch-1 model on one input and returns its first output as f32 values.
 pub fn run_once(
     plan: &Arc<TypedRunnableModel>,
     shape: &[usize],
     input: &[f32],
 ) -> TractResult<Vec<f32>> {
+    let mut outputs = run_all(plan, shape, input)?;
+    anyhow::ensure!(!outputs.is_empty(), "the model has no output");
+    Ok(outputs.swap_remove(0))
+}
+
+/// Runs a batch-1 model on one input and returns every output as f32 values.
+pub fn run_all(
+    plan: &Arc<TypedRunnableModel>,
+    shape: &[usize],
+    input: &[f32],
+) -> TractResult<Vec<Vec<f32>>> {
     let tensor = Tensor::from_shape(shape, input)?;
-    let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
-    let output = outputs[0].cast_to::<f32>()?;
-    Ok(output.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+    plan.run(tvec!(tensor.into_tvalue()))?
+        .iter()
+        .map(|output| {
+            let output = output.cast_to::<f32>()?;
+            Ok(output.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+        })
+        .collect()
 }
 
 /// Serialises a (decluttered) model as a tract NNEF tar archive.

@@ -2,7 +2,7 @@
 //! measurements.
 
 use lookout_shared::bundle::{
-    Bundle, BundleHeader, ExportMetrics, HeadInfo, ModelFormat, OutputKind, Precision,
+    Bundle, BundleHeader, ExportMetrics, HeadInfo, ModelFormat, OutputKind, Precision, UnknownInfo,
 };
 
 use super::{ExportError, ExportPrecision};
@@ -64,6 +64,12 @@ pub fn bundle_header(run: &Run, input_shape: &[usize], precision: ExportPrecisio
         metrics: None,
         lookout_version: env!("CARGO_PKG_VERSION").to_string(),
         model_format: ModelFormat::NnefTar,
+        unknown: config.unknown.as_ref().map(|u| UnknownInfo {
+            method: u.method.clone(),
+            threshold: u.threshold,
+            keep: u.keep,
+            bank_size: u.bank_size as u32,
+        }),
     }
 }
 

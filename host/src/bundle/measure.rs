@@ -29,6 +29,8 @@ pub struct Measured {
     pub load_ms: f32,
     /// Mean inference time per image, ms.
     pub mean_inference_ms: f32,
+    /// Fraction of the (in-distribution) test images the bundle calls unknown; `None` without rejection.
+    pub unknown_rate: Option<f32>,
 }
 
 /// A progress bar over `len` images on stderr, or a hidden one.
@@ -88,6 +90,7 @@ pub fn measure_bundle(
     let mut agree = 0usize;
     let mut max_diff = 0f32;
     let mut inference = Duration::ZERO;
+    let mut unknown = 0usize;
     for (i, prediction) in predictions.iter().enumerate() {
         let logits = run.head.forward(test.rows.row(i));
         let float_label = run.predict(&logits);
@@ -101,6 +104,7 @@ pub fn measure_bundle(
             &float_scores,
         ));
         inference += prediction.inference;
+        unknown += usize::from(prediction.unknown);
     }
     let n = predictions.len().max(1) as f32;
     Ok(Measured {
@@ -111,5 +115,6 @@ pub fn measure_bundle(
         images: predictions.len(),
         load_ms,
         mean_inference_ms: inference.as_secs_f32() * 1000.0 / n,
+        unknown_rate: model.unknown_threshold().map(|_| unknown as f32 / n),
     })
 }

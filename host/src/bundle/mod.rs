@@ -223,6 +223,9 @@ pub struct ExportReport {
     pub forced: bool,
     /// One-line description of the head.
     pub head: String,
+    /// Fraction of the test photos (all of them of the classes) the bundle calls unknown; `None` without
+    /// rejection.
+    pub unknown_rate: Option<f32>,
     /// The ONNX copy written (`--onnx`) and its size in bytes.
     pub onnx: Option<(PathBuf, u64)>,
 }
@@ -250,17 +253,8 @@ pub fn export(
         backbone_record.identity.cut.as_deref(),
         &input_shape,
     )?;
-    let pooled = run.config.features.pooling == crate::features::Pooling::Avg;
-    let combined = graph::compose(backbone.clone(), &run.head, pooled, run.config.output, None)?;
-    let compose_check_diff =
-        check_composition(&run, &backbone, &combined, &test, &input_shape, options)?;
-    let combined = match options.precision {
-        ExportPrecision::F32Q4Head => {
-            let layer = precision::q4_layer(&run.head);
-            graph::compose(backbone, &run.head, pooled, run.config.output, layer)?
-        }
-        _ => combined,
-    };
+    let (combined, compose_check_diff) =
+        combined_graph(&run, run_dir, backbone, &test, &input_shape, options)?;
     let test = subsample(test, options.max_test_images);
     let reduced = precision::apply(options.precision, combined)?;
     let model_bytes = graph::to_nnef_tar(&reduced)?;
@@ -316,8 +310,50 @@ pub fn export(
         compose_check_diff,
         forced: over,
         head: bundle.header.head.description.clone(),
+        unknown_rate: measured.unknown_rate,
         onnx,
     })
+}
+
+/// Backbone + head (+ the rejection's score) in one graph, checked against the host's float pipeline; for
+/// `f32-q4head` composed again with the head's big layer block-quantized (the check runs on the float one).
+fn combined_graph(
+    run: &Run,
+    run_dir: &Path,
+    backbone: TypedModel,
+    test: &crate::features::SplitFeatures,
+    input_shape: &[usize],
+    options: &ExportOptions,
+) -> Result<(TypedModel, f32), ExportError> {
+    let pooled = run.config.features.pooling == crate::features::Pooling::Avg;
+    let unknown = run.unknown_detector(run_dir).map_err(|e| {
+        ExportError::Mismatch(format!("the run's rejection of unknown images: {e}"))
+    })?;
+    let compose = |backbone: TypedModel, q4_layer: Option<usize>| {
+        graph::compose(
+            backbone,
+            &run.head,
+            pooled,
+            run.config.output,
+            q4_layer,
+            unknown.as_ref(),
+        )
+    };
+    let combined = compose(backbone.clone(), None)?;
+    let diff = check_composition(
+        run,
+        unknown.as_ref(),
+        &backbone,
+        &combined,
+        test,
+        input_shape,
+        options,
+    )?;
+    let combined = match options.precision {
+        ExportPrecision::F32Q4Head => compose(backbone, precision::q4_layer(&run.head))?,
+        _ => combined,
+    };
+    Ok((combined, diff))
 }
 
 /// Seconds since `start` as milliseconds.

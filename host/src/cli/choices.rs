@@ -3,6 +3,7 @@
 
 use lookout_host::features::Pooling;
 use lookout_host::head::net::HeadKind;
+use lookout_host::head::unknown::UnknownConfig;
 
 /// `--head`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +41,32 @@ impl From<PoolChoice> for Pooling {
             PoolChoice::None => Pooling::None,
             PoolChoice::Avg => Pooling::Avg,
         }
+    }
+}
+
+/// The rejection of images that are none of the classes, fitted beside the head.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UnknownFitArgs {
+    /// Calibrate the rejection to keep this fraction of held-out photos of the classes (the rest are
+    /// called unknown: lower rejects more of what is none of the classes, and more of what is).
+    #[arg(long, default_value_t = UnknownConfig::default().keep, value_name = "FRACTION")]
+    pub unknown_keep: f32,
+    /// Compare each image with at most this many training images (a coreset of the training set): the
+    /// bank is this × the backbone's channels floats in the bundle.
+    #[arg(long, default_value_t = UnknownConfig::default().bank, value_name = "N")]
+    pub unknown_bank: usize,
+    /// Fit no rejection: every image gets one of the labels, however unlike them it is.
+    #[arg(long)]
+    pub no_unknown: bool,
+}
+
+impl UnknownFitArgs {
+    /// The library's settings for these flags.
+    pub fn config(&self) -> Option<UnknownConfig> {
+        (!self.no_unknown).then_some(UnknownConfig {
+            keep: self.unknown_keep,
+            bank: self.unknown_bank,
+        })
     }
 }
 

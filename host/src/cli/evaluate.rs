@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use indicatif::ProgressBar;
 use lookout_host::features::FeatureSet;
-use lookout_host::head::run::{Run, CONFUSION_FILE};
+use lookout_host::head::run::{Run, CONFUSION_FILE, OOD_PLOT_FILE};
 use lookout_host::report::evaluate::float_test_metrics;
+use lookout_host::report::ood::{evaluate_ood, OodReport, ScoreResult};
 use lookout_shared::bundle::OutputKind;
 
 /// Arguments of `lookout evaluate`.
@@ -28,6 +30,15 @@ pub struct Args {
     /// Features cache to evaluate on, if it moved since training (default: the one recorded in run.json).
     #[arg(long, value_name = "FEATURES_DIR")]
     pub features: Option<PathBuf>,
+    /// Also measure the rejection of what is none of the classes on this folder of photos of other things
+    /// (any images, nested or not): how many are wrongly accepted, the AUROC, every candidate score side by
+    /// side, and a histogram in RUN_DIR/ood.png.
+    #[arg(long, value_name = "DIR")]
+    pub ood: Option<PathBuf>,
+    /// With --ood: calibrate the candidate scores to keep this fraction of validation photos (default: what
+    /// the run's rejection was calibrated to, else 0.95).
+    #[arg(long, value_name = "FRACTION", requires = "ood")]
+    pub unknown_keep: Option<f32>,
     /// Print one compact JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -46,6 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => (float_metrics(&args, &run)?, args.run.clone()),
     };
+    let ood = match &args.ood {
+        Some(dir) => Some(ood_report(&args, &run, dir)?),
+        None => None,
+    };
     let confusion_png = args.run.join(CONFUSION_FILE);
     let plot_result = lookout_host::report::plots::confusion_matrix(&metrics, &confusion_png);
     if args.json {
@@ -54,6 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             object.insert("threshold".into(), serde_json::json!(threshold(&run)));
             object.insert("output".into(), serde_json::to_value(run.config.output)?);
             object.insert("run".into(), serde_json::json!(args.run));
+            if let Some(ood) = &ood {
+                object.insert("ood".into(), serde_json::to_value(ood)?);
+            }
         }
         println!("{value}");
     } else {
@@ -71,6 +89,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             metrics.examples
         );
         print!("{}", metrics.to_table());
+        match metrics.unknown_rate {
+            Some(rate) => println!(
+                "\nunknown: {:.1}% of these photos of the classes are called none of them (measure photos of \
+                 other things with --ood DIR)",
+                rate * 100.0
+            ),
+            None => println!("\nunknown: no rejection; every image gets one of the classes"),
+        }
         match threshold(&run) {
             Some(t) => println!(
                 "\ndecision: {} when sigmoid(logit) ≥ {t}, else {}",
@@ -84,14 +110,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(()) => {}
         Err(err) => eprintln!("warning: no confusion matrix picture: {err}"),
     }
+    if let (Some(ood), false) = (&ood, args.json) {
+        print!("{}", ood_table(ood));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Test-split metrics of the run's float head on its cached features.
-fn float_metrics(
-    args: &Args,
-    run: &Run,
-) -> anyhow::Result<lookout_host::report::evaluate::Metrics> {
+fn open_features(args: &Args, run: &Run) -> anyhow::Result<(FeatureSet, PathBuf)> {
     let features_dir = args
         .features
         .clone()
@@ -103,7 +128,77 @@ fn float_metrics(
         )
     })?;
     check_same_features(run, &features)?;
-    let metrics = float_test_metrics(run, &features)
+    Ok((features, features_dir))
+}
+
+/// `--ood`: the rejection measured on a folder of photos of other things; draws RUN_DIR/ood.png.
+fn ood_report(args: &Args, run: &Run, dir: &std::path::Path) -> anyhow::Result<OodReport> {
+    let (features, _) = open_features(args, run)?;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0).with_message("photos of other things")
+    };
+    let report = evaluate_ood(run, &args.run, &features, dir, args.unknown_keep, &bar)
+        .with_context(|| format!("measuring the rejection on {}", dir.display()))?;
+    let (inside, outside, threshold) = &report.histogram;
+    let png = args.run.join(OOD_PLOT_FILE);
+    match lookout_host::report::plots::ood_histogram(inside, outside, *threshold, &png) {
+        Ok(()) if !args.json => eprintln!("score histogram drawn to {}", png.display()),
+        Ok(()) => {}
+        Err(err) => eprintln!("warning: no histogram picture: {err}"),
+    }
+    for bad in &report.skipped {
+        eprintln!("skipped {}: {}", bad.path.display(), bad.reason);
+    }
+    Ok(report)
+}
+
+fn ood_table(r: &OodReport) -> String {
+    let mut out = format!(
+        "\nPhotos of other things: {} (plus {} test photos of the classes); thresholds keep {:.0}% of {} validation photos\n\n",
+        r.ood_images,
+        r.test_images,
+        r.keep * 100.0,
+        r.validation_images
+    );
+    out.push_str(&format!(
+        "{:<52} {:>10} {:>11} {:>13} {:>8}\n",
+        "score", "test kept", "kept acc.", "OOD accepted", "AUROC"
+    ));
+    let row = |s: &ScoreResult| {
+        format!(
+            "{:<52} {:>9.1}% {:>10.2}% {:>12.1}% {:>8.4}\n",
+            s.score,
+            s.test_kept * 100.0,
+            s.kept_accuracy * 100.0,
+            s.ood_accepted * 100.0,
+            s.auroc
+        )
+    };
+    for candidate in &r.candidates {
+        out.push_str(&row(candidate));
+    }
+    match &r.exported {
+        Some(exported) => out.push_str(&row(exported)),
+        None => out.push_str("(this run has no rejection of its own: trained with --no-unknown or before it existed)\n"),
+    }
+    out.push_str(
+        "\nthe photos of other things most like the classes (score, lower = more alike):\n",
+    );
+    for (path, score) in &r.closest {
+        out.push_str(&format!("  {score:.4}  {}\n", path.display()));
+    }
+    out
+}
+
+/// Test-split metrics of the run's float head on its cached features.
+fn float_metrics(
+    args: &Args,
+    run: &Run,
+) -> anyhow::Result<lookout_host::report::evaluate::Metrics> {
+    let (features, features_dir) = open_features(args, run)?;
+    let metrics = float_test_metrics(run, &args.run, &features)
         .context("cannot measure the head on the test features")?
         .ok_or_else(|| {
             anyhow::anyhow!(

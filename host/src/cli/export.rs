@@ -87,6 +87,13 @@ pub fn summary(r: &ExportReport) -> String {
         r.load_ms,
         r.mean_inference_ms,
     );
+    match r.unknown_rate {
+        Some(rate) => out.push_str(&format!(
+            "  unknown:     {:.1}% of the test photos are called none of the classes by the bundle\n",
+            rate * 100.0
+        )),
+        None => out.push_str("  unknown:     no rejection (the run has none): every image gets a class\n"),
+    }
     if let Some((path, size)) = &r.onnx {
         out.push_str(&format!(
             "  onnx:        {} ({:.1} MB, float; input = the preprocessed tensor, see its metadata)\n",

@@ -7,7 +7,7 @@ use anyhow::Context;
 use lookout_host::fit::{fit, FitOptions, FitReport, DEFAULT_BACKBONE};
 use lookout_host::head::train::TrainConfig;
 
-use super::choices::{HeadChoice, PoolChoice};
+use super::choices::{HeadChoice, PoolChoice, UnknownFitArgs};
 use super::export::ExportGateArgs;
 use super::extract::PreprocessArgs;
 
@@ -58,6 +58,9 @@ pub struct Args {
     /// Precision and the accuracy gate of the export.
     #[command(flatten)]
     pub gate: ExportGateArgs,
+    /// The rejection of unknown images.
+    #[command(flatten)]
+    pub unknown: UnknownFitArgs,
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -78,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         ..TrainConfig::default()
     };
+    options.unknown = args.unknown.config();
     options.precision = args.gate.precision;
     options.max_drop_points = args.gate.max_drop;
     options.force = args.gate.force;
@@ -123,6 +127,16 @@ fn summary(r: &FitReport) -> String {
         r.work_dir.display(),
         if r.features_reused { " reused" } else { "" },
     );
+    match e.unknown_rate {
+        Some(rate) => out.push_str(&format!(
+            "  unknown:   {:.1}% of the test photos are called none of the classes (calibrated to reject {:.0}%); \
+             measure it on photos of other things with `lookout evaluate --run {} --ood DIR`\n",
+            rate * 100.0,
+            r.unknown_keep.map_or(0.0, |k| (1.0 - k) * 100.0),
+            r.run_dir.display()
+        )),
+        None => out.push_str("  unknown:   off: every image gets one of the classes\n"),
+    }
     for skipped in r.skipped.iter().take(5) {
         out.push_str(&format!("  skipped:   {skipped}\n"));
     }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout_host::features::extractor::{ExtractOptions, FeatureExtractor};
 use lookout_host::head::run::Run;
+use lookout_host::head::unknown::normalized_rows;
 use lookout_host::report::plots::{prediction_grid, GridItem};
 use lookout_models::backbone::Backbone;
 
@@ -50,6 +51,10 @@ struct Prediction {
     score: Option<f32>,
     scores: Option<Vec<f32>>,
     error: Option<String>,
+    /// The rejection's out-of-distribution score, when the run or bundle has one.
+    ood_score: Option<f32>,
+    /// None of the classes (the label is then only the closest one).
+    unknown: bool,
 }
 
 /// Runs `lookout predict`.
@@ -67,6 +72,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         for p in &predictions {
             match (&p.label, p.score, &p.error) {
+                (Some(_), Some(score), _) if p.unknown => println!(
+                    "unknown\t{score:.4}\t{}\t(none of the classes: out-of-distribution score {:.3})",
+                    p.path.display(),
+                    p.ood_score.unwrap_or(f32::NAN)
+                ),
                 (Some(label), Some(score), _) => {
                     println!("{label}\t{score:.4}\t{}", p.path.display())
                 }
@@ -79,9 +89,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let items: Vec<GridItem> = predictions
             .iter()
             .filter_map(|p| {
+                let title = if p.unknown {
+                    format!("unknown (like {} {:.2})", p.label.as_ref()?, p.score?)
+                } else {
+                    format!("{} {:.2}", p.label.as_ref()?, p.score?)
+                };
                 Some(GridItem {
                     image: p.path.clone(),
-                    title: format!("{} {:.2}", p.label.as_ref()?, p.score?),
+                    title,
                 })
             })
             .take(9)
@@ -147,6 +162,9 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
         .context("the backbone failed")?;
     progress.finish_and_clear();
 
+    let detector = run
+        .unknown_detector(run_dir)
+        .context("cannot read the run's rejection of unknown images")?;
     let mut predictions = Vec::with_capacity(outcomes.len());
     for (path, outcome) in args.images.iter().zip(outcomes) {
         predictions.push(match outcome {
@@ -154,12 +172,25 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
                 let logits = run.head.forward(&features);
                 let scores = run.scores(&logits);
                 let class = run.predict(&logits);
+                let ood_score = match &detector {
+                    Some(d) => {
+                        let (unit, _) = normalized_rows(&features, &recorded.feature_shape)?;
+                        d.scores(&unit).first().copied()
+                    }
+                    None => None,
+                };
+                let unknown = match (&detector, ood_score) {
+                    (Some(d), Some(score)) => score > d.threshold,
+                    _ => false,
+                };
                 Prediction {
                     path: path.clone(),
                     label: Some(run.config.classes[class].clone()),
                     score: Some(scores[class]),
                     scores: Some(scores),
                     error: None,
+                    ood_score,
+                    unknown,
                 }
             }
             Err(reason) => Prediction {
@@ -168,6 +199,8 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
                 score: None,
                 scores: None,
                 error: Some(reason),
+                ood_score: None,
+                unknown: false,
             },
         });
     }
@@ -191,6 +224,8 @@ fn predict_with_bundle(
             score: p.score,
             scores: p.error.is_none().then_some(p.probabilities),
             error: p.error,
+            ood_score: p.ood_score,
+            unknown: p.unknown,
         })
         .collect();
     Ok((labelled.labels, predictions))

@@ -10,7 +10,7 @@ use lookout_host::head::run::{CURVES_FILE, RUN_FILE};
 use lookout_host::head::train::{train_features, Progress, TrainConfig, TrainedRun};
 use lookout_host::report::evaluate::float_test_metrics;
 
-use super::choices::{HeadChoice, PoolChoice};
+use super::choices::{HeadChoice, PoolChoice, UnknownFitArgs};
 
 /// Arguments of `lookout train`.
 #[derive(Debug, clap::Args)]
@@ -67,6 +67,9 @@ pub struct Args {
     /// Replace an existing run in RUN_DIR.
     #[arg(long)]
     pub force: bool,
+    /// The rejection of unknown images.
+    #[command(flatten)]
+    pub unknown: UnknownFitArgs,
     /// Print the summary as one JSON object instead of text (progress bars still go to stderr).
     #[arg(long)]
     pub json: bool,
@@ -139,8 +142,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let trained = train_features(&features, &args.out, &config, &mut on_progress)
-        .with_context(|| format!("training on {}", args.features.display()))?;
+    let unknown = args.unknown.config();
+    let trained = train_features(
+        &features,
+        &args.out,
+        &config,
+        unknown.as_ref(),
+        &mut on_progress,
+    )
+    .with_context(|| format!("training on {}", args.features.display()))?;
     // A missing picture loses nothing the numbers do not hold: warn and go on.
     if let Err(e) = lookout_host::report::plots::training_curves(
         &trained.history.epochs,
@@ -161,12 +171,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The summary at the end: JSON for scripts, or a few lines for a person.
 fn print_summary(args: &Args, trained: &TrainedRun, features: &FeatureSet) -> anyhow::Result<()> {
     let run = &trained.run;
-    let test_metrics = float_test_metrics(&trained.run, features).with_context(|| {
-        format!(
-            "evaluating on the test split of {}",
-            args.features.display()
-        )
-    })?;
+    let test_metrics =
+        float_test_metrics(&trained.run, &args.out, features).with_context(|| {
+            format!(
+                "evaluating on the test split of {}",
+                args.features.display()
+            )
+        })?;
     let test_accuracy = test_metrics.as_ref().map(|m| m.accuracy);
     let test_rows = test_metrics.as_ref().map_or(0, |m| m.examples);
 

@@ -216,20 +216,23 @@ pub fn predict_from_logits(output: OutputKind, threshold: f32, logits: &[f32]) -
         OutputKind::Sigmoid => {
             usize::from(sigmoid(logits.first().copied().unwrap_or(0.0)) >= threshold)
         }
-        OutputKind::Softmax => {
-            logits
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
-                    if l > best.1 {
-                        (i, l)
-                    } else {
-                        best
-                    }
-                })
-                .0
-        }
+        OutputKind::Softmax => argmax(logits),
     }
+}
+
+/// Index of the largest value (the first on ties; 0 for an empty slice).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
 }
 
 /// The logistic function, stable for large |x|.

@@ -20,6 +20,7 @@ use lookout_shared::PreprocessSpec;
 use serde::{Deserialize, Serialize};
 
 use super::net::{Dense, Head, HeadError, HeadKind};
+use super::unknown::{UnknownDetector, UnknownFileError, UnknownRecord};
 use crate::features::{BackboneRecord, Pooling};
 
 /// File name of the run's configuration inside a run directory.
@@ -30,6 +31,8 @@ pub const HEAD_FILE: &str = "head.safetensors";
 pub const HISTORY_FILE: &str = "history.json";
 /// File name of the training curves inside a run directory.
 pub const CURVES_FILE: &str = "curves.png";
+/// File name of the out-of-distribution score histogram inside a run directory (`evaluate --ood`).
+pub const OOD_PLOT_FILE: &str = "ood.png";
 /// File name of the confusion matrix picture inside a run directory.
 pub const CONFUSION_FILE: &str = "confusion.png";
 /// Value of `format` in run.json.
@@ -201,6 +204,10 @@ pub struct RunConfig {
     pub features: FeaturesRecord,
     /// How it was trained.
     pub training: TrainingRecord,
+    /// The rejection of unknown images, when one was fitted (its bank is `unknown.safetensors`). Runs written
+    /// before it existed have none.
+    #[serde(default)]
+    pub unknown: Option<UnknownRecord>,
 }
 
 /// A run directory loaded into memory.
@@ -255,6 +262,18 @@ impl Run {
             source,
         })?;
         Ok(write_atomic(&dir.join(RUN_FILE), &json)?)
+    }
+
+    /// The run's rejection of unknown images, if it has one.
+    pub fn unknown_detector(
+        &self,
+        dir: &Path,
+    ) -> Result<Option<UnknownDetector>, UnknownFileError> {
+        self.config
+            .unknown
+            .as_ref()
+            .map(|record| UnknownDetector::load(dir, record))
+            .transpose()
     }
 
     /// Score of each class from one input's logits: sigmoid → [1 − p, p]; softmax → probabilities.

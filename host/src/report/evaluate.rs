@@ -58,6 +58,10 @@ pub struct Metrics {
     pub per_class: Vec<ClassMetrics>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<usize>>,
+    /// Fraction of the examples (all of them photos of the classes) the rejection calls none of the classes;
+    /// `None` without rejection. Accuracy counts every example with its label, unknown or not.
+    #[serde(default)]
+    pub unknown_rate: Option<f64>,
 }
 
 /// Metrics of `predictions` against `labels`, both class indices into `classes`.
@@ -121,6 +125,7 @@ pub fn compute_metrics(
         classes: classes.to_vec(),
         per_class,
         confusion,
+        unknown_rate: None,
     })
 }
 
@@ -133,12 +138,20 @@ pub enum SplitMetricsError {
     /// The metrics cannot be computed.
     #[error(transparent)]
     Evaluate(#[from] EvaluateError),
+    /// The run's rejection cannot be read.
+    #[error("the run's rejection of unknown images: {0}")]
+    UnknownFile(#[from] crate::head::unknown::UnknownFileError),
+    /// The features cannot be pooled for the rejection.
+    #[error(transparent)]
+    Unknown(#[from] crate::head::unknown::UnknownError),
 }
 
-/// The float head of `run` on the test split of `features` (the cached rows, no image is decoded); `None`
-/// when the split is empty. Looked at only once the weights are fixed: training never sees it.
+/// The float head of `run` (saved in `run_dir`) on the test split of `features` (the cached rows, no image is
+/// decoded), with the rejection's rate when the run has one; `None` when the split is empty. Looked at only
+/// once the weights are fixed: training never sees it.
 pub fn float_test_metrics(
     run: &crate::head::run::Run,
+    run_dir: &std::path::Path,
     features: &crate::features::FeatureSet,
 ) -> Result<Option<Metrics>, SplitMetricsError> {
     let test = features.load_split(crate::features::Split::Test)?;
@@ -153,11 +166,17 @@ pub fn float_test_metrics(
         .map(|l| run.predict(l))
         .collect();
     let labels: Vec<usize> = test.rows.labels.iter().map(|&l| l as usize).collect();
-    Ok(Some(compute_metrics(
-        &run.config.classes,
-        &labels,
-        &predictions,
-    )?))
+    let mut metrics = compute_metrics(&run.config.classes, &labels, &predictions)?;
+    if let Some(detector) = run.unknown_detector(run_dir)? {
+        let (unit, _) = crate::head::unknown::normalized_rows(
+            &test.rows.features,
+            &run.config.features.feature_shape,
+        )?;
+        let scores = detector.scores(&unit);
+        let unknown = scores.iter().filter(|&&s| s > detector.threshold).count();
+        metrics.unknown_rate = Some(unknown as f64 / scores.len().max(1) as f64);
+    }
+    Ok(Some(metrics))
 }
 
 impl Metrics {

@@ -35,8 +35,12 @@ pub fn evaluate_bundle(
     let predictions = classify_files(&mut model, &test.paths, &bar)?;
     let labels: Vec<usize> = test.rows.labels.iter().map(|&l| l as usize).collect();
     let predicted: Vec<usize> = predictions.iter().map(|p| p.label).collect();
-    compute_metrics(&run.config.classes, &labels, &predicted)
-        .map_err(|e| ExportError::Mismatch(e.to_string()))
+    let mut metrics = compute_metrics(&run.config.classes, &labels, &predicted)
+        .map_err(|e| ExportError::Mismatch(e.to_string()))?;
+    metrics.unknown_rate = model.unknown_threshold().map(|_| {
+        predictions.iter().filter(|p| p.unknown).count() as f64 / predictions.len().max(1) as f64
+    });
+    Ok(metrics)
 }
 
 /// One image labelled by a bundle.
@@ -52,6 +56,10 @@ pub struct BundlePrediction {
     pub probabilities: Vec<f32>,
     /// Why the image could not be classified.
     pub error: Option<String>,
+    /// The bundle's out-of-distribution score (bundles with rejection).
+    pub ood_score: Option<f32>,
+    /// True when the image is none of the labels.
+    pub unknown: bool,
 }
 
 /// What [`predict_bundle`] returns: the bundle's labels and one prediction per image, in order.
@@ -84,6 +92,8 @@ pub fn predict_bundle(
                 score: Some(p.score),
                 probabilities: p.probabilities,
                 error: None,
+                ood_score: p.ood_score,
+                unknown: p.unknown,
             },
             Err(error) => BundlePrediction {
                 path: path.clone(),
@@ -91,6 +101,8 @@ pub fn predict_bundle(
                 score: None,
                 probabilities: vec![],
                 error: Some(error),
+                ood_score: None,
+                unknown: false,
             },
         });
         bar.inc(1);

@@ -217,6 +217,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
                 best_valid_loss: None,
                 seconds: trained.seconds,
             },
+            unknown: None,
         },
         head: trained.head,
     };

@@ -11,6 +11,7 @@ use super::model::{self, CandleHead};
 use super::{EpochRecord, Progress, TrainConfig, TrainError};
 use crate::features::pooling::pooled_len;
 use crate::features::FeatureRows;
+use crate::head::net::argmax;
 use crate::rng::Rng;
 
 /// Refuses rows training cannot use, each with the reason in words.
@@ -120,19 +121,6 @@ fn count_correct(logits: &Tensor, labels: &[u32], binary: bool) -> candle_core::
             predicted == label as usize
         })
         .count())
-}
-
-pub(super) fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 /// Mean loss and accuracy of the model on `rows`, dropout off.

@@ -205,6 +205,8 @@ pub struct Trained {
     pub train_examples: usize,
     /// Rows held out.
     pub valid_examples: usize,
+    /// Which rows of the training data were held out for validation (sorted); the rest were trained on.
+    pub valid_rows: Vec<usize>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -214,6 +216,12 @@ const STREAM_SPLIT: u64 = 0x5EED_0001;
 const STREAM_INIT: u64 = 0x5EED_0002;
 const STREAM_SHUFFLE: u64 = 0x5EED_0003;
 const STREAM_DROPOUT: u64 = 0x5EED_0004;
+
+/// The (train, validation) row indices `train` holds out for `val_split` and `seed`: what a report needs to
+/// look at the same validation rows again.
+pub fn validation_split(labels: &[u32], val_split: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    stratified_split(labels, val_split, seed ^ STREAM_SPLIT)
+}
 
 /// Trains a head on `data` (the training split; rows of `input_shape` as cached, labels < `classes`).
 ///
@@ -238,8 +246,7 @@ pub fn train(
         OutputKind::Softmax
     };
 
-    let (train_idx, valid_idx) =
-        stratified_split(&data.labels, config.val_split, config.seed ^ STREAM_SPLIT);
+    let (train_idx, valid_idx) = validation_split(&data.labels, config.val_split, config.seed);
     let valid = data.subset(&valid_idx);
     let train_rows = train_idx;
 
@@ -321,6 +328,7 @@ pub fn train(
         history,
         best_valid_loss: (!valid.is_empty()).then_some(best_loss),
         train_examples: train_rows.len(),
+        valid_rows: valid_idx,
         valid_examples: valid.len(),
         seconds: started.elapsed().as_secs_f64(),
     })

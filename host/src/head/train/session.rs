@@ -11,6 +11,9 @@ use crate::head::run::{
     FeaturesRecord, HeadSpec, Run, RunConfig, RunError, TrainingRecord, HISTORY_FILE, RUN_FORMAT,
     RUN_FORMAT_VERSION,
 };
+use crate::head::unknown::{
+    normalized_rows, UnknownConfig, UnknownDetector, UnknownError, UnknownFileError,
+};
 
 /// What can go wrong between a features cache and a saved run.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,27 @@ pub enum TrainRunError {
     /// The run cannot be written.
     #[error("writing the run: {0}")]
     Run(#[from] RunError),
+    /// The rejection of unknown images cannot be fitted.
+    #[error(transparent)]
+    Unknown(#[from] UnknownError),
+    /// Its bank cannot be written.
+    #[error("writing the rejection's bank: {0}")]
+    UnknownFile(#[from] UnknownFileError),
+}
+
+/// The rows of `rows` (`[n, dim]`) not in `valid` (sorted indices), and those in it.
+fn split_rows(rows: &[f32], dim: usize, valid: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let (mut kept, mut held) = (Vec::new(), Vec::new());
+    let mut next = valid.iter().peekable();
+    for (i, row) in rows.chunks_exact(dim).enumerate() {
+        if next.peek() == Some(&&i) {
+            next.next();
+            held.extend_from_slice(row);
+        } else {
+            kept.extend_from_slice(row);
+        }
+    }
+    (kept, held)
 }
 
 /// A saved run with what training saw.
@@ -46,6 +70,7 @@ pub fn train_features(
     features: &FeatureSet,
     run_dir: &Path,
     config: &TrainConfig,
+    unknown: Option<&UnknownConfig>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainedRun, TrainRunError> {
     let features_dir = features.dir.as_path();
@@ -64,6 +89,14 @@ pub fn train_features(
     } else {
         config.clone()
     };
+    // The rejection measures in pooled, normalised feature space: computed before training consumes the rows.
+    let normalized = match unknown {
+        Some(_) => Some(normalized_rows(
+            &train_split.rows.features,
+            &manifest.feature_shape,
+        )?),
+        None => None,
+    };
     let trained = train(
         train_split.rows,
         &manifest.feature_shape,
@@ -79,8 +112,19 @@ pub fn train_features(
         preprocess: manifest.preprocess.clone(),
     };
     let history = trained.history.clone();
-    let run = trained.into_run(&config, manifest.classes.clone(), features_record);
+    let detector = match (unknown, normalized) {
+        (Some(unknown), Some((rows, dim))) => {
+            let (bank_rows, valid_rows) = split_rows(&rows, dim, &trained.valid_rows);
+            Some(UnknownDetector::fit(&bank_rows, &valid_rows, dim, unknown)?)
+        }
+        _ => None,
+    };
+    let mut run = trained.into_run(&config, manifest.classes.clone(), features_record);
+    run.config.unknown = detector.as_ref().map(UnknownDetector::record);
     run.save(run_dir)?;
+    if let Some(detector) = &detector {
+        detector.save_bank(run_dir)?;
+    }
     let history_path = run_dir.join(HISTORY_FILE);
     let history_json = serde_json::to_vec_pretty(&history).map_err(|source| RunError::Json {
         path: history_path.clone(),
@@ -137,6 +181,7 @@ impl Trained {
                     best_valid_loss: self.best_valid_loss,
                     seconds: self.seconds,
                 },
+                unknown: None,
             },
             head: self.head,
         }

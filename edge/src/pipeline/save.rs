@@ -1,0 +1,436 @@
+//! `watch --capture DIR`: the frames worth labelling, saved for the next training.
+//!
+//! A rule picks frames (`uncertain`, `unknown`, `event`, `every:N`); each is written as the source delivered
+//! it (a camera's JPEG is not re-encoded; only raw YUYV or decoded frames are encoded, as JPEG) to
+//! `DIR/<predicted label>/<unix ms>-<frame>.<ext>`, with a JSON sidecar beside it (scores, the model's sha256,
+//! the time, the rule). `DIR` is then an ImageFolder: move the wrong ones to the right folder and `lookout fit`
+//! on old + new photos. Writes are atomic and happen on a thread of their own behind a short queue: a slow SD
+//! card drops frames to save (counted) rather than stalling the loop. A disk budget removes the oldest saved
+//! frames first; a rate limit keeps a steady scene from filling it.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::{FrameReport, LabelChange, Sink, WatchSummary};
+use crate::source::RawFrame;
+
+/// Which frames to save.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SaveRule {
+    /// The top score is below this bound: the model was unsure.
+    Uncertain(f32),
+    /// The bundle's rejection called the frame none of the labels.
+    Unknown,
+    /// A label's event fired at this frame.
+    Event,
+    /// Every N-th classified frame.
+    Every(u64),
+}
+
+impl std::str::FromStr for SaveRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, value) = match s.split_once(':') {
+            Some((name, value)) => (name, Some(value)),
+            None => (s, None),
+        };
+        match (name, value) {
+            ("uncertain", None) => Ok(SaveRule::Uncertain(0.7)),
+            ("uncertain", Some(v)) => v
+                .parse::<f32>()
+                .ok()
+                .filter(|b| *b > 0.0 && *b <= 1.0)
+                .map(SaveRule::Uncertain)
+                .ok_or_else(|| {
+                    format!("uncertain:{v}: the bound is a score in (0, 1], e.g. uncertain:0.7")
+                }),
+            ("unknown", None) => Ok(SaveRule::Unknown),
+            ("event", None) => Ok(SaveRule::Event),
+            ("every", Some(n)) => n
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(SaveRule::Every)
+                .ok_or_else(|| format!("every:{n}: N is a whole number above 0, e.g. every:30")),
+            _ => Err(format!(
+                "{s:?}: one of uncertain, uncertain:BOUND, unknown, event, every:N"
+            )),
+        }
+    }
+}
+
+impl SaveRule {
+    fn name(self) -> String {
+        match self {
+            SaveRule::Uncertain(b) => format!("uncertain:{b}"),
+            SaveRule::Unknown => "unknown".into(),
+            SaveRule::Event => "event".into(),
+            SaveRule::Every(n) => format!("every:{n}"),
+        }
+    }
+}
+
+/// Settings of the saver.
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    /// The folder (created if missing).
+    pub dir: PathBuf,
+    /// Which frames.
+    pub rule: SaveRule,
+    /// Keep at most this many bytes of saved frames and sidecars in `dir`; the oldest go first.
+    pub max_bytes: u64,
+    /// Save at most one frame per this interval.
+    pub min_interval: Duration,
+    /// sha256 of the bundle, written into every sidecar.
+    pub model_sha256: String,
+}
+
+/// What the saver did, shared with whoever reports it.
+#[derive(Debug, Default)]
+pub struct SaveCounters {
+    /// Frames written.
+    pub saved: AtomicU64,
+    /// Frames the rule chose but the writer had no room for (queue full) or could not write.
+    pub dropped: AtomicU64,
+    /// Saved frames removed to stay within the disk budget.
+    pub removed: AtomicU64,
+}
+
+/// One frame to write.
+struct Job {
+    folder: String,
+    stem: String,
+    extension: &'static str,
+    bytes: Vec<u8>,
+    sidecar: Vec<u8>,
+}
+
+/// The sink.
+pub struct SaveSink {
+    options: SaveOptions,
+    queue: Option<SyncSender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    counters: Arc<SaveCounters>,
+    last_saved: Option<Instant>,
+    /// The last frame, kept for `event` (the event is told after the frame).
+    last: Option<(u64, RawFrame, serde_json::Value, String)>,
+}
+
+impl std::fmt::Debug for SaveSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaveSink")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Frames waiting for the writer; beyond this the sink drops instead of queueing.
+const QUEUE: usize = 8;
+
+impl SaveSink {
+    /// Creates `dir`, counts what is already in it against the budget, and starts the writer thread.
+    pub fn new(options: SaveOptions) -> std::io::Result<(Self, Arc<SaveCounters>)> {
+        std::fs::create_dir_all(&options.dir)?;
+        let counters = Arc::new(SaveCounters::default());
+        let (queue, jobs) = sync_channel::<Job>(QUEUE);
+        let mut budget = Budget::scan(&options.dir, options.max_bytes);
+        let dir = options.dir.clone();
+        let writer_counters = Arc::clone(&counters);
+        let writer = std::thread::Builder::new()
+            .name("lookout-save".into())
+            .spawn(move || {
+                for job in jobs {
+                    match write_job(&dir, &job) {
+                        Ok(files) => {
+                            writer_counters.saved.fetch_add(1, Ordering::SeqCst);
+                            let removed = budget.add(files);
+                            writer_counters.removed.fetch_add(removed, Ordering::SeqCst);
+                        }
+                        Err(_) => {
+                            writer_counters.dropped.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })?;
+        Ok((
+            SaveSink {
+                options,
+                queue: Some(queue),
+                writer: Some(writer),
+                counters: Arc::clone(&counters),
+                last_saved: None,
+                last: None,
+            },
+            counters,
+        ))
+    }
+
+    fn chosen(&self, f: &FrameReport<'_>) -> bool {
+        match self.options.rule {
+            SaveRule::Uncertain(bound) => f.prediction.score < bound,
+            SaveRule::Unknown => f.prediction.unknown,
+            SaveRule::Every(n) => f.number % n == 0,
+            SaveRule::Event => false,
+        }
+    }
+
+    fn save(&mut self, number: u64, raw: &RawFrame, sidecar: serde_json::Value, folder: String) {
+        let now = Instant::now();
+        if self
+            .last_saved
+            .is_some_and(|t| now.duration_since(t) < self.options.min_interval)
+        {
+            return;
+        }
+        let Some((bytes, extension)) = encoded(raw) else {
+            return;
+        };
+        self.last_saved = Some(now);
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut sidecar = sidecar;
+        sidecar["time_unix_ms"] = json!(millis as u64);
+        sidecar["rule"] = json!(self.options.rule.name());
+        sidecar["model_sha256"] = json!(self.options.model_sha256);
+        let job = Job {
+            folder,
+            stem: format!("{millis}-{number:06}"),
+            extension,
+            bytes,
+            sidecar: serde_json::to_vec_pretty(&sidecar).unwrap_or_default(),
+        };
+        match self.queue.as_ref().map(|q| q.try_send(job)) {
+            Some(Ok(())) => {}
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
+                self.counters.dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl Sink for SaveSink {
+    fn frame(&mut self, f: &FrameReport<'_>) {
+        let folder = if f.prediction.unknown {
+            "unknown".to_string()
+        } else {
+            folder_name(f.label)
+        };
+        let sidecar = json!({
+            "frame": f.number,
+            "label": f.label,
+            "score": f.prediction.score,
+            "scores": f.prediction.probabilities,
+            "unknown": f.prediction.unknown,
+            "ood_score": f.prediction.ood_score,
+            "source": f.name,
+        });
+        if self.chosen(f) {
+            self.save(f.number, f.raw, sidecar, folder);
+        } else if self.options.rule == SaveRule::Event {
+            self.last = Some((f.number, f.raw.clone(), sidecar, folder));
+        }
+    }
+
+    fn change(&mut self, change: &LabelChange<'_>) {
+        if self.options.rule != SaveRule::Event || change.kind != super::ChangeKind::Fired {
+            return;
+        }
+        if let Some((number, raw, mut sidecar, _)) = self.last.take() {
+            if number == change.frame {
+                sidecar["event"] = json!(change.label_name);
+                self.save(number, &raw, sidecar, folder_name(change.label_name));
+            }
+        }
+    }
+
+    fn finish(&mut self, _summary: &WatchSummary) {
+        // Let the writer drain the queue, so that what the summary counts is on disk.
+        self.queue = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// A label as a folder name: path separators and dots cannot make it leave `DIR`.
+fn folder_name(label: &str) -> String {
+    let name: String = label
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match name.trim_matches('.') {
+        "" => "_".to_string(),
+        _ => name,
+    }
+}
+
+/// The bytes to write and their extension: encoded frames as delivered, the rest as JPEG (quality 90).
+fn encoded(raw: &RawFrame) -> Option<(Vec<u8>, &'static str)> {
+    match raw {
+        RawFrame::Encoded { bytes, .. } => {
+            let extension = match image::guess_format(bytes).ok()? {
+                image::ImageFormat::Jpeg => "jpg",
+                image::ImageFormat::Png => "png",
+                image::ImageFormat::WebP => "webp",
+                image::ImageFormat::Gif => "gif",
+                image::ImageFormat::Bmp => "bmp",
+                image::ImageFormat::Tiff => "tiff",
+                _ => "img",
+            };
+            Some((bytes.clone(), extension))
+        }
+        RawFrame::Yuyv { .. } | RawFrame::Rgb(_) => {
+            let image = raw.decode().ok()?;
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+                .encode_image(&image)
+                .ok()?;
+            Some((out, "jpg"))
+        }
+        RawFrame::Unreadable { .. } => None,
+    }
+}
+
+/// Writes the frame and then its sidecar, each atomically; returns the files with their sizes.
+fn write_job(dir: &Path, job: &Job) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    let folder = dir.join(&job.folder);
+    std::fs::create_dir_all(&folder)?;
+    let image = folder.join(format!("{}.{}", job.stem, job.extension));
+    let sidecar = folder.join(format!("{}.json", job.stem));
+    let write = |path: &Path, bytes: &[u8]| {
+        lookout_shared::atomic::write_atomic(path, bytes).map_err(|e| e.source)
+    };
+    write(&image, &job.bytes)?;
+    write(&sidecar, &job.sidecar)?;
+    Ok(vec![
+        (image, job.bytes.len() as u64),
+        (sidecar, job.sidecar.len() as u64),
+    ])
+}
+
+/// The saved files, oldest first, and their total size against the budget.
+struct Budget {
+    files: VecDeque<(PathBuf, u64)>,
+    total: u64,
+    max: u64,
+}
+
+impl Budget {
+    /// What earlier runs saved in `dir` (one level of label folders), oldest first by modification time.
+    fn scan(dir: &Path, max: u64) -> Budget {
+        let mut found: Vec<(SystemTime, PathBuf, u64)> = Vec::new();
+        for folder in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !folder.path().is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(folder.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Ok(meta) = file.metadata() {
+                    if meta.is_file() {
+                        let time = meta.modified().unwrap_or(UNIX_EPOCH);
+                        found.push((time, file.path(), meta.len()));
+                    }
+                }
+            }
+        }
+        found.sort();
+        let total = found.iter().map(|f| f.2).sum();
+        Budget {
+            files: found
+                .into_iter()
+                .map(|(_, path, len)| (path, len))
+                .collect(),
+            total,
+            max,
+        }
+    }
+
+    /// Counts `files` in and removes the oldest until the total fits; returns how many frames went.
+    fn add(&mut self, files: Vec<(PathBuf, u64)>) -> u64 {
+        for (path, len) in files {
+            self.total += len;
+            self.files.push_back((path, len));
+        }
+        let mut removed = 0;
+        while self.total > self.max {
+            let Some((path, len)) = self.files.pop_front() else {
+                break;
+            };
+            if std::fs::remove_file(&path).is_ok() && path.extension().is_some_and(|e| e != "json")
+            {
+                removed += 1;
+            }
+            self.total = self.total.saturating_sub(len);
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse_and_bad_ones_say_what_is_accepted() {
+        assert_eq!("unknown".parse(), Ok(SaveRule::Unknown));
+        assert_eq!("event".parse(), Ok(SaveRule::Event));
+        assert_eq!("every:30".parse(), Ok(SaveRule::Every(30)));
+        assert_eq!("uncertain".parse(), Ok(SaveRule::Uncertain(0.7)));
+        assert_eq!("uncertain:0.6".parse(), Ok(SaveRule::Uncertain(0.6)));
+        for bad in ["every:0", "every", "uncertain:2", "sometimes"] {
+            let error = bad.parse::<SaveRule>().unwrap_err();
+            assert!(
+                error.contains(bad.split(':').next().unwrap_or(bad)),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_cannot_leave_the_folder() {
+        assert_eq!(folder_name("Cat"), "Cat");
+        assert_eq!(folder_name("../etc"), ".._etc");
+        assert_eq!(folder_name(".."), "_");
+        assert_eq!(folder_name("a/b"), "a_b");
+    }
+
+    #[test]
+    fn the_budget_removes_the_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<(PathBuf, u64)> = (0..4)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.jpg"));
+                std::fs::write(&path, [0u8; 100]).unwrap();
+                (path, 100)
+            })
+            .collect();
+        let mut budget = Budget {
+            files: VecDeque::new(),
+            total: 0,
+            max: 250,
+        };
+        assert_eq!(budget.add(files[..2].to_vec()), 0);
+        assert_eq!(budget.add(files[2..].to_vec()), 2);
+        assert!(!files[0].0.exists() && !files[1].0.exists());
+        assert!(files[2].0.exists() && files[3].0.exists());
+        assert_eq!(budget.total, 200);
+    }
+}
