@@ -30,7 +30,8 @@ enum Command {
     /// Classify image files and folders (recursively; files are recognised by content).
     Classify(classify::Args),
     /// Classify a live stream (camera, MJPEG pipe, folder), smooth the scores, fire events and actions.
-    Watch(watch::Args),
+    // Boxed: its many flags would make every other variant as large.
+    Watch(Box<watch::Args>),
     /// Measure load time, latency percentiles, frames/s and peak memory of a bundle on this machine.
     Bench(bench::Args),
 }
@@ -41,7 +42,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => info::run(args),
         Command::Classify(args) => classify::run(args),
-        Command::Watch(args) => watch::run(args),
+        Command::Watch(args) => watch::run(*args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

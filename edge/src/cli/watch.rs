@@ -11,6 +11,7 @@ use lookout_edge::actions::ExecAction;
 use lookout_edge::gpio::LabelPin;
 use lookout_edge::pipeline::actions::{ExecSink, GpioSink, SerialSink, Status};
 use lookout_edge::pipeline::output::OutputSink;
+use lookout_edge::pipeline::preview::PreviewSink;
 use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
 use lookout_edge::pipeline::{Pipeline, Sink, WatchOptions};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
@@ -110,6 +111,13 @@ pub struct Args {
         requires = "capture"
     )]
     capture_interval: f64,
+    /// Serve a live page (frame, label, scores, fps, events) at this address, e.g. 127.0.0.1:8080. Loopback
+    /// needs nothing; any other address needs the token (printed at start, or --preview-token).
+    #[arg(long, value_name = "ADDR:PORT")]
+    preview: Option<std::net::SocketAddr>,
+    /// The token a non-loopback --preview asks for (default: a random one, printed at start).
+    #[arg(long, value_name = "TOKEN", requires = "preview")]
+    preview_token: Option<String>,
     #[command(flatten)]
     unknown: UnknownArgs,
 }
@@ -251,6 +259,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => (None, None),
     };
+    let mut preview = match args.preview {
+        Some(addr) => {
+            let (sink, url) = PreviewSink::start(
+                addr,
+                args.preview_token.clone(),
+                labels.clone(),
+                args.smooth,
+            )?;
+            eprintln!("preview: {url}");
+            Some(sink)
+        }
+        None => None,
+    };
     let mut output = OutputSink::new(args.json, serial.as_ref().map(SerialSink::sent_counter));
 
     let pipeline = Pipeline::new(WatchOptions {
@@ -284,6 +305,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The saver before the output: it finishes writing before the summary counts what it saved.
     if let Some(saver) = saver.as_mut() {
         sinks.push(saver);
+    }
+    if let Some(preview) = preview.as_mut() {
+        sinks.push(preview);
     }
     sinks.push(&mut output);
     if let Some(serial) = serial.as_mut() {

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod capture;
 pub mod output;
+pub mod preview;
 pub mod save;
 
 use std::collections::VecDeque;
