@@ -177,10 +177,16 @@ pub fn evaluate_ood(
     if ood.is_empty() {
         return Err(OodError::NoImages(ood_dir.to_path_buf()));
     }
+    let test_right: Vec<bool> = logits(run, &test)
+        .chunks(run.head.outputs().max(1))
+        .zip(&test.labels)
+        .map(|(l, &label)| run.predict(l) == label as usize)
+        .collect();
     let sets = Sets {
         valid: &valid,
         test: &test,
         ood: &ood,
+        test_right,
     };
     let mut candidates = Vec::new();
     let scorers: Vec<(&str, Scorer<'_>)> = vec![
@@ -200,7 +206,7 @@ pub fn evaluate_ood(
     ];
     let mut histogram = None;
     for (name, scorer) in &scorers {
-        let (result, test_scores, ood_scores) = sets.measure(name, keep, run, scorer.as_ref());
+        let (result, test_scores, ood_scores) = sets.measure(name, keep, scorer.as_ref());
         if *name == "knn-cosine (whole training split)" && exported.is_none() {
             histogram = Some((test_scores, ood_scores, result.threshold));
         }
@@ -215,7 +221,6 @@ pub fn evaluate_ood(
                     detector.bank_size()
                 ),
                 keep,
-                run,
                 &scorer,
             );
             // The exported threshold is the run's own (calibrated at training, the same way).
@@ -259,6 +264,8 @@ struct Sets<'a> {
     valid: &'a FeatureRows,
     test: &'a FeatureRows,
     ood: &'a FeatureRows,
+    /// Whether the head labels each test row right (the same for every score: computed once).
+    test_right: Vec<bool>,
 }
 
 impl Sets<'_> {
@@ -267,7 +274,6 @@ impl Sets<'_> {
         &self,
         name: &str,
         keep: f32,
-        run: &Run,
         scorer: &(dyn Fn(&FeatureRows) -> Vec<f32> + Sync),
     ) -> (ScoreResult, Vec<f32>, Vec<f32>) {
         let threshold = quantile_threshold(&scorer(self.valid), keep);
@@ -276,13 +282,7 @@ impl Sets<'_> {
         let kept: Vec<usize> = (0..self.test.len())
             .filter(|&i| test_scores[i] <= threshold)
             .collect();
-        let correct = kept
-            .iter()
-            .filter(|&&i| {
-                let logits = run.head.forward(self.test.row(i));
-                run.predict(&logits) == self.test.labels[i] as usize
-            })
-            .count();
+        let correct = kept.iter().filter(|&&i| self.test_right[i]).count();
         let result = ScoreResult {
             score: name.to_string(),
             threshold,
