@@ -92,6 +92,52 @@ pub fn copy_into(dir: &Path, files: &[PathBuf]) {
     }
 }
 
+/// A small real bundle for tests of what happens around the model (preview, MQTT): `per_class` photos of each
+/// class from the shared set, a pooled EfficientNet-Lite0 head fitted in `dir` with the command a user types.
+/// The tests using it check that what they show or send is what the model said, not that the model is right.
+pub fn fit_small_lite0(shared: &Path, dir: &Path, per_class: usize) -> PathBuf {
+    let data = dir.join("PetImages");
+    copy_into(&data.join("Cat"), &photos(shared, "Cat")[..per_class]);
+    copy_into(&data.join("Dog"), &photos(shared, "Dog")[..per_class]);
+    let bundle = dir.join("pets.lookout");
+    run_ok(
+        command("lookout")
+            .args(["fit", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&bundle)
+            .arg("--backbone")
+            .arg(shared.join("models/efficientnet_lite0_features_dynbatch.onnx"))
+            .args([
+                "--preprocess",
+                "tf-inception",
+                "--pool",
+                "avg",
+                "--epochs",
+                "10",
+            ])
+            .arg("--json"),
+    );
+    bundle
+}
+
+/// A TCP port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The program's path on `PATH`, if it is installed.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}
+
 /// Parses JSON lines (one object per line), ignoring blank lines.
 pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stdout)

@@ -2,47 +2,12 @@
 //! it, and the token on a non-loopback address.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use lookout_e2e::{command, copy_into, photos, require_shared, run_ok};
-
-/// A small bundle (40 photos per class, pooled Lite0 head): the preview is under test, not the model, so the
-/// assertions below check that the page shows what the model says, not that the model is right.
-fn small_bundle(shared: &Path, dir: &Path) -> PathBuf {
-    let data = dir.join("PetImages");
-    copy_into(&data.join("Cat"), &photos(shared, "Cat")[..40]);
-    copy_into(&data.join("Dog"), &photos(shared, "Dog")[..40]);
-    let bundle = dir.join("pets.lookout");
-    run_ok(
-        command("lookout")
-            .args(["fit", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&bundle)
-            .arg("--backbone")
-            .arg(shared.join("models/efficientnet_lite0_features_dynbatch.onnx"))
-            .args([
-                "--preprocess",
-                "tf-inception",
-                "--pool",
-                "avg",
-                "--epochs",
-                "10",
-            ])
-            .arg("--json"),
-    );
-    bundle
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use lookout_e2e::{command, copy_into, fit_small_lite0, free_port, photos, require_shared, run_ok};
 
 /// A running `watch` that loops over a folder of cats with a preview; killed when dropped.
 struct Watching {
@@ -196,7 +161,7 @@ fn wait_until_classifying(host_port: &str) -> serde_json::Value {
 fn the_preview_page_stream_and_token_work_as_a_viewer_sees_them() {
     let shared = require_shared!();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let bundle = small_bundle(&shared, tmp.path());
+    let bundle = fit_small_lite0(&shared, tmp.path(), 40);
     let camera = tmp.path().join("camera");
     copy_into(&camera, &photos(&shared, "Cat")[300..306]);
 
@@ -237,7 +202,7 @@ fn the_preview_page_stream_and_token_work_as_a_viewer_sees_them() {
     }
 
     // A person's view: headless Chromium renders the page, the label and the frame.
-    match which("chromium") {
+    match lookout_e2e::which("chromium") {
         Some(chromium) => {
             let shot = tmp.path().join("preview.png");
             let rendered = run_ok(
@@ -308,12 +273,4 @@ fn the_preview_page_stream_and_token_work_as_a_viewer_sees_them() {
         get(&host_port, &format!("/status.json?token={token}"), 1 << 20).0,
         200
     );
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
 }

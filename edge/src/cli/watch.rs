@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 use lookout_edge::actions::ExecAction;
 use lookout_edge::gpio::LabelPin;
 use lookout_edge::pipeline::actions::{ExecSink, GpioSink, SerialSink, Status};
+use lookout_edge::pipeline::mqtt::{MqttConfig, MqttCounts, MqttSink, MqttTarget};
 use lookout_edge::pipeline::output::OutputSink;
 use lookout_edge::pipeline::preview::PreviewSink;
 use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
@@ -118,6 +119,42 @@ pub struct Args {
     /// The token a non-loopback --preview asks for (default: a random one, printed at start).
     #[arg(long, value_name = "TOKEN", requires = "preview")]
     preview_token: Option<String>,
+    /// Publish events to an MQTT broker: mqtt://[user@]host[:port]/BASE/TOPIC (mqtts:// for TLS). Topics:
+    /// BASE/event (JSON, QoS 1, queued through outages), BASE/label/<label> (ON/OFF, retained),
+    /// BASE/availability (online/offline, retained, the last will).
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<MqttTarget>,
+    /// Announce each label to Home Assistant as a binary_sensor, under this discovery prefix.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        requires = "mqtt",
+        num_args = 0..=1,
+        default_missing_value = "homeassistant"
+    )]
+    mqtt_discovery: Option<String>,
+    /// Also publish every frame's label and scores on BASE/state (JSON, QoS 0).
+    #[arg(long, requires = "mqtt")]
+    mqtt_frames: bool,
+    /// The MQTT user name (or in the address: mqtt://user@host/...).
+    #[arg(long, value_name = "USER", requires = "mqtt")]
+    mqtt_username: Option<String>,
+    /// A file whose first line is the MQTT password (or set LOOKOUT_MQTT_PASSWORD). Never on the command
+    /// line: `ps` would show it.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    mqtt_password_file: Option<PathBuf>,
+    /// PEM certificate(s) to trust for mqtts:// (a home broker's own CA); default: the system's.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    mqtt_ca: Option<PathBuf>,
+    /// The MQTT client id (default: lookout-<process id>-<host name>).
+    #[arg(long, value_name = "ID", requires = "mqtt")]
+    mqtt_client_id: Option<String>,
+    /// Events held while the broker is unreachable; beyond this the oldest are dropped (and counted).
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "mqtt")]
+    mqtt_queue: usize,
+    /// At the end of the run, wait this long for queued events to reach the broker.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, requires = "mqtt")]
+    mqtt_flush_timeout: f64,
     #[command(flatten)]
     unknown: UnknownArgs,
 }
@@ -273,6 +310,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut output = OutputSink::new(args.json, serial.as_ref().map(SerialSink::sent_counter));
+    let (mut mqtt, mqtt_counts) = match &args.mqtt {
+        Some(target) => {
+            let config = mqtt_config(&args, target, &labels, Arc::clone(&status))?;
+            let (sink, counts) = MqttSink::start(config, Duration::from_secs(3))?;
+            (Some(sink), Some(counts))
+        }
+        None => (None, None),
+    };
 
     let pipeline = Pipeline::new(WatchOptions {
         fps: args.fps,
@@ -316,7 +361,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(exec) = exec.as_mut() {
         sinks.push(exec);
     }
+    if let Some(mqtt) = mqtt.as_mut() {
+        sinks.push(mqtt);
+    }
     let outcome = pipeline.run(source, &mut model, &mut sinks)?;
+    if let Some(counts) = mqtt_counts.and_then(|c| c.lock().ok().and_then(|c| *c)) {
+        print_mqtt_summary(&counts, args.json);
+    }
     if let (Some(counters), Some(dir)) = (&save_counters, &args.capture) {
         let line = serde_json::json!({
             "type": "capture",
@@ -342,6 +393,80 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_SOME_FAILED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--mqtt` and its options, with the password read from its file or the environment.
+fn mqtt_config(
+    args: &Args,
+    target: &MqttTarget,
+    labels: &[String],
+    status: Status,
+) -> anyhow::Result<MqttConfig> {
+    let mut target = target.clone();
+    if let Some(user) = &args.mqtt_username {
+        target.username = Some(user.clone());
+    }
+    let password = match &args.mqtt_password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--mqtt-password-file {}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        None => std::env::var("LOOKOUT_MQTT_PASSWORD").ok(),
+    };
+    if password.is_some() && target.username.is_none() {
+        bail!("an MQTT password needs a user name: --mqtt-username USER or mqtt://USER@host/...");
+    }
+    let ca_pem = match &args.mqtt_ca {
+        Some(path) => {
+            if !target.tls {
+                bail!("--mqtt-ca is for TLS: use an mqtts:// address");
+            }
+            Some(std::fs::read(path).with_context(|| format!("--mqtt-ca {}", path.display()))?)
+        }
+        None => None,
+    };
+    let client_id = args.mqtt_client_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let id = format!("lookout-{}-{}", std::process::id(), host.trim());
+        // MQTT 3.1.1 guarantees 23 characters to every broker.
+        id.chars().take(23).collect()
+    });
+    if !(args.mqtt_flush_timeout >= 0.0 && args.mqtt_flush_timeout.is_finite()) {
+        bail!(
+            "--mqtt-flush-timeout {} must be 0 or more seconds",
+            args.mqtt_flush_timeout
+        );
+    }
+    Ok(MqttConfig {
+        target,
+        password,
+        ca_pem,
+        client_id,
+        discovery_prefix: args.mqtt_discovery.clone(),
+        frames: args.mqtt_frames,
+        on_unknown: args.on_unknown,
+        queue: args.mqtt_queue,
+        flush_timeout: Duration::from_secs_f64(args.mqtt_flush_timeout),
+        labels: labels.to_vec(),
+        model_sha256: bundle_checksum(&args.model)?,
+        status,
+    })
+}
+
+fn print_mqtt_summary(c: &MqttCounts, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "mqtt", "delivered": c.delivered, "dropped": c.dropped,
+                "queued_offline": c.queued_offline, "undelivered": c.undelivered, "outages": c.outages, "frames": c.frames})
+        );
+    } else {
+        eprintln!(
+            "mqtt: {} events delivered ({} while the broker was away), {} dropped (queue full), {} undelivered at the end; {} outages",
+            c.delivered, c.queued_offline, c.dropped, c.undelivered, c.outages
+        );
+    }
 }
 
 /// The bundle's own checksum (its last 32 bytes: SHA-256 of everything before them), hex: which model saved a

@@ -6,11 +6,13 @@
 //! so latency (capture → result) stays bounded instead of growing in a queue.
 //!
 //! A sink is whatever acts on results: [`output::OutputSink`] (text or JSON lines), [`actions::GpioSink`],
-//! [`actions::SerialSink`], [`actions::ExecSink`]. A new one (a web preview, MQTT, frame capture) is one type
-//! implementing [`Sink`]; `lookout-edge watch` only parses arguments and wires sinks together.
+//! [`actions::SerialSink`], [`actions::ExecSink`], [`preview::PreviewSink`] (the live page),
+//! [`mqtt::MqttSink`] (home automation), [`save::SaveSink`] (frames for the next training). A new one is one
+//! type implementing [`Sink`]; `lookout-edge watch` only parses arguments and wires sinks together.
 
 pub mod actions;
 pub mod capture;
+pub mod mqtt;
 pub mod output;
 pub mod preview;
 pub mod save;

@@ -1,0 +1,474 @@
+//! `watch --mqtt mqtt://host:1883/lookout/cam1`: events where home automation listens.
+//!
+//! Topics, under the base topic of the address:
+//! - `BASE/event`: one JSON message per event (`"type"`: `event`, `clear`, `unknown`, `known`), QoS 1, queued
+//!   through a broker outage ([`link`]).
+//! - `BASE/label/<label>`: `ON` while the label's event is active, `OFF` otherwise; retained, QoS 1.
+//! - `BASE/unknown`: the same for "none of the labels" (with `--on-unknown`).
+//! - `BASE/availability`: `online` (retained, at each connection) / `offline` (at the end, and as the last will
+//!   when the Pi loses power or the network).
+//! - `BASE/state`: every frame's label and scores as JSON, QoS 0, only with `--mqtt-frames`.
+//! - With `--mqtt-discovery homeassistant`: a retained Home Assistant discovery config per label
+//!   (`homeassistant/binary_sensor/<node>/<label>/config`), so each label appears as a `binary_sensor` of one
+//!   device with no configuration, plus a `sensor` of the current label with `--mqtt-frames`.
+//!
+//! The sink never blocks the loop: it formats a message and hands it to the link's threads.
+
+mod link;
+pub mod target;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{Client, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use serde_json::json;
+
+use super::actions::Status;
+use super::{ChangeKind, FrameReport, LabelChange, SceneChange, Sink, WatchSummary};
+pub use link::MqttCounts;
+use link::{Kind, Link, LinkOptions, Message};
+pub use target::MqttTarget;
+
+/// Where a finished [`MqttSink`] leaves what its link did (empty until the run ends).
+pub type MqttReport = Arc<Mutex<Option<MqttCounts>>>;
+
+/// Everything `--mqtt` needs.
+#[derive(Clone)]
+pub struct MqttConfig {
+    /// Broker, credentials' user, topic base.
+    pub target: MqttTarget,
+    /// The password (from a file or the environment; never from the command line).
+    pub password: Option<String>,
+    /// PEM certificates to trust for `mqtts://` instead of the system's (a home broker's own CA).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The MQTT client id (unique per broker).
+    pub client_id: String,
+    /// Home Assistant's discovery prefix (`homeassistant`), or none.
+    pub discovery_prefix: Option<String>,
+    /// Publish every frame's state on `BASE/state` (QoS 0).
+    pub frames: bool,
+    /// Also publish the scene's unknown / known state.
+    pub on_unknown: bool,
+    /// Events held through an outage; beyond it the oldest are dropped.
+    pub queue: usize,
+    /// How long the end of the run waits for queued events to be acknowledged.
+    pub flush_timeout: Duration,
+    /// The model's labels.
+    pub labels: Vec<String>,
+    /// The bundle's sha256 (in events, and the device's model in discovery).
+    pub model_sha256: String,
+    /// Where connection changes are reported.
+    pub status: Status,
+}
+
+/// Why `--mqtt` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    /// The broker refused the credentials or the client id.
+    #[error("--mqtt {target}: {reason}")]
+    Refused {
+        /// The address, without credentials.
+        target: String,
+        /// The broker's answer, with what to check.
+        reason: String,
+    },
+    /// The `--mqtt-ca` file holds no certificate.
+    #[error("--mqtt-ca: {0}")]
+    BadCa(String),
+    /// The threads could not be started.
+    #[error("starting the MQTT threads: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Publishes events, label states, availability and discovery to an MQTT broker.
+pub struct MqttSink {
+    link: Option<Link>,
+    topics: Topics,
+    labels: Vec<String>,
+    /// Current ON/OFF of each label and of "unknown": what each (re)connection sends.
+    states: Arc<Mutex<LabelStates>>,
+    frames: bool,
+    model_sha256: String,
+    flush_timeout: Duration,
+    counts: MqttReport,
+}
+
+impl MqttSink {
+    /// Connects (waiting up to `connect_wait` for the broker): refuses to start when the broker rejects the
+    /// credentials; when it cannot be reached, reports it and starts anyway (the link keeps trying and queues
+    /// events). Returns the sink and where its counts appear when it finishes.
+    pub fn start(
+        config: MqttConfig,
+        connect_wait: Duration,
+    ) -> Result<(Self, MqttReport), MqttError> {
+        let topics = Topics::new(&config.target.base_topic, &config.labels);
+        let options = mqtt_options(&config, &topics)?;
+        let (client, connection) = Client::new(options, 16);
+        let states = Arc::new(Mutex::new(LabelStates {
+            labels: vec![false; config.labels.len()],
+            unknown: false,
+        }));
+        let session = session_messages(&config, &topics, Arc::clone(&states));
+        let link = Link::start(
+            client,
+            connection,
+            session,
+            LinkOptions {
+                capacity: config.queue,
+                status: Arc::clone(&config.status),
+                broker: config.target.broker(),
+            },
+        )
+        .map_err(MqttError::Thread)?;
+        if let Err(reason) = link.wait_connected(connect_wait) {
+            let _ = link.finish(topics.offline(), Duration::ZERO);
+            return Err(MqttError::Refused {
+                target: config.target.to_string(),
+                reason,
+            });
+        }
+        let counts = Arc::new(Mutex::new(None));
+        Ok((
+            MqttSink {
+                link: Some(link),
+                topics,
+                labels: config.labels,
+                states,
+                frames: config.frames,
+                model_sha256: config.model_sha256,
+                flush_timeout: config.flush_timeout,
+                counts: Arc::clone(&counts),
+            },
+            counts,
+        ))
+    }
+
+    fn push(&self, message: Message) {
+        if let Some(link) = &self.link {
+            link.push(message);
+        }
+    }
+
+    fn event(&self, payload: serde_json::Value) {
+        self.push(Message {
+            topic: self.topics.event.clone(),
+            payload: payload.to_string().into_bytes(),
+            retain: false,
+            kind: Kind::Event,
+        });
+    }
+}
+
+impl Sink for MqttSink {
+    fn frame(&mut self, f: &FrameReport<'_>) {
+        if !self.frames {
+            return;
+        }
+        let scores: serde_json::Map<String, serde_json::Value> = self
+            .labels
+            .iter()
+            .zip(&f.prediction.probabilities)
+            .map(|(label, p)| (label.clone(), json!(p)))
+            .collect();
+        let label = if f.prediction.unknown {
+            "unknown"
+        } else {
+            f.label
+        };
+        let payload = json!({"frame": f.number, "label": label, "score": f.prediction.score, "unknown": f.prediction.unknown,
+            "ood_score": f.prediction.ood_score, "scores": scores, "fps": f.fps, "time": unix_seconds()});
+        self.push(Message {
+            topic: self.topics.state.clone(),
+            payload: payload.to_string().into_bytes(),
+            retain: false,
+            kind: Kind::Frame,
+        });
+    }
+
+    fn change(&mut self, c: &LabelChange<'_>) {
+        let on = c.kind == ChangeKind::Fired;
+        if let Ok(mut states) = self.states.lock() {
+            if let Some(state) = states.labels.get_mut(c.label) {
+                *state = on;
+            }
+        }
+        self.event(json!({"type": c.kind.as_str(), "label": c.label_name, "label_index": c.label, "score": c.score,
+            "frame": c.frame, "time": unix_seconds(), "model_sha256": self.model_sha256}));
+        if let Some(topic) = self.topics.labels.get(c.label) {
+            self.push(on_off(topic.clone(), on, Kind::State));
+        }
+    }
+
+    fn scene(&mut self, c: &SceneChange) {
+        if let Ok(mut states) = self.states.lock() {
+            states.unknown = c.unknown;
+        }
+        let kind = if c.unknown { "unknown" } else { "known" };
+        self.event(
+            json!({"type": kind, "fraction": c.fraction, "frame": c.frame, "time": unix_seconds(),
+            "model_sha256": self.model_sha256}),
+        );
+        self.push(on_off(self.topics.unknown.clone(), c.unknown, Kind::State));
+    }
+
+    fn finish(&mut self, _summary: &WatchSummary) {
+        if let Some(link) = self.link.take() {
+            let counts = link.finish(self.topics.offline(), self.flush_timeout);
+            if let Ok(mut slot) = self.counts.lock() {
+                *slot = Some(counts);
+            }
+        }
+    }
+}
+
+/// Which labels are ON now.
+struct LabelStates {
+    labels: Vec<bool>,
+    unknown: bool,
+}
+
+/// Every topic the sink publishes on.
+struct Topics {
+    event: String,
+    state: String,
+    availability: String,
+    unknown: String,
+    /// `BASE/label/<slug>`, per label.
+    labels: Vec<String>,
+    /// The slug of each label (topic level and discovery object id).
+    slugs: Vec<String>,
+    /// The Home Assistant node id: the base topic as a slug.
+    node: String,
+}
+
+impl Topics {
+    fn new(base: &str, labels: &[String]) -> Self {
+        let slugs = label_slugs(labels);
+        Topics {
+            event: format!("{base}/event"),
+            state: format!("{base}/state"),
+            availability: format!("{base}/availability"),
+            unknown: format!("{base}/unknown"),
+            labels: slugs.iter().map(|s| format!("{base}/label/{s}")).collect(),
+            slugs,
+            node: slug(base),
+        }
+    }
+
+    fn offline(&self) -> Message {
+        Message {
+            topic: self.availability.clone(),
+            payload: b"offline".to_vec(),
+            retain: true,
+            kind: Kind::Session,
+        }
+    }
+}
+
+/// A topic level and id for each label: lower case, `[a-z0-9_]`; a label whose slug repeats another's gets
+/// its index appended.
+fn label_slugs(labels: &[String]) -> Vec<String> {
+    let mut slugs: Vec<String> = Vec::with_capacity(labels.len());
+    for (i, label) in labels.iter().enumerate() {
+        let mut s = slug(label);
+        if s.is_empty() || slugs.contains(&s) {
+            s = format!("{s}_{i}").trim_start_matches('_').to_string();
+        }
+        slugs.push(s);
+    }
+    slugs
+}
+
+fn slug(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+fn on_off(topic: String, on: bool, kind: Kind) -> Message {
+    Message {
+        topic,
+        payload: if on { b"ON".to_vec() } else { b"OFF".to_vec() },
+        retain: true,
+        kind,
+    }
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0)
+}
+
+/// rumqttc's options: client id, keep-alive, the last will, credentials, TLS.
+fn mqtt_options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
+    let target = &config.target;
+    let mut options = MqttOptions::new(config.client_id.clone(), target.host.clone(), target.port);
+    options
+        .set_keep_alive(Duration::from_secs(15))
+        .set_clean_session(true)
+        // One message in flight: the link's outbox keeps the rest (see `link`).
+        .set_inflight(1)
+        .set_last_will(LastWill::new(
+            topics.availability.clone(),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let Some(user) = &target.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if target.tls {
+        // One process-wide crypto provider (ring); a second install is refused harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = match &config.ca_pem {
+            Some(pem) => {
+                if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(MqttError::BadCa(
+                        "the file holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+                    ));
+                }
+                TlsConfiguration::Simple {
+                    ca: pem.clone(),
+                    alpn: None,
+                    client_auth: None,
+                }
+            }
+            None => TlsConfiguration::Rustls(Arc::new(system_roots()?)),
+        };
+        options.set_transport(Transport::tls_with_config(tls));
+    }
+    Ok(options)
+}
+
+/// A rustls client configuration trusting the system's certificates.
+fn system_roots() -> Result<rustls::ClientConfig, MqttError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(MqttError::BadCa(
+            "no system certificates found to check the broker with; give the broker's CA with --mqtt-ca FILE"
+                .into(),
+        ));
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// What each (re)connection sends first: `online`, the discovery configs, the current states.
+fn session_messages(
+    config: &MqttConfig,
+    topics: &Topics,
+    states: Arc<Mutex<LabelStates>>,
+) -> Box<dyn Fn() -> Vec<Message> + Send> {
+    let mut fixed = vec![Message {
+        topic: topics.availability.clone(),
+        payload: b"online".to_vec(),
+        retain: true,
+        kind: Kind::Session,
+    }];
+    if let Some(prefix) = &config.discovery_prefix {
+        fixed.extend(discovery(prefix, config, topics));
+    }
+    let label_topics = topics.labels.clone();
+    let unknown_topic = config.on_unknown.then(|| topics.unknown.clone());
+    Box::new(move || {
+        let mut messages = fixed.clone();
+        let (labels, unknown) = match states.lock() {
+            Ok(s) => (s.labels.clone(), s.unknown),
+            Err(_) => (vec![false; label_topics.len()], false),
+        };
+        for (topic, on) in label_topics.iter().zip(labels) {
+            messages.push(on_off(topic.clone(), on, Kind::Session));
+        }
+        if let Some(topic) = &unknown_topic {
+            messages.push(on_off(topic.clone(), unknown, Kind::Session));
+        }
+        messages
+    })
+}
+
+/// Home Assistant MQTT discovery: one `binary_sensor` per label (and for "unknown"), one `sensor` for the
+/// current label with `--mqtt-frames`, all of one device, all retained.
+fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message> {
+    let device = json!({
+        "identifiers": [topics.node],
+        "name": format!("Lookout {}", config.target.base_topic),
+        "manufacturer": "Lookout",
+        "model": format!("lookout-edge ({})", config.labels.join(", ")),
+        "sw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let binary = |object: &str, name: &str, state_topic: &str| Message {
+        topic: format!("{prefix}/binary_sensor/{}/{object}/config", topics.node),
+        payload: json!({
+            "name": name,
+            "unique_id": format!("{}_{object}", topics.node),
+            "state_topic": state_topic,
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "availability_topic": topics.availability,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": device,
+        })
+        .to_string()
+        .into_bytes(),
+        retain: true,
+        kind: Kind::Session,
+    };
+    let mut messages: Vec<Message> = config
+        .labels
+        .iter()
+        .zip(&topics.slugs)
+        .zip(&topics.labels)
+        .map(|((label, slug), topic)| binary(slug, label, topic))
+        .collect();
+    if config.on_unknown {
+        messages.push(binary("unknown", "unknown", &topics.unknown));
+    }
+    if config.frames {
+        messages.push(Message {
+            topic: format!("{prefix}/sensor/{}/label/config", topics.node),
+            payload: json!({
+                "name": "label",
+                "unique_id": format!("{}_label", topics.node),
+                "state_topic": topics.state,
+                "value_template": "{{ value_json.label }}",
+                "json_attributes_topic": topics.state,
+                "availability_topic": topics.availability,
+                "device": device,
+            })
+            .to_string()
+            .into_bytes(),
+            retain: true,
+            kind: Kind::Session,
+        });
+    }
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{label_slugs, slug, Topics};
+
+    #[test]
+    fn labels_become_topic_levels_and_ids() {
+        assert_eq!(slug("lookout/cam1"), "lookout_cam1");
+        assert_eq!(slug("Golden Retriever!"), "golden_retriever");
+        let labels: Vec<String> = ["Cat", "cat", "#", "Dog"].map(String::from).to_vec();
+        assert_eq!(label_slugs(&labels), ["cat", "cat_1", "2", "dog"]);
+        let topics = Topics::new("lookout/cam1", &labels[..1]);
+        assert_eq!(topics.labels, ["lookout/cam1/label/cat"]);
+        assert_eq!(topics.node, "lookout_cam1");
+    }
+}

@@ -1,0 +1,696 @@
+//! `watch --mqtt`: against a real broker (Debian's mosquitto, started here on a free loopback port), read by a
+//! real client (mosquitto_sub). Events arrive as JSON, Home Assistant finds the labels, availability is
+//! retained (and is the last will), events during a broker restart are delivered after it, credentials are
+//! checked and never echoed, TLS works with the broker's own CA.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lookout_e2e::{command, fit_small_lite0, free_port, json_lines, photos, require_shared, which};
+
+/// Whether mosquitto and its clients are installed; under CI their absence fails the test.
+fn have_mosquitto(test: &str) -> bool {
+    let found = ["mosquitto", "mosquitto_sub", "mosquitto_passwd"]
+        .iter()
+        .all(|p| which(p).is_some() || Path::new("/usr/sbin").join(p).is_file());
+    if !found {
+        lookout_testdata::missing(
+            test,
+            "mosquitto is not installed (apt-get install mosquitto mosquitto-clients; .ci/run does)",
+        );
+    }
+    found
+}
+
+fn mosquitto_bin() -> PathBuf {
+    which("mosquitto").unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"))
+}
+
+/// One bundle for every test here, fitted once.
+fn bundle(shared: &Path) -> &'static Path {
+    static BUNDLE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = BUNDLE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bundle = fit_small_lite0(shared, dir.path(), 40);
+        (dir, bundle)
+    });
+    path
+}
+
+/// A camera folder that alternates: `run` cats, `run` dogs, `cycles` times (photos the head was not fitted on).
+fn alternating_camera(shared: &Path, dir: &Path, run: usize, cycles: usize) -> PathBuf {
+    let camera = dir.join("camera");
+    std::fs::create_dir_all(&camera).expect("camera folder");
+    let (cats, dogs) = (photos(shared, "Cat"), photos(shared, "Dog"));
+    let mut n = 0;
+    for cycle in 0..cycles {
+        for class in [&cats, &dogs] {
+            for photo in &class[300 + cycle * run..300 + (cycle + 1) * run] {
+                std::fs::copy(photo, camera.join(format!("{n:04}.jpg"))).expect("copy");
+                n += 1;
+            }
+        }
+    }
+    camera
+}
+
+/// A mosquitto broker on a loopback port, with its configuration in `dir`; killed when dropped.
+struct Broker {
+    child: Option<Child>,
+    conf: PathBuf,
+    port: u16,
+}
+
+impl Broker {
+    fn start(dir: &Path, extra: &str) -> Broker {
+        let port = free_port();
+        let data = dir.join("broker");
+        std::fs::create_dir_all(&data).expect("broker folder");
+        let conf = data.join("mosquitto.conf");
+        // `user root`: run as root (as tests do), mosquitto would switch to its own user and could not write
+        // the persistence file here. Persistence keeps the subscriber's session through the restart.
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nuser root\npersistence true\npersistence_location {}/\n\
+                 autosave_interval 1\nlog_dest file {}/broker.log\n{extra}\n",
+                data.display(),
+                data.display()
+            ),
+        )
+        .expect("broker config");
+        let mut broker = Broker {
+            child: None,
+            conf,
+            port,
+        };
+        broker.run();
+        broker
+    }
+
+    fn run(&mut self) {
+        let child = Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "mosquitto did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the broker the way a service manager does (SIGTERM: it saves its state and exits).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One message as mosquitto_sub printed it.
+#[derive(Debug, Clone)]
+struct Received {
+    retained: bool,
+    topic: String,
+    payload: String,
+}
+
+/// A mosquitto_sub client collecting what it receives; killed when dropped.
+struct Subscriber {
+    child: Child,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Subscriber {
+    /// Subscribes to `topics` at QoS 1 with a persistent session (`-c`, id `id`), so it resumes after a
+    /// broker restart; `extra` are more mosquitto_sub arguments (credentials, TLS).
+    fn start(port: u16, id: &str, topics: &[&str], extra: &[&str]) -> Subscriber {
+        let mut cmd = Command::new(which("mosquitto_sub").expect("mosquitto_sub"));
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-c"])
+            .args(["-i", id, "-F", "%r\t%t\t%p"])
+            .args(extra);
+        for topic in topics {
+            cmd.args(["-t", topic]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto_sub");
+        let stdout = child.stdout.take().expect("stdout");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut parts = line.splitn(3, '\t');
+                if let (Some(r), Some(topic), Some(payload)) =
+                    (parts.next(), parts.next(), parts.next())
+                {
+                    sink.lock().expect("lock").push(Received {
+                        retained: r == "1",
+                        topic: topic.to_string(),
+                        payload: payload.to_string(),
+                    });
+                }
+            }
+        });
+        Subscriber { child, received }
+    }
+
+    fn on(&self, topic: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|m| m.topic == topic)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `done` holds for what was received, or `timeout`.
+    fn wait_for(&self, timeout: Duration, done: impl Fn(&[Received]) -> bool) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if done(&self.received.lock().expect("lock")) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The retained messages under `topics` now, as a fresh client sees them on subscribing.
+fn retained(port: u16, topics: &[&str], extra: &[&str]) -> Vec<Received> {
+    let mut cmd = Command::new(which("mosquitto_sub").expect("mosquitto_sub"));
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--retained-only",
+    ])
+    .args(["-W", "2", "-F", "%r\t%t\t%p"])
+    .args(extra);
+    for topic in topics {
+        cmd.args(["-t", topic]);
+    }
+    let out = cmd.output().expect("mosquitto_sub");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '\t');
+            Some(Received {
+                retained: parts.next()? == "1",
+                topic: parts.next()?.to_string(),
+                payload: parts.next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The bundle's own checksum (its last 32 bytes), hex.
+fn bundle_sha(bundle: &Path) -> String {
+    let bytes = std::fs::read(bundle).expect("bundle");
+    bytes[bytes.len() - 32..]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// (type, label, frame) of each event/clear line a `watch --json` printed.
+fn printed_events(stdout: &[u8]) -> BTreeSet<(String, String, u64)> {
+    json_lines(stdout)
+        .iter()
+        .filter(|l| l["type"] == "event" || l["type"] == "clear")
+        .map(|l| {
+            (
+                l["type"].as_str().unwrap_or_default().to_string(),
+                l["label"].as_str().unwrap_or_default().to_string(),
+                l["frame"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn events_discovery_and_availability_reach_the_broker_through_a_restart() {
+    let shared = require_shared!();
+    if !have_mosquitto(module_path!()) {
+        return;
+    }
+    let bundle = bundle(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // 6 cats, 6 dogs, 7 times: ~26 events and clears over 8.4 s at 10 fps.
+    let camera = alternating_camera(&shared, tmp.path(), 6, 7);
+    let mut broker = Broker::start(tmp.path(), "allow_anonymous true");
+    let base = "lookout/cam1";
+    let subscriber = Subscriber::start(
+        broker.port,
+        "test-subscriber",
+        &["lookout/cam1/#", "homeassistant/#"],
+        &[],
+    );
+    // The subscriber's session must exist before anything is published.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let watch = command("lookout-edge")
+        .args(["watch", "--json", "--fps", "10", "--smooth", "2", "--model"])
+        .arg(bundle)
+        .arg("--source")
+        .arg(format!("dir:{}", camera.display()))
+        .args([
+            "--mqtt",
+            &format!("mqtt://127.0.0.1:{}/{base}", broker.port),
+        ])
+        .args(["--mqtt-discovery", "homeassistant", "--mqtt-frames"])
+        .args(["--mqtt-flush-timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start watch");
+
+    // Two events in, the broker goes away for 2 s, as when its host restarts it.
+    let event_topic = format!("{base}/event");
+    assert!(
+        subscriber.wait_for(Duration::from_secs(60), |r| {
+            r.iter().filter(|m| m.topic == event_topic).count() >= 2
+        }),
+        "no events reached the broker"
+    );
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.run();
+
+    let out = watch.wait_with_output().expect("watch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "watch failed: {stderr}");
+    assert!(
+        stderr.contains("mqtt: lost the broker") && stderr.contains("mqtt: reconnected"),
+        "{stderr}"
+    );
+    let lines = json_lines(&out.stdout);
+    let summary = lines
+        .iter()
+        .find(|l| l["type"] == "mqtt")
+        .expect("the mqtt summary line");
+    let printed = printed_events(&out.stdout);
+    assert!(printed.len() >= 10, "too few events to test: {printed:?}");
+    assert!(summary["outages"].as_u64() >= Some(1), "{summary}");
+    assert!(
+        summary["queued_offline"].as_u64() >= Some(1),
+        "no event fell in the outage: {summary}"
+    );
+    assert_eq!(summary["dropped"], 0, "{summary}");
+    assert_eq!(summary["undelivered"], 0, "{summary}");
+    assert_eq!(
+        summary["delivered"].as_u64(),
+        Some(printed.len() as u64),
+        "{summary}"
+    );
+
+    // Every event printed reached the subscriber (at least once: QoS 1), with what an automation needs.
+    let sha = bundle_sha(bundle);
+    let ok = subscriber.wait_for(Duration::from_secs(20), |r| {
+        let got: BTreeSet<u64> = r
+            .iter()
+            .filter(|m| m.topic == event_topic)
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).ok())
+            .filter_map(|v| v["frame"].as_u64())
+            .collect();
+        printed.iter().all(|(_, _, frame)| got.contains(frame))
+    });
+    let events: Vec<serde_json::Value> = subscriber
+        .on(&event_topic)
+        .iter()
+        .map(|m| serde_json::from_str(&m.payload).expect("event JSON"))
+        .collect();
+    let received: BTreeSet<(String, String, u64)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["model_sha256"], sha.as_str(), "{e}");
+            assert!(e["score"].as_f64().is_some() && e["time"].as_f64() > Some(1.7e9));
+            assert!(e["label_index"].as_u64().is_some(), "{e}");
+            (
+                e["type"].as_str().unwrap_or_default().to_string(),
+                e["label"].as_str().unwrap_or_default().to_string(),
+                e["frame"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        ok,
+        "missing events: printed {printed:?}, received {received:?}"
+    );
+    assert_eq!(received, printed);
+    // Frame states flowed too (QoS 0, not through the outage).
+    let states = subscriber.on(&format!("{base}/state"));
+    assert!(states.len() > 20, "{} frame states", states.len());
+    let state: serde_json::Value = serde_json::from_str(&states[0].payload).expect("state JSON");
+    assert!(state["scores"]["Cat"].as_f64().is_some(), "{state}");
+
+    // What a fresh client (Home Assistant starting later) finds retained.
+    let kept = retained(broker.port, &["lookout/cam1/#", "homeassistant/#"], &[]);
+    let find = |topic: &str| {
+        kept.iter()
+            .find(|m| m.topic == topic)
+            .unwrap_or_else(|| panic!("nothing retained on {topic}: {kept:?}"))
+            .clone()
+    };
+    assert!(kept.iter().all(|m| m.retained));
+    assert_eq!(find("lookout/cam1/availability").payload, "offline");
+    for (label, slug) in [("Cat", "cat"), ("Dog", "dog")] {
+        let config: serde_json::Value = serde_json::from_str(
+            &find(&format!(
+                "homeassistant/binary_sensor/lookout_cam1/{slug}/config"
+            ))
+            .payload,
+        )
+        .expect("discovery JSON");
+        assert_eq!(config["name"], label);
+        assert_eq!(config["state_topic"], format!("{base}/label/{slug}"));
+        assert_eq!(config["availability_topic"], format!("{base}/availability"));
+        assert_eq!(config["unique_id"], format!("lookout_cam1_{slug}"));
+        assert_eq!(
+            (&config["payload_on"], &config["payload_off"]),
+            (&"ON".into(), &"OFF".into())
+        );
+        assert_eq!(config["device"]["identifiers"][0], "lookout_cam1");
+        // The retained state is the label's last change as printed.
+        let last = printed
+            .iter()
+            .filter(|(_, l, _)| l == label)
+            .max_by_key(|(_, _, frame)| *frame)
+            .map(|(kind, _, _)| if kind == "event" { "ON" } else { "OFF" });
+        assert_eq!(
+            Some(find(&format!("{base}/label/{slug}")).payload.as_str()),
+            last
+        );
+    }
+    let sensor: serde_json::Value =
+        serde_json::from_str(&find("homeassistant/sensor/lookout_cam1/label/config").payload)
+            .expect("sensor discovery JSON");
+    assert_eq!(sensor["state_topic"], format!("{base}/state"));
+}
+
+#[test]
+fn credentials_are_checked_never_echoed_and_the_last_will_says_offline() {
+    let shared = require_shared!();
+    if !have_mosquitto(module_path!()) {
+        return;
+    }
+    let bundle = bundle(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let passwords = tmp.path().join("passwords");
+    let status = Command::new(which("mosquitto_passwd").expect("mosquitto_passwd"))
+        .args(["-b", "-c"])
+        .arg(&passwords)
+        .args(["pi", "correct horse battery"])
+        .status()
+        .expect("mosquitto_passwd");
+    assert!(status.success());
+    let broker = Broker::start(
+        tmp.path(),
+        &format!(
+            "allow_anonymous false\npassword_file {}",
+            passwords.display()
+        ),
+    );
+    let camera = tmp.path().join("camera");
+    lookout_e2e::copy_into(&camera, &photos(&shared, "Cat")[300..304]);
+    let address = format!("mqtt://pi@127.0.0.1:{}/lookout/door", broker.port);
+
+    // A wrong password: one line that says what to check; the password is never printed.
+    let out = command("lookout-edge")
+        .args(["watch", "--model"])
+        .arg(bundle)
+        .arg("--source")
+        .arg(format!("dir:{}", camera.display()))
+        .args(["--mqtt", &address])
+        .env("LOOKOUT_MQTT_PASSWORD", "wrong staple")
+        .output()
+        .expect("watch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refused the user name or password") || stderr.contains("not authorized"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--mqtt-password-file"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        !stderr.contains("wrong staple")
+            && !String::from_utf8_lossy(&out.stdout).contains("wrong staple")
+    );
+
+    // The right password from a file; then the Pi loses power (SIGKILL): the broker publishes the last will.
+    let password_file = tmp.path().join("mqtt-password");
+    std::fs::write(&password_file, "correct horse battery\n").expect("password file");
+    let subscriber = Subscriber::start(
+        broker.port,
+        "test-door",
+        &["lookout/door/availability"],
+        &["-u", "pi", "-P", "correct horse battery"],
+    );
+    let mut watch = command("lookout-edge")
+        .args(["watch", "--loop", "--fps", "5", "--model"])
+        .arg(bundle)
+        .arg("--source")
+        .arg(format!("dir:{}", camera.display()))
+        .args(["--mqtt", &address, "--mqtt-password-file"])
+        .arg(&password_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start watch");
+    let online = subscriber.wait_for(Duration::from_secs(30), |r| {
+        r.iter().any(|m| m.payload == "online")
+    });
+    watch.kill().expect("kill watch");
+    let _ = watch.wait();
+    assert!(
+        online,
+        "never online: {:?}",
+        subscriber.on("lookout/door/availability")
+    );
+    assert!(
+        subscriber.wait_for(Duration::from_secs(10), |r| {
+            r.last().is_some_and(|m| m.payload == "offline")
+        }),
+        "no last will: {:?}",
+        subscriber.on("lookout/door/availability")
+    );
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut watch.stderr.take().expect("stderr"), &mut stderr);
+    assert!(!stderr.contains("correct horse"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_broker_is_reported_once_and_the_watch_goes_on() {
+    let shared = require_shared!();
+    let bundle = bundle(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let camera = tmp.path().join("camera");
+    lookout_e2e::copy_into(&camera, &photos(&shared, "Dog")[300..306]);
+    let port = free_port();
+    let out = command("lookout-edge")
+        .args(["watch", "--json", "--fps", "10", "--smooth", "2", "--model"])
+        .arg(bundle)
+        .arg("--source")
+        .arg(format!("dir:{}", camera.display()))
+        .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}/lookout/yard")])
+        .args(["--mqtt-flush-timeout", "0.5"])
+        .output()
+        .expect("watch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let reports: Vec<&str> = stderr.lines().filter(|l| l.starts_with("mqtt:")).collect();
+    assert_eq!(reports.len(), 1, "{stderr}");
+    assert!(
+        reports[0].contains(&format!("cannot reach the broker at 127.0.0.1:{port}"))
+            && reports[0].contains("watching on"),
+        "{stderr}"
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.iter().filter(|l| l["type"] == "frame").count(), 6);
+    let summary = lines
+        .iter()
+        .find(|l| l["type"] == "mqtt")
+        .expect("mqtt summary");
+    let events = printed_events(&out.stdout).len() as u64;
+    assert!(events >= 1, "{stderr}");
+    assert_eq!(summary["undelivered"].as_u64(), Some(events), "{summary}");
+    assert_eq!(
+        summary["queued_offline"].as_u64(),
+        Some(events),
+        "{summary}"
+    );
+    assert_eq!(summary["delivered"], 0);
+}
+
+#[test]
+fn tls_with_the_brokers_own_ca() {
+    let shared = require_shared!();
+    if !have_mosquitto(module_path!()) {
+        return;
+    }
+    let Some(openssl) = which("openssl") else {
+        lookout_testdata::missing(module_path!(), "openssl is not installed");
+        return;
+    };
+    let bundle = bundle(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = tmp.path().join("pki");
+    std::fs::create_dir_all(&pki).expect("pki folder");
+    let sh = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(&pki)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // A home broker's own CA, and a server certificate it signed for localhost.
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Home CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    sh(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        pki.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    let broker = Broker::start(
+        tmp.path(),
+        &format!(
+            "allow_anonymous true\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key",
+            pki.display()
+        ),
+    );
+    let camera = tmp.path().join("camera");
+    lookout_e2e::copy_into(&camera, &photos(&shared, "Cat")[300..305]);
+    let address = format!("mqtts://localhost:{}/lookout/tls", broker.port);
+    let watch = |flush: &str, extra: &[&str]| {
+        command("lookout-edge")
+            .args(["watch", "--json", "--fps", "10", "--smooth", "2", "--model"])
+            .arg(bundle)
+            .arg("--source")
+            .arg(format!("dir:{}", camera.display()))
+            .args(["--mqtt", &address, "--mqtt-flush-timeout", flush])
+            .args(extra)
+            .output()
+            .expect("watch")
+    };
+
+    let ca = pki.join("ca.pem");
+    let out = watch("10", &["--mqtt-ca", ca.to_str().expect("utf-8 path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("mqtt:"), "{stderr}");
+    let summary = json_lines(&out.stdout)
+        .into_iter()
+        .find(|l| l["type"] == "mqtt")
+        .expect("mqtt summary");
+    assert!(summary["delivered"].as_u64() >= Some(1), "{summary}");
+    assert_eq!(summary["undelivered"], 0, "{summary}");
+    let kept = retained(
+        broker.port,
+        &["lookout/tls/#"],
+        &["--cafile", ca.to_str().expect("utf-8 path")],
+    );
+    assert!(
+        kept.iter().any(|m| m.topic == "lookout/tls/label/cat"),
+        "{kept:?}"
+    );
+
+    // Without the CA, the system's roots do not know this broker's certificate: the link says so once (or,
+    // on a machine with no system certificates at all, watch refuses to start and names --mqtt-ca).
+    let out = watch("0.5", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let reports: Vec<&str> = stderr.lines().filter(|l| l.starts_with("mqtt:")).collect();
+        assert_eq!(reports.len(), 1, "{stderr}");
+        assert!(
+            reports[0].contains("cannot reach the broker")
+                && reports[0].to_lowercase().contains("certificate"),
+            "{stderr}"
+        );
+    } else {
+        assert!(stderr.contains("--mqtt-ca"), "{stderr}");
+    }
+}
