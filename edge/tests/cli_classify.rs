@@ -205,3 +205,51 @@ fn bench_reports_latency_percentiles_and_memory() {
         "{b}"
     );
 }
+
+#[test]
+fn bench_profile_says_where_the_time_goes() {
+    let shared = lookout_testdata::require_shared!();
+    let bundles = common::bundles(&shared);
+    let out = run(&[
+        "bench",
+        "--model",
+        s(&bundles.sigmoid),
+        "--iters",
+        "3",
+        "--profile",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = &json_lines(&out)[0]["profile"];
+    assert_eq!(p["runs"], 3, "{p}");
+    // The kinds partition the plan: shares sum to 1, times to the plan's total.
+    let kinds = p["by_kind"].as_array().expect("by_kind");
+    let share: f64 = kinds
+        .iter()
+        .map(|k| k["share"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!((share - 1.0).abs() < 0.01, "{p}");
+    let ms: f64 = kinds.iter().map(|k| k["ms"].as_f64().unwrap_or(0.0)).sum();
+    let plan = p["plan_ms"].as_f64().expect("plan_ms");
+    assert!((ms - plan).abs() <= 0.01 * plan + 0.01, "{ms} vs {plan}");
+    // EfficientNet-Lite0 is depthwise and pointwise convolutions: both are there, and they are most of it.
+    let kind = |name: &str| {
+        kinds
+            .iter()
+            .find(|k| k["kind"].as_str().is_some_and(|s| s.starts_with(name)))
+            .and_then(|k| k["share"].as_f64())
+            .unwrap_or(0.0)
+    };
+    assert!(kind("depthwise") > 0.1 && kind("convolution") > 0.1, "{p}");
+    assert!(kind("depthwise") + kind("convolution") > 0.8, "{p}");
+    let ops = p["by_op"].as_array().expect("by_op");
+    assert!(
+        ops.iter()
+            .any(|o| o["op"].as_str().is_some_and(|n| n.contains("DepthWise"))),
+        "{p}"
+    );
+}

@@ -5,6 +5,8 @@
 //! (flatten → Linear(62720→256) → ReLU → Dropout(0.5) → Linear(256→1), Adam(amsgrad), batch 64), plus a pass
 //! over 400 held-out maps after every epoch. The maps are random (a dense head's speed does not depend on
 //! the values) unless `LOOKOUT_BENCH_FEATURES=DIR` names a real features cache, whose train split is used.
+//! `LOOKOUT_BENCH_VIEWS=K` trains with K augmented views per row (the cache's own, or random ones), as
+//! `fit --augment K` does: each epoch still passes over 1600 rows, each drawn from one of its K + 1 versions.
 //!
 //! `cargo bench -p lookout-host --bench train`
 
@@ -62,6 +64,28 @@ fn main() {
         ..TrainConfig::default()
     };
     let rows = data.len();
+    let views_wanted: usize = std::env::var("LOOKOUT_BENCH_VIEWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let views: Vec<FeatureRows> = match std::env::var_os("LOOKOUT_BENCH_FEATURES") {
+        Some(dir) if views_wanted > 0 => FeatureSet::open(&dir)
+            .and_then(|f| f.load_views(&data))
+            .map(|v| v.into_iter().take(views_wanted).collect())
+            .unwrap_or_default(),
+        _ => (0..views_wanted)
+            .map(|k| {
+                let mut rng = Rng::new(100 + k as u64);
+                let features = data
+                    .features
+                    .iter()
+                    .map(|v| v + rng.uniform(-0.1, 0.1))
+                    .collect();
+                FeatureRows::new(features, data.labels.clone(), data.dim).expect("sizes agree")
+            })
+            .collect(),
+    };
+    let view_count = views.len();
     let started = Instant::now();
     let mut report = |event: Progress<'_>| {
         if let Progress::EpochEnd(r) = event {
@@ -74,9 +98,9 @@ fn main() {
             );
         }
     };
-    let trained = train(data, &shape, classes, &config, &mut report).expect("training runs");
+    let trained = train(data, views, &shape, classes, &config, &mut report).expect("training runs");
     println!(
-        "lookout (candle CPU, {} rayon threads): {} epochs of the tutorial head on {} of {rows} rows ({source}) in {:.2} s",
+        "lookout (candle CPU, {} rayon threads): {} epochs of the tutorial head on {} of {rows} rows ({source}, {view_count} augmented views each) in {:.2} s",
         rayon::current_num_threads(),
         trained.history.epochs.len(),
         trained.train_examples,

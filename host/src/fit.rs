@@ -98,6 +98,10 @@ pub struct FitOptions {
     pub max_drop_points: f32,
     /// Write the bundle even if the drop is larger.
     pub force: bool,
+    /// Augmented views of the training photos (`--augment K`).
+    pub augment: Option<crate::features::extract::AugmentJob>,
+    /// Measure the bundle under camera conditions after export (`--conditions`).
+    pub conditions: bool,
     /// Progress bars on stderr.
     pub progress: bool,
 }
@@ -119,6 +123,8 @@ impl FitOptions {
             precision: ExportPrecision::F32,
             max_drop_points: 1.0,
             force: false,
+            augment: None,
+            conditions: false,
             progress: false,
         }
     }
@@ -159,6 +165,10 @@ pub struct FitReport {
     pub train_images: usize,
     /// Test images.
     pub test_images: usize,
+    /// Wall time of the extraction step, seconds (≈ 0 when the cache was reused).
+    pub extract_seconds: f64,
+    /// Backbone runs the extraction made (images and augmented views).
+    pub backbone_runs: usize,
     /// Files skipped at extraction (unreadable images), with why.
     pub skipped: Vec<String>,
     /// Float test metrics of the trained head (on the cached features).
@@ -171,6 +181,10 @@ pub struct FitReport {
     pub warnings: Vec<String>,
     /// The fraction of held-out photos the rejection was calibrated to keep (`None`: no rejection).
     pub unknown_keep: Option<f32>,
+    /// Augmented views per training photo the head was trained with (0: none).
+    pub augment_views: u32,
+    /// The bundle under camera conditions (with `conditions`).
+    pub conditions: Option<crate::report::conditions::ConditionsReport>,
     /// The command to run next, on the Pi.
     pub next: String,
 }
@@ -187,10 +201,18 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
     let run_dir = work.join("run");
 
     let backbone = Backbone::resolve(&options.backbone, options.preprocess.clone())?;
+    let views = options.augment.as_ref().map_or(0, |a| a.views);
     on_step(&format!(
-        "1/4 extracting {} features from {}",
+        "1/4 extracting {} features from {}{}",
         backbone.name,
-        options.data_dir.display()
+        options.data_dir.display(),
+        match views {
+            0 => String::new(),
+            k => format!(
+                " (each training photo {} times: 1 + {k} augmented views)",
+                k + 1
+            ),
+        }
     ));
     let extracted = extract_step(options, &backbone, &features_dir)?;
     if extracted.test_images == 0 {
@@ -232,6 +254,21 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         ..ExportOptions::default()
     };
     let exported = export(&run_dir, &options.out, &export_options)?;
+    let conditions = if options.conditions {
+        on_step("   measuring the bundle under camera conditions");
+        let bar = crate::bundle::measure::progress_bar(0, "camera conditions", options.progress);
+        let report =
+            crate::report::conditions::evaluate_conditions(&exported.path, &run_dir, &bar)?;
+        bar.finish_and_clear();
+        let png = run_dir.join(crate::report::conditions::CONDITIONS_PLOT_FILE);
+        match crate::report::plots::conditions_chart(&report, &png) {
+            Ok(()) => plots.push(png),
+            Err(e) => warnings.push(format!("no conditions chart: {e}")),
+        }
+        Some(report)
+    } else {
+        None
+    };
     Ok(FitReport {
         work_dir: work,
         features_dir,
@@ -240,6 +277,8 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         features_reused: extracted.reused,
         train_images: extracted.train_images,
         test_images: extracted.test_images,
+        extract_seconds: extracted.seconds,
+        backbone_runs: extracted.processed_images + extracted.processed_views,
         skipped: extracted
             .skipped
             .iter()
@@ -254,6 +293,8 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         plots,
         warnings,
         unknown_keep: options.unknown.map(|u| u.keep),
+        augment_views: extracted.views,
+        conditions,
     })
 }
 
@@ -284,6 +325,7 @@ fn extract_step(
             device: DeviceChoice::Auto,
             batch: None,
         },
+        augment: options.augment.clone(),
     };
     let extracted = extract_folder(&job, backbone, &bar)?;
     bar.finish_and_clear();
@@ -307,6 +349,7 @@ fn train_step(
         run_dir,
         &options.train,
         options.unknown.as_ref(),
+        true,
         &mut on_progress,
     )?;
     bar.finish_and_clear();

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! dataset  (folder scan, bad files, stratified split)
+//!   → transform  (image operations: augmentation views, camera conditions)
 //!   → features  (backbone, device, extractor, the features cache)
 //!     → head  (the head's maths, the run directory, training)
 //!       → bundle  (backbone + head in one graph, measured and written for the edge)
@@ -19,3 +20,4 @@ pub mod fit;
 pub mod head;
 pub mod report;
 pub mod rng;
+pub mod transform;

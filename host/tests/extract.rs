@@ -219,6 +219,7 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
             pool: Pooling::Avg,
             ..cpu_options()
         },
+        augment: None,
     };
     let hidden = ProgressBar::hidden();
     let first = extract_folder(&job, &backbone, &hidden).unwrap();
@@ -332,6 +333,86 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
     .unwrap();
     assert_eq!(forced.computed_shards, m.shards.len());
     assert_eq!(forced.resumed_shards, 0);
+}
+
+#[test]
+fn augmented_views_cover_every_shard_skip_the_bad_files_and_align_with_the_clean_rows() {
+    let shared = lookout_testdata::require_shared!();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = tmp.path().join("features");
+    small_image_folder(&shared, &data);
+    let backbone = Backbone::from_file(
+        &shared.join("models/mobilenet_v3_small_tfslim_features_dynbatch.onnx"),
+        Some(PreprocessSpec::tf_inception()),
+    )
+    .unwrap();
+    let job = ExtractJob {
+        data_dir: data.clone(),
+        out_dir: out.clone(),
+        test_fraction: 0.2,
+        seed: 42,
+        force: false,
+        shard_size: 8,
+        options: ExtractOptions {
+            pool: Pooling::Avg,
+            ..cpu_options()
+        },
+        augment: Some(lookout_host::features::extract::AugmentJob {
+            views: 2,
+            policy: lookout_host::transform::AugmentPolicy::default(),
+        }),
+    };
+    let report = extract_folder(&job, &backbone, &ProgressBar::hidden()).unwrap();
+    assert_eq!(report.views, 2);
+    let set = FeatureSet::open(&out).unwrap();
+    let record = set.manifest.views.clone().expect("views in the manifest");
+    let train_shards: Vec<_> = set
+        .manifest
+        .shards
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .collect();
+    assert!(train_shards.len() >= 3, "several shards: {train_shards:?}");
+    assert_eq!(record.shards.len(), 2 * train_shards.len());
+    // The bad files of the training split gave no views, as they gave no clean rows.
+    for shard in &train_shards {
+        for view in 1..=2 {
+            let v = record
+                .shards
+                .iter()
+                .find(|v| v.first == shard.first && v.view == view)
+                .expect("a view shard per range");
+            assert_eq!((v.count, v.end), (shard.count, shard.end));
+        }
+    }
+    assert_eq!(
+        report.processed_views,
+        2 * set
+            .manifest
+            .shards
+            .iter()
+            .filter(|s| s.split == Split::Train)
+            .map(|s| s.end - s.first)
+            .sum::<usize>()
+    );
+    let clean = set.load_split(Split::Train).unwrap().rows;
+    let views = set.load_views(&clean).unwrap();
+    assert_eq!(views.len(), 2);
+    for view in &views {
+        assert_eq!((view.len(), &view.labels), (clean.len(), &clean.labels));
+        // Each view is another picture of the same photo: close to it, not equal.
+        let differs = (0..clean.len())
+            .filter(|&i| view.row(i) != clean.row(i))
+            .count();
+        assert_eq!(differs, clean.len());
+    }
+    assert_ne!(views[0], views[1]);
+    // The test split is never augmented.
+    assert!(record
+        .shards
+        .iter()
+        .all(|v| v.file.starts_with("train-aug-")));
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn tutorial_head_separates_two_blobs_and_keeps_the_best_epoch() {
         batch: 32,
         ..TrainConfig::default()
     };
-    let trained = train(train_set, &[4, 2, 2], 2, &config, &mut |_| {}).unwrap();
+    let trained = train(train_set, Vec::new(), &[4, 2, 2], 2, &config, &mut |_| {}).unwrap();
     assert_eq!(trained.output, OutputKind::Sigmoid);
     assert_eq!(trained.head.layers.len(), 2);
     assert_eq!(
@@ -109,7 +109,15 @@ fn three_classes_with_every_head_kind_and_pooling() {
             batch: 16,
             ..TrainConfig::default()
         };
-        let trained = train(train_set.clone(), &[12], 3, &config, &mut |_| {}).unwrap();
+        let trained = train(
+            train_set.clone(),
+            Vec::new(),
+            &[12],
+            3,
+            &config,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(trained.output, OutputKind::Softmax);
         assert_eq!(trained.head.outputs(), 3);
         let acc = accuracy(&trained, &test_set, 3);
@@ -125,7 +133,15 @@ fn three_classes_with_every_head_kind_and_pooling() {
         batch: 16,
         ..TrainConfig::default()
     };
-    let trained = train(pooled_train, &[3, 2, 2], 3, &config, &mut |_| {}).unwrap();
+    let trained = train(
+        pooled_train,
+        Vec::new(),
+        &[3, 2, 2],
+        3,
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(trained.head.layers[0].inputs, 3);
     let acc = accuracy(&trained, &blobs_in_blocks(3, 60, 12, 3.0, 6, 4), 3);
     assert!(acc > 0.9, "pooled test accuracy {acc}");
@@ -140,10 +156,11 @@ fn same_seed_same_weights_other_seed_other_weights() {
         hidden: 8,
         ..TrainConfig::default()
     };
-    let a = train(data.clone(), &[8], 2, &config, &mut |_| {}).unwrap();
-    let b = train(data.clone(), &[8], 2, &config, &mut |_| {}).unwrap();
+    let a = train(data.clone(), Vec::new(), &[8], 2, &config, &mut |_| {}).unwrap();
+    let b = train(data.clone(), Vec::new(), &[8], 2, &config, &mut |_| {}).unwrap();
     let c = train(
         data,
+        Vec::new(),
         &[8],
         2,
         &TrainConfig { seed: 43, ..config },
@@ -178,7 +195,7 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
         hidden: 64,
         ..TrainConfig::default()
     };
-    let trained = train(data, &[8], 2, &config, &mut |_| {}).unwrap();
+    let trained = train(data, Vec::new(), &[8], 2, &config, &mut |_| {}).unwrap();
     let h = &trained.history;
     assert!(h.stopped_early, "ran all {} epochs", h.epochs.len());
     assert_eq!(h.epochs.len(), h.best_epoch + 2);
@@ -188,7 +205,7 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
 fn bad_settings_and_data_are_clear_errors() {
     let data = blobs(2, 10, 4, 1.0, 9);
     let bad = |c: TrainConfig| {
-        train(data.clone(), &[4], 2, &c, &mut |_| {})
+        train(data.clone(), Vec::new(), &[4], 2, &c, &mut |_| {})
             .unwrap_err()
             .to_string()
     };
@@ -210,6 +227,7 @@ fn bad_settings_and_data_are_clear_errors() {
     let flat = FeatureRows::new(vec![0.0; 8], vec![0, 1], 4).unwrap();
     let err = train(
         flat,
+        Vec::new(),
         &[2, 2],
         2,
         &TrainConfig {
@@ -220,9 +238,16 @@ fn bad_settings_and_data_are_clear_errors() {
     );
     assert!(err.unwrap_err().to_string().contains("[C, H, W]"));
     let one_class = FeatureRows::new(vec![0.0; 8], vec![0, 0], 4).unwrap();
-    let err = train(one_class, &[4], 2, &TrainConfig::default(), &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let err = train(
+        one_class,
+        Vec::new(),
+        &[4],
+        2,
+        &TrainConfig::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("no training examples"), "{err}");
 }
 
@@ -234,7 +259,15 @@ fn a_saved_run_loads_back_and_predicts_identically() {
         hidden: 8,
         ..TrainConfig::default()
     };
-    let trained = train(data.clone(), &[3, 2, 2], 2, &config, &mut |_| {}).unwrap();
+    let trained = train(
+        data.clone(),
+        Vec::new(),
+        &[3, 2, 2],
+        2,
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
     let features = FeaturesRecord {
         dir: "/nowhere".into(),
         feature_shape: vec![3, 2, 2],
@@ -248,6 +281,7 @@ fn a_saved_run_loads_back_and_predicts_identically() {
             path: "b.onnx".into(),
         },
         preprocess: lookout_shared::PreprocessSpec::tf_inception(),
+        augment: None,
     };
     let run = trained
         .clone()
@@ -277,4 +311,48 @@ fn a_saved_run_loads_back_and_predicts_identically() {
     let empty = tempfile::tempdir().unwrap();
     let err = Run::load(empty.path()).unwrap_err().to_string();
     assert!(err.contains("not a training run"), "{err}");
+}
+
+#[test]
+fn augmented_views_are_drawn_each_epoch_and_must_match_their_rows() {
+    let data = blobs(2, 64, 8, 1.0, 7);
+    let config = TrainConfig {
+        epochs: 3,
+        batch: 16,
+        hidden: 8,
+        ..TrainConfig::default()
+    };
+    let plain = train(data.clone(), Vec::new(), &[8], 2, &config, &mut |_| {}).unwrap();
+    // Views identical to the rows change nothing: the view draw has its own random stream.
+    let same = train(
+        data.clone(),
+        vec![data.clone(), data.clone()],
+        &[8],
+        2,
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(plain.head, same.head);
+    // Views that differ are trained on.
+    let other = blobs(2, 64, 8, 1.0, 8);
+    let other = FeatureRows::new(other.features, data.labels.clone(), 8).unwrap();
+    let augmented = train(
+        data.clone(),
+        vec![other.clone()],
+        &[8],
+        2,
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_ne!(plain.head, augmented.head);
+    assert_eq!(augmented.train_examples, plain.train_examples);
+    // A view of other rows is refused, with why.
+    let short = FeatureRows::new(vec![0.0; 16], vec![0, 1], 8).unwrap();
+    let err = train(data, vec![short], &[8], 2, &config, &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("augmented rows do not match"),
+        "{err}"
+    );
 }

@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod model;
+pub mod profile;
 pub mod shape;
 
 pub use error::{error_line, RuntimeError};

@@ -268,9 +268,8 @@ impl Model {
             .map(|(probabilities, _)| probabilities)
     }
 
-    /// The probabilities and, for a bundle with rejection, the out-of-distribution score (the graph's second
-    /// output).
-    fn run_outputs(&mut self, input: &[f32]) -> Result<(Vec<f32>, Option<f32>), RuntimeError> {
+    /// One input as the plan takes it (cast to the model's input type, e.g. f16).
+    pub(crate) fn input_tensor(&self, input: &[f32]) -> Result<Tensor, RuntimeError> {
         let expected = self.tensor_len;
         if input.len() != expected {
             return Err(RuntimeError::InputLength {
@@ -278,7 +277,7 @@ impl Model {
                 got: input.len(),
             });
         }
-        let tensor = Tensor::from_shape(&self.input_shape, input)
+        Tensor::from_shape(&self.input_shape, input)
             .and_then(|t| {
                 if self.input_type == f32::datum_type() {
                     Ok(t)
@@ -286,7 +285,18 @@ impl Model {
                     t.cast_to_dt(self.input_type).map(|t| t.into_owned())
                 }
             })
-            .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Inference(format!("{e:#}")))
+    }
+
+    /// The plan's state and the executor it runs under.
+    pub(crate) fn state_and_executor(&mut self) -> (&mut TypedSimpleState, Executor) {
+        (&mut self.state, self.executor.clone())
+    }
+
+    /// The probabilities and, for a bundle with rejection, the out-of-distribution score (the graph's second
+    /// output).
+    fn run_outputs(&mut self, input: &[f32]) -> Result<(Vec<f32>, Option<f32>), RuntimeError> {
+        let tensor = self.input_tensor(input)?;
         let state = &mut self.state;
         let outputs = multithread_tract_scope(self.executor.clone(), || {
             state.run(tvec!(tensor.into_tvalue()))

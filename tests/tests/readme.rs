@@ -57,6 +57,10 @@ const EXPECTED: &[(&str, Expect)] = &[
         Expect::Runs,
     ),
     (
+        "lookout extract --data PetImages --backbone efficientnet_lite0 --out features-aug/ --augment 4",
+        Expect::Runs,
+    ),
+    (
         "lookout train --features features/ --out run/                 # --head linear|mlp, --pool avg, --patience 3",
         Expect::Runs,
     ),
@@ -77,6 +81,10 @@ const EXPECTED: &[(&str, Expect)] = &[
         "lookout evaluate --model pets.lookout --run run/ --json        # the bundle on the test photos, as the Pi runs it",
         Expect::Runs,
     ),
+    (
+        "lookout evaluate --model pets.lookout --run run/ --conditions",
+        Expect::Runs,
+    ),
     ("lookout-edge info --model pets.lookout", Expect::Runs),
     (
         "lookout-edge classify --model pets.lookout photos/ --json",
@@ -92,7 +100,7 @@ const EXPECTED: &[(&str, Expect)] = &[
         Expect::Runs,
     ),
     (
-        "lookout-edge bench --model pets.lookout --threads 4",
+        "lookout-edge bench --model pets.lookout --threads 4 --profile   # latency, memory, and where the time goes",
         Expect::Runs,
     ),
     (

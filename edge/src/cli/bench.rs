@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use image::RgbImage;
 use lookout_edge::stats::{peak_memory_bytes, percentile_ms};
+use lookout_runtime::profile::OpProfile;
 use serde_json::json;
 
 use super::common::{load_model, ms, round3, UnknownArgs};
@@ -26,6 +27,10 @@ pub struct Args {
     /// Image to classify (default: a synthetic 640×480 frame, as a camera would give).
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Also time every op of the plan over --iters runs and print where the time goes, by kind (convolutions
+    /// as matrix products, depthwise convolutions, pooling, element-wise) and by tract op.
+    #[arg(long)]
+    profile: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -99,6 +104,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         total.push(ms(done - start));
     }
     let frames_per_s = args.iters as f64 / wall.elapsed().as_secs_f64();
+    let profile = if args.profile {
+        let mut profile = OpProfile::default();
+        for _ in 0..args.iters {
+            model.profile_tensor(&tensor, &mut profile)?;
+        }
+        Some(profile)
+    } else {
+        None
+    };
     let (pre, inf, total) = (Timings::new(pre), Timings::new(inf), Timings::new(total));
     let peak = peak_memory_bytes();
     let image_desc = args
@@ -119,6 +133,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "frames_per_s": round3(frames_per_s),
             "peak_memory_bytes": peak,
         });
+        let mut out = out;
+        if let Some(p) = &profile {
+            out["profile"] = profile_json(p, pre.p(50.0));
+        }
         println!("{out}");
     } else {
         println!(
@@ -137,6 +155,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(bytes) => println!("peak memory  {:.1} MB (VmHWM)", bytes as f64 / 1e6),
             None => println!("peak memory  unknown (no /proc/self/status)"),
         }
+        if let Some(p) = &profile {
+            print!("{}", profile_text(p, pre.p(50.0)));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The profile by kind (preprocessing first, from the timed runs) and the ops that take the most.
+fn profile_text(p: &OpProfile, preprocess_ms: f64) -> String {
+    let total = ms(p.total_per_run());
+    let mut out = format!(
+        "\nwhere the time goes ({} profiled runs; plan {total:.2} ms per run, each node timed):\n  {:>8.2} ms        preprocessing (decode excluded)\n",
+        p.runs, preprocess_ms
+    );
+    for (kind, time, share) in p.by_kind() {
+        out.push_str(&format!(
+            "  {:>8.2} ms {:>5.1}%  {kind}\n",
+            ms(time),
+            share * 100.0
+        ));
+    }
+    out.push_str("  by tract op (nodes):\n");
+    let mut ops: Vec<_> = p.by_op.iter().collect();
+    ops.sort_by_key(|op| std::cmp::Reverse(op.1 .0));
+    for (name, (time, nodes)) in ops.into_iter().take(10) {
+        out.push_str(&format!(
+            "  {:>8.2} ms  {name} ({nodes})\n",
+            ms(*time / p.runs.max(1) as u32)
+        ));
+    }
+    out
+}
+
+fn profile_json(p: &OpProfile, preprocess_ms: f64) -> serde_json::Value {
+    let runs = p.runs.max(1) as u32;
+    json!({
+        "runs": p.runs,
+        "preprocess_ms": round3(preprocess_ms),
+        "plan_ms": round3(ms(p.total_per_run())),
+        "by_kind": p.by_kind().into_iter().map(|(kind, t, share)| json!({"kind": kind, "ms": round3(ms(t)), "share": round3(share)})).collect::<Vec<_>>(),
+        "by_op": p.by_op.iter().map(|(name, (t, nodes))| json!({"op": name, "ms": round3(ms(*t / runs)), "nodes": nodes})).collect::<Vec<_>>(),
+    })
 }

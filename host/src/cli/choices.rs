@@ -1,9 +1,11 @@
 //! Command-line spellings of library types. The library's types are file formats (run.json, the features
 //! manifest); clap lives here, so a flag can change without touching a format and the other way round.
 
+use lookout_host::features::extract::AugmentJob;
 use lookout_host::features::Pooling;
 use lookout_host::head::net::HeadKind;
 use lookout_host::head::unknown::UnknownConfig;
+use lookout_host::transform::{AugmentPolicy, DEFAULT_POLICY};
 
 /// `--head`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,6 +68,31 @@ impl UnknownFitArgs {
         (!self.no_unknown).then_some(UnknownConfig {
             keep: self.unknown_keep,
             bank: self.unknown_bank,
+        })
+    }
+}
+
+/// Augmented views of the training photos, extracted once and cached.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AugmentArgs {
+    /// Also extract K augmented views of every training photo (random crop, flip, colour, rotation, blur,
+    /// noise, JPEG: see --augment-policy), once, cached beside the clean features; training draws each photo
+    /// from its clean features or one of its views every epoch. Extraction does (K + 1)x the work for the
+    /// training split; the test split is never augmented.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub augment: u32,
+    /// How the views are drawn: comma-separated crop=MIN_AREA, flip, jitter=J, rotate=DEGREES, blur=SIGMA,
+    /// noise=SIGMA, jpeg=MIN_QUALITY (or none).
+    #[arg(long, value_name = "SPEC", default_value = DEFAULT_POLICY, requires = "augment")]
+    pub augment_policy: AugmentPolicy,
+}
+
+impl AugmentArgs {
+    /// The extraction's augmentation, if asked for.
+    pub fn job(&self) -> Option<AugmentJob> {
+        (self.augment > 0).then(|| AugmentJob {
+            views: self.augment,
+            policy: self.augment_policy.clone(),
         })
     }
 }

@@ -7,6 +7,9 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use lookout_host::features::FeatureSet;
 use lookout_host::head::run::{Run, CONFUSION_FILE, OOD_PLOT_FILE};
+use lookout_host::report::conditions::{
+    evaluate_conditions, ConditionsReport, CONDITIONS_PLOT_FILE,
+};
 use lookout_host::report::evaluate::float_test_metrics;
 use lookout_host::report::ood::{evaluate_ood, OodReport, ScoreResult};
 use lookout_shared::bundle::OutputKind;
@@ -39,6 +42,11 @@ pub struct Args {
     /// the run's rejection was calibrated to, else 0.95).
     #[arg(long, value_name = "FRACTION", requires = "ood")]
     pub unknown_keep: Option<f32>,
+    /// With --model: also measure the bundle on the test photos under camera conditions (low light, motion
+    /// blur, noise, JPEG quality 20, a 15° tilt, off-centre, low resolution) at fixed seeded strengths;
+    /// accuracy per condition and the mean, drawn to RUN_DIR/conditions.png.
+    #[arg(long, requires = "model")]
+    pub conditions: bool,
     /// Print one compact JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +69,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(dir) => Some(ood_report(&args, &run, dir)?),
         None => None,
     };
+    let conditions = match (&args.model, args.conditions) {
+        (Some(model), true) => Some(conditions_report(&args, model)?),
+        _ => None,
+    };
     let confusion_png = args.run.join(CONFUSION_FILE);
     let plot_result = lookout_host::report::plots::confusion_matrix(&metrics, &confusion_png);
     if args.json {
@@ -71,6 +83,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             object.insert("run".into(), serde_json::json!(args.run));
             if let Some(ood) = &ood {
                 object.insert("ood".into(), serde_json::to_value(ood)?);
+            }
+            if let Some(conditions) = &conditions {
+                object.insert("conditions".into(), serde_json::to_value(conditions)?);
             }
         }
         println!("{value}");
@@ -113,7 +128,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let (Some(ood), false) = (&ood, args.json) {
         print!("{}", ood_table(ood));
     }
+    if let (Some(conditions), false) = (&conditions, args.json) {
+        print!("{}", conditions.to_table());
+        println!("drawn to {}", args.run.join(CONDITIONS_PLOT_FILE).display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--conditions`: the bundle under camera conditions; draws RUN_DIR/conditions.png.
+fn conditions_report(args: &Args, model: &std::path::Path) -> anyhow::Result<ConditionsReport> {
+    let bar = lookout_host::bundle::measure::progress_bar(0, "camera conditions", !args.json);
+    let report = evaluate_conditions(model, &args.run, &bar)
+        .with_context(|| format!("measuring {} under camera conditions", model.display()))?;
+    bar.finish_and_clear();
+    let png = args.run.join(CONDITIONS_PLOT_FILE);
+    if let Err(e) = lookout_host::report::plots::conditions_chart(&report, &png) {
+        eprintln!("warning: no conditions chart: {e}");
+    }
+    Ok(report)
 }
 
 fn open_features(args: &Args, run: &Run) -> anyhow::Result<(FeatureSet, PathBuf)> {

@@ -115,6 +115,9 @@ pub struct Args {
     /// Recompute even if the output holds features for identical inputs.
     #[arg(long)]
     pub force: bool,
+    /// Augmented views of the training photos.
+    #[command(flatten)]
+    pub augment: super::choices::AugmentArgs,
     /// Print the summary as JSON on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -138,15 +141,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             device: args.device,
             batch: args.batch,
         },
+        augment: args.augment.job(),
     };
     let progress = if args.json {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::new(0);
+        let unit = match args.augment.augment {
+            0 => "images".to_string(),
+            k => format!(
+                "backbone runs (each training photo {} times: 1 + {k} views)",
+                k + 1
+            ),
+        };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} extracting [{bar:30}] {pos}/{len} images  {per_sec}  ETA {eta}",
-            )
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} extracting [{{bar:30}}] {{pos}}/{{len}} {unit}  {{per_sec}}  ETA {{eta}}"
+            ))
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -183,6 +194,12 @@ fn print_summary(r: &ExtractReport, backbone: &Backbone) {
         "  images       {} train, {} test",
         r.train_images, r.test_images
     );
+    if r.views > 0 {
+        println!(
+            "  views        {} augmented per training photo ({} run through the backbone now)",
+            r.views, r.processed_views
+        );
+    }
     if !r.reused {
         if let Some(note) = &r.device_note {
             println!(
@@ -200,7 +217,7 @@ fn print_summary(r: &ExtractReport, backbone: &Backbone) {
         }
         let busy = (r.stages.decode_s + r.stages.preprocess_s + r.stages.model_s).max(1e-9);
         println!(
-            "  time         {:.1} s, {:.1} img/s (work split: decode {:.0}%, preprocess {:.0}%, model {:.0}%)",
+            "  time         {:.1} s, {:.1} backbone runs/s (work split: decode {:.0}%, preprocess {:.0}%, model {:.0}%)",
             r.seconds,
             r.images_per_second,
             100.0 * r.stages.decode_s / busy,

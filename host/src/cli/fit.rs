@@ -7,7 +7,7 @@ use anyhow::Context;
 use lookout_host::fit::{fit, FitOptions, FitReport, DEFAULT_BACKBONE};
 use lookout_host::head::train::TrainConfig;
 
-use super::choices::{HeadChoice, PoolChoice, UnknownFitArgs};
+use super::choices::{AugmentArgs, HeadChoice, PoolChoice, UnknownFitArgs};
 use super::export::ExportGateArgs;
 use super::extract::PreprocessArgs;
 
@@ -61,6 +61,13 @@ pub struct Args {
     /// The rejection of unknown images.
     #[command(flatten)]
     pub unknown: UnknownFitArgs,
+    /// Augmented views of the training photos.
+    #[command(flatten)]
+    pub augment: AugmentArgs,
+    /// After export, measure the bundle on the test photos under camera conditions (low light, motion blur,
+    /// noise, JPEG 20, tilt, off-centre, low resolution): 8 passes over the test split.
+    #[arg(long)]
+    pub conditions: bool,
     /// Print the summary as JSON on stdout (no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -85,6 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.precision = args.gate.precision;
     options.max_drop_points = args.gate.max_drop;
     options.force = args.gate.force;
+    options.augment = args.augment.job();
+    options.conditions = args.conditions;
     options.progress = !args.json;
     let progress = options.progress;
     let mut on_step = |step: &str| {
@@ -136,6 +145,15 @@ fn summary(r: &FitReport) -> String {
             r.run_dir.display()
         )),
         None => out.push_str("  unknown:   off: every image gets one of the classes\n"),
+    }
+    if r.augment_views > 0 {
+        out.push_str(&format!(
+            "  augment:   trained on each photo and {} augmented views of it\n",
+            r.augment_views
+        ));
+    }
+    if let Some(c) = &r.conditions {
+        out.push_str(&c.to_table());
     }
     for skipped in r.skipped.iter().take(5) {
         out.push_str(&format!("  skipped:   {skipped}\n"));

@@ -28,6 +28,9 @@ pub struct Args {
     /// Features cache directory (written by `lookout extract`).
     #[arg(long, value_name = "FEATURES_DIR")]
     pub features: PathBuf,
+    /// Train on the clean features only, even if the cache has augmented views (`extract --augment K`).
+    #[arg(long)]
+    pub no_augment: bool,
     /// Run directory to write.
     #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
@@ -148,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &args.out,
         &config,
         unknown.as_ref(),
+        !args.no_augment,
         &mut on_progress,
     )
     .with_context(|| format!("training on {}", args.features.display()))?;

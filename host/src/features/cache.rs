@@ -211,6 +211,9 @@ pub struct Manifest {
     pub ignored_non_images: usize,
     /// Hash of every input of the extraction (data listing, model, preprocessing, options): equal → reusable.
     pub fingerprint: String,
+    /// Augmented views of the training images, when extracted with `--augment K`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<super::views::ViewsRecord>,
 }
 
 impl Manifest {

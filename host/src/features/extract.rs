@@ -14,8 +14,10 @@ use super::cache::{
     self, FeaturesError, Manifest, ShardData, ShardInfo, Split, SplitConfig, FORMAT_TAG,
 };
 use super::extractor::{ExtractError, ExtractOptions, FeatureExtractor, StageTimes};
+use super::views::{self, AugmentInfo, ViewShard, ViewsRecord};
 use super::BackboneRecord;
 use crate::dataset::{ImageFolder, SkippedFile, SplitEntry};
+use crate::transform::AugmentPolicy;
 use lookout_models::backbone::Backbone;
 
 /// Images per shard file: bounds memory (one shard in RAM) and the work an interruption loses.
@@ -40,6 +42,17 @@ pub struct ExtractJob {
     pub shard_size: usize,
     /// How to run the backbone.
     pub options: ExtractOptions,
+    /// Augmented views of the training images (`--augment K`); none when `None` or 0 views.
+    pub augment: Option<AugmentJob>,
+}
+
+/// `--augment K [--augment-policy SPEC]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AugmentJob {
+    /// Views per training image, besides the clean one.
+    pub views: u32,
+    /// How each view is drawn.
+    pub policy: AugmentPolicy,
 }
 
 /// What an extraction did.
@@ -57,15 +70,20 @@ pub struct ExtractReport {
     pub train_images: usize,
     /// Images of the test split that gave features.
     pub test_images: usize,
-    /// Images run through the backbone by this run (excludes reused/resumed ones).
+    /// Images run through the backbone by this run (excludes reused/resumed ones; augmented views count in
+    /// `processed_views`).
     pub processed_images: usize,
+    /// Augmented views per training image in the cache.
+    pub views: u32,
+    /// Augmented views run through the backbone by this run.
+    pub processed_views: usize,
     /// Files that gave no features, with why.
     pub skipped: Vec<SkippedFile>,
     /// Non-image files ignored.
     pub ignored_non_images: usize,
     /// Wall time of this run, seconds.
     pub seconds: f64,
-    /// Processed images per second of wall time.
+    /// Backbone runs (images and views) per second of wall time.
     pub images_per_second: f64,
     /// Per-stage time, summed over workers.
     pub stages: StageTimes,
@@ -167,9 +185,21 @@ pub fn extract_folder(
     let fp = fingerprint(&folder, &split_lists, backbone, job, cut.as_deref());
     let out = &job.out_dir;
     let mut report = ExtractReport::empty(out, &folder);
+    let wanted_views = job
+        .augment
+        .as_ref()
+        .filter(|a| a.views > 0)
+        .map(|a| AugmentInfo {
+            views: a.views,
+            policy: a.policy.to_string(),
+            seed: job.seed,
+        });
 
     if !job.force {
-        if let Some(manifest) = reusable(out, &fp) {
+        if let Some(manifest) = reusable(out, &fp)
+            .filter(|m| m.views.as_ref().map(|v| &v.info) == wanted_views.as_ref())
+        {
+            report.views = wanted_views.as_ref().map_or(0, |v| v.views);
             report.reused = true;
             report.train_images = manifest.count(Split::Train);
             report.test_images = manifest.count(Split::Test);
@@ -186,7 +216,8 @@ pub fn extract_folder(
 
     let extractor = FeatureExtractor::new(backbone, &job.options)?;
     let feature_shape = extractor.feature_shape().to_vec();
-    progress.set_length((lists.train.len() + lists.test.len()) as u64);
+    let view_count = wanted_views.as_ref().map_or(0, |v| v.views as usize);
+    progress.set_length((lists.train.len() * (1 + view_count) + lists.test.len()) as u64);
     let mut shards = Vec::new();
     let mut skipped: Vec<SkippedFile> = folder.bad_files.clone();
     for (split, list) in &split_lists {
@@ -226,6 +257,37 @@ pub fn extract_folder(
         }
     }
 
+    let views_record = match (&wanted_views, &job.augment) {
+        (Some(info), Some(augment)) => {
+            let tag = views::views_tag(info, &fp);
+            views::remove_other_views(out, &tag)?;
+            let context = ViewsContext {
+                out_dir: out,
+                extractor: &extractor,
+                folder: &folder,
+                list: &lists.train,
+                tag: &tag,
+                policy: &augment.policy,
+                seed: job.seed,
+                feature_shape: &feature_shape,
+            };
+            let shards = context.compute(
+                &shards,
+                info.views,
+                resume,
+                progress,
+                &mut report.processed_views,
+            )?;
+            Some(ViewsRecord {
+                info: info.clone(),
+                tag,
+                shards,
+            })
+        }
+        _ => None,
+    };
+    report.views = view_count as u32;
+
     let manifest = Manifest {
         format: FORMAT_TAG.to_string(),
         lookout_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -245,6 +307,7 @@ pub fn extract_folder(
         skipped: skipped.clone(),
         ignored_non_images: folder.ignored_non_images,
         fingerprint: fp,
+        views: views_record,
     };
     cache::write_skipped_list(out, &skipped)?;
     manifest.write(out)?;
@@ -265,7 +328,8 @@ impl ExtractReport {
         feature_shape: Vec<usize>,
     ) {
         self.seconds = started.elapsed().as_secs_f64();
-        self.images_per_second = self.processed_images as f64 / self.seconds.max(1e-9);
+        self.images_per_second =
+            (self.processed_images + self.processed_views) as f64 / self.seconds.max(1e-9);
         self.stages = extractor.stage_times();
         self.device = extractor.device_name().to_string();
         self.device_note = extractor.device_note().map(str::to_string);
@@ -282,6 +346,8 @@ impl ExtractReport {
             train_images: 0,
             test_images: 0,
             processed_images: 0,
+            views: 0,
+            processed_views: 0,
             skipped: Vec::new(),
             ignored_non_images: folder.ignored_non_images,
             seconds: 0.0,
@@ -333,15 +399,7 @@ fn prepare_cache_dir(out: &Path, fingerprint: &str, force: bool) -> Result<bool,
 
 /// A shard an interrupted run of the same inputs left, if it is whole and covers exactly `range`.
 fn kept_shard(out: &Path, range: &ShardRange, feature_shape: &[usize]) -> Option<ShardData> {
-    let path = out.join(range.file_name());
-    if !path.is_file() {
-        return None;
-    }
-    cache::read_shard(&path, feature_shape).ok().filter(|d| {
-        d.index
-            .iter()
-            .all(|&i| (range.first..range.end).contains(&(i as usize)))
-    })
+    kept_view(&out.join(range.file_name()), range, feature_shape)
 }
 
 /// Runs the backbone over the images of `range`; files that give no features are listed with why.
@@ -373,4 +431,112 @@ fn compute_shard(
         }
     }
     Ok(data)
+}
+
+/// What computing the view shards of the training split needs.
+struct ViewsContext<'a> {
+    out_dir: &'a Path,
+    extractor: &'a FeatureExtractor,
+    folder: &'a ImageFolder,
+    list: &'a [SplitEntry],
+    tag: &'a str,
+    policy: &'a AugmentPolicy,
+    seed: u64,
+    feature_shape: &'a [usize],
+}
+
+impl ViewsContext<'_> {
+    /// For each clean training shard, views `1..=views`: kept when an earlier run of the same policy left them
+    /// whole, computed otherwise (every missing view of a range in one pass, each image decoded once).
+    fn compute(
+        &self,
+        clean: &[ShardInfo],
+        views: u32,
+        resume: bool,
+        progress: &ProgressBar,
+        processed: &mut usize,
+    ) -> Result<Vec<ViewShard>, ExtractError> {
+        let out = self.out_dir;
+        let mut records = Vec::new();
+        for (k, shard) in clean.iter().filter(|s| s.split == Split::Train).enumerate() {
+            let range = ShardRange {
+                split: Split::Train,
+                number: k,
+                first: shard.first,
+                end: shard.end,
+            };
+            let mut kept: Vec<(u32, ShardData)> = Vec::new();
+            let mut missing: Vec<u32> = Vec::new();
+            for view in 1..=views {
+                let name = views::view_file_name(self.tag, view, k);
+                match resume
+                    .then(|| kept_view(&out.join(&name), &range, self.feature_shape))
+                    .flatten()
+                {
+                    Some(data) => {
+                        progress.inc((range.end - range.first) as u64);
+                        kept.push((view, data));
+                    }
+                    None => missing.push(view),
+                }
+            }
+            if !missing.is_empty() {
+                let entries = &self.list[range.first..range.end];
+                let paths: Vec<PathBuf> = entries
+                    .iter()
+                    .map(|(rel, _)| self.folder.root.join(rel))
+                    .collect();
+                let keys: Vec<String> = entries
+                    .iter()
+                    .map(|(rel, _)| rel.to_string_lossy().replace('\\', "/"))
+                    .collect();
+                let labels: Vec<u32> = entries.iter().map(|(_, class)| *class).collect();
+                let outcomes = self.extractor.extract_views(
+                    &paths,
+                    &keys,
+                    &missing,
+                    self.policy,
+                    self.seed,
+                    progress,
+                )?;
+                *processed += entries.len() * missing.len();
+                for (view, data) in missing.iter().zip(views::view_shards(
+                    outcomes,
+                    range.first,
+                    &labels,
+                    missing.len(),
+                )) {
+                    cache::write_shard(
+                        &out.join(views::view_file_name(self.tag, *view, k)),
+                        self.feature_shape,
+                        &data,
+                    )?;
+                    kept.push((*view, data));
+                }
+            }
+            kept.sort_by_key(|(view, _)| *view);
+            for (view, data) in kept {
+                records.push(ViewShard {
+                    file: views::view_file_name(self.tag, view, k),
+                    view,
+                    count: data.labels.len(),
+                    first: range.first,
+                    end: range.end,
+                });
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// A (clean or view) shard an earlier run left at `path`, if it is whole and covers exactly `range`.
+fn kept_view(path: &Path, range: &ShardRange, feature_shape: &[usize]) -> Option<ShardData> {
+    if !path.is_file() {
+        return None;
+    }
+    cache::read_shard(path, feature_shape).ok().filter(|d| {
+        d.index
+            .iter()
+            .all(|&i| (range.first..range.end).contains(&(i as usize)))
+    })
 }

@@ -367,15 +367,28 @@ impl FeatureExtractor {
         paths: &[PathBuf],
         progress: &ProgressBar,
     ) -> Result<Vec<Outcome>, ExtractError> {
-        // One worker per rayon thread, created on first use and kept for the whole list.
+        self.par_map_with_workers(paths, |worker, path| {
+            let outcome = worker.extract_file(path);
+            progress.inc(1);
+            outcome
+        })
+    }
+
+    /// `f` over `items` on every core, each rayon thread with its own worker (model state and buffers), created
+    /// on first use and kept for the whole list; results in order.
+    pub(crate) fn par_map_with_workers<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&mut ExtractorWorker<'_>, &T) -> Result<R, ExtractError> + Sync + Send,
+    ) -> Result<Vec<R>, ExtractError> {
         let workers: Vec<Mutex<Option<ExtractorWorker<'_>>>> = (0..rayon::current_num_threads()
             .max(1))
             .map(|_| Mutex::new(None))
             .collect();
-        paths
+        items
             .par_iter()
             .with_max_len(1)
-            .map(|path| {
+            .map(|item| {
                 let slot = rayon::current_thread_index().unwrap_or(0) % workers.len();
                 let mut guard = workers[slot]
                     .lock()
@@ -384,9 +397,7 @@ impl FeatureExtractor {
                     *guard = Some(self.worker()?);
                 }
                 let worker = guard.as_mut().ok_or(ExtractError::WorkerPanicked)?;
-                let outcome = worker.extract_file(path);
-                progress.inc(1);
-                outcome
+                f(worker, item)
             })
             .collect()
     }

@@ -1,6 +1,7 @@
 //! Stage 2, features: the backbone (catalogue name or model file: `lookout_models::backbone`), where it runs ([`device`]),
 //! running it over images ([`extractor`]), a whole folder into the features cache ([`extract`]), and the cache
-//! itself ([`cache`], [`shard`]) with the rows it loads into ([`rows`]).
+//! itself ([`cache`], [`shard`]) with the rows it loads into ([`rows`]), and augmented views of the training
+//! images cached beside them ([`views`]).
 
 pub mod cache;
 pub mod device;
@@ -9,6 +10,7 @@ pub mod extractor;
 pub mod pooling;
 pub mod rows;
 pub mod shard;
+pub mod views;
 
 use std::path::PathBuf;
 

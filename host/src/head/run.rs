@@ -152,6 +152,9 @@ pub struct FeaturesRecord {
     pub backbone: BackboneRecord,
     /// Image preprocessing applied before the backbone.
     pub preprocess: PreprocessSpec,
+    /// The augmented views the head was trained on besides the clean rows (`--augment K`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<crate::features::views::AugmentInfo>,
 }
 
 /// Training settings and outcome.

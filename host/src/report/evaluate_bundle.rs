@@ -22,14 +22,7 @@ pub fn evaluate_bundle(
 ) -> Result<Metrics, ExportError> {
     let mut model = Model::load(bundle_path, &RuntimeOptions::default())?;
     let run = Run::load(run_dir)?;
-    if model.labels() != run.config.classes.as_slice() {
-        return Err(ExportError::Mismatch(format!(
-            "the bundle's labels {:?} differ from the run's classes {:?}: evaluate a bundle with the run it was \
-             exported from",
-            model.labels(),
-            run.config.classes
-        )));
-    }
+    check_labels(&model, &run)?;
     let test = crate::bundle::check::load_test_split(run_dir, &run.config)?;
     let bar = progress_bar(test.rows.len(), "evaluating the bundle", !json);
     let predictions = classify_files(&mut model, &test.paths, &bar)?;
@@ -41,6 +34,19 @@ pub fn evaluate_bundle(
         predictions.iter().filter(|p| p.unknown).count() as f64 / predictions.len().max(1) as f64
     });
     Ok(metrics)
+}
+
+/// Refuses a bundle whose labels are not the run's classes: it was exported from another run.
+pub(crate) fn check_labels(model: &Model, run: &Run) -> Result<(), ExportError> {
+    if model.labels() != run.config.classes.as_slice() {
+        return Err(ExportError::Mismatch(format!(
+            "the bundle's labels {:?} differ from the run's classes {:?}: evaluate a bundle with the run it was \
+             exported from",
+            model.labels(),
+            run.config.classes
+        )));
+    }
+    Ok(())
 }
 
 /// One image labelled by a bundle.

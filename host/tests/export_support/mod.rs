@@ -164,6 +164,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
         skipped: vec![],
         ignored_non_images: 0,
         fingerprint: "test".into(),
+        views: None,
     };
     manifest.write(&features_dir).unwrap();
 
@@ -177,7 +178,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
         ..TrainConfig::default()
     };
     let data = FeatureRows::new(train_rows.0, train_rows.1, dim).unwrap();
-    let trained = train(data, &extractor.shape, 2, &config, &mut |_| {}).unwrap();
+    let trained = train(data, Vec::new(), &extractor.shape, 2, &config, &mut |_| {}).unwrap();
     let run = Run {
         config: RunConfig {
             format: RUN_FORMAT.into(),
@@ -201,6 +202,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
                 pooling: pooling(spec.pooled),
                 backbone: manifest.backbone.clone(),
                 preprocess: spec.preprocess.clone(),
+                augment: None,
             },
             training: TrainingRecord {
                 seed: config.seed,

@@ -51,6 +51,9 @@ pub(super) struct Step<'a> {
     pub(super) dropout_rng: &'a mut Rng,
     pub(super) batch_features: &'a mut Vec<f32>,
     pub(super) binary: bool,
+    /// Augmented views of the rows (aligned with them); empty without augmentation.
+    pub(super) views: &'a [FeatureRows],
+    pub(super) view_rng: &'a mut Rng,
 }
 
 impl Step<'_> {
@@ -69,7 +72,16 @@ impl Step<'_> {
         for chunk in order.chunks(batch) {
             self.batch_features.clear();
             for &i in chunk {
-                self.batch_features.extend_from_slice(data.row(i));
+                // Each row, each epoch: its clean features or one of its views, uniformly.
+                let view = match self.views.len() {
+                    0 => 0,
+                    n => self.view_rng.below(n + 1),
+                };
+                let row = match view {
+                    0 => data.row(i),
+                    v => self.views[v - 1].row(i),
+                };
+                self.batch_features.extend_from_slice(row);
             }
             let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i]).collect();
             let x = Tensor::from_slice(self.batch_features, (chunk.len(), data.dim), &Device::Cpu)?;

@@ -216,6 +216,7 @@ const STREAM_SPLIT: u64 = 0x5EED_0001;
 const STREAM_INIT: u64 = 0x5EED_0002;
 const STREAM_SHUFFLE: u64 = 0x5EED_0003;
 const STREAM_DROPOUT: u64 = 0x5EED_0004;
+const STREAM_VIEWS: u64 = 0x5EED_0005;
 
 /// The (train, validation) row indices `train` holds out for `val_split` and `seed`: what a report needs to
 /// look at the same validation rows again.
@@ -226,9 +227,12 @@ pub fn validation_split(labels: &[u32], val_split: f32, seed: u64) -> (Vec<usize
 /// Trains a head on `data` (the training split; rows of `input_shape` as cached, labels < `classes`).
 ///
 /// A stratified `val_split` of the rows is held out; the weights of the epoch with the lowest validation
-/// loss are kept (the last epoch's without a validation split).
+/// loss are kept (the last epoch's without a validation split). `views` are augmented views of the same rows
+/// (each aligned row for row with `data`): every epoch, each training row is drawn from its clean features or
+/// one of its views, uniformly; validation uses the clean rows only.
 pub fn train(
     data: FeatureRows,
+    views: Vec<FeatureRows>,
     input_shape: &[usize],
     classes: usize,
     config: &TrainConfig,
@@ -238,6 +242,19 @@ pub fn train(
     let started = Instant::now();
     check_rows(&data, input_shape, classes, config)?;
     let data = data.pooled(input_shape, config.pool)?;
+    let views = views
+        .into_iter()
+        .map(|v| {
+            if v.len() != data.len() || v.labels != data.labels {
+                return Err(TrainError::Data(format!(
+                    "{} augmented rows do not match the {} clean rows",
+                    v.len(),
+                    data.len()
+                )));
+            }
+            Ok(v.pooled(input_shape, config.pool)?)
+        })
+        .collect::<Result<Vec<_>, TrainError>>()?;
     let binary = classes == 2;
     let outputs = if binary { 1 } else { classes };
     let output = if binary {
@@ -270,6 +287,7 @@ pub fn train(
     let mut optimizer = Adam::new(model.vars(), adam_config)?;
     let mut shuffle_rng = Rng::new(config.seed ^ STREAM_SHUFFLE);
     let mut dropout_rng = Rng::new(config.seed ^ STREAM_DROPOUT);
+    let mut view_rng = Rng::new(config.seed ^ STREAM_VIEWS);
 
     let mut history = History {
         epochs: Vec::new(),
@@ -293,6 +311,8 @@ pub fn train(
             dropout_rng: &mut dropout_rng,
             batch_features: &mut batch_features,
             binary,
+            views: &views,
+            view_rng: &mut view_rng,
         };
         let record = step.epoch(epoch, &data, &order, &valid, config.batch, progress)?;
         let valid_loss = record.valid_loss;

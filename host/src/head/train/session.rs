@@ -65,12 +65,13 @@ pub struct TrainedRun {
 }
 
 /// Trains a head on the opened features cache and writes `run_dir` (run.json, head.safetensors,
-/// history.json).
+/// history.json); with `use_views`, on the cache's augmented views too.
 pub fn train_features(
     features: &FeatureSet,
     run_dir: &Path,
     config: &TrainConfig,
     unknown: Option<&UnknownConfig>,
+    use_views: bool,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainedRun, TrainRunError> {
     let features_dir = features.dir.as_path();
@@ -97,8 +98,15 @@ pub fn train_features(
         )?),
         None => None,
     };
+    let views = if use_views {
+        features.load_views(&train_split.rows)?
+    } else {
+        Vec::new()
+    };
+    let view_count = views.len();
     let trained = train(
         train_split.rows,
+        views,
         &manifest.feature_shape,
         manifest.classes.len(),
         &config,
@@ -110,6 +118,11 @@ pub fn train_features(
         pooling: manifest.pooling,
         backbone: manifest.backbone.clone(),
         preprocess: manifest.preprocess.clone(),
+        augment: manifest
+            .views
+            .as_ref()
+            .filter(|_| view_count > 0)
+            .map(|v| v.info.clone()),
     };
     let history = trained.history.clone();
     let detector = match (unknown, normalized) {

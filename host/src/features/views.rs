@@ -1,0 +1,218 @@
+//! Augmented views in the features cache: K extra feature rows per training image, each the backbone's
+//! features of one random view ([`crate::transform::AugmentPolicy`]), computed once at extraction and cached
+//! beside the clean rows in the same shard format.
+//!
+//! View `v` of training shard `k` is the file `train-aug-<tag>-v<v>-<k>.safetensors`, covering the same
+//! positions of the split list as the clean shard `k`. The tag hashes the policy, the seed and the clean
+//! cache's fingerprint, not K: asking for 8 views after 4 computes only views 5 to 8, and another policy
+//! never mixes with this one's files. The test split is never augmented.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+use lookout_models::download::hex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::cache::{read_shard, FeatureSet, FeaturesError, ShardData, ShardInfo, Split};
+use super::extractor::{ExtractError, FeatureExtractor};
+use super::rows::FeatureRows;
+use crate::transform::AugmentPolicy;
+
+/// Augmented views as asked for, and as the manifest records them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AugmentInfo {
+    /// Views per training image (besides the clean one).
+    pub views: u32,
+    /// The policy spec, e.g. `crop=0.6,flip,…` ([`AugmentPolicy`]'s text form).
+    pub policy: String,
+    /// Seed of the views (the split's seed).
+    pub seed: u64,
+}
+
+/// The manifest's record of the views in a cache: what was asked and the shard files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewsRecord {
+    /// Views, policy, seed.
+    #[serde(flatten)]
+    pub info: AugmentInfo,
+    /// Hash of policy, seed and the clean cache's fingerprint: in every view shard's name.
+    pub tag: String,
+    /// The view shards: `views` per clean training shard, view-major within each range.
+    pub shards: Vec<ViewShard>,
+}
+
+/// One view shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewShard {
+    /// File name inside the cache directory.
+    pub file: String,
+    /// View number, from 1.
+    pub view: u32,
+    /// Rows (images of the range that decoded).
+    pub count: usize,
+    /// First position of the training list covered.
+    pub first: usize,
+    /// One past the last.
+    pub end: usize,
+}
+
+/// The tag of a policy and seed over a clean cache.
+pub fn views_tag(info: &AugmentInfo, clean_fingerprint: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(info.policy.as_bytes());
+    h.update(info.seed.to_le_bytes());
+    h.update(clean_fingerprint.as_bytes());
+    hex(&h.finalize())[..12].to_string()
+}
+
+/// File name of view `view` of training shard `k`.
+pub fn view_file_name(tag: &str, view: u32, k: usize) -> String {
+    format!("train-aug-{tag}-v{view}-{k:05}.safetensors")
+}
+
+/// Removes view shards whose tag is not `keep` (another policy or seed).
+pub fn remove_other_views(dir: &Path, keep: &str) -> Result<(), FeaturesError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| FeaturesError::io(dir, e))?;
+    let mine = format!("train-aug-{keep}-");
+    for entry in entries {
+        let path = entry.map_err(|e| FeaturesError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("train-aug-") && !name.starts_with(&mine) {
+            std::fs::remove_file(&path).map_err(|e| FeaturesError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// One image's views: features of each, or why the image gave none.
+type ViewOutcome = Result<Vec<Vec<f32>>, String>;
+
+impl FeatureExtractor {
+    /// Views `views` of each file: decoded once, each view drawn by `policy` (keyed by the file's path in
+    /// the data set, `keys`) and run through the backbone; `progress` advances once per backbone run.
+    pub fn extract_views(
+        &self,
+        paths: &[PathBuf],
+        keys: &[String],
+        views: &[u32],
+        policy: &AugmentPolicy,
+        seed: u64,
+        progress: &ProgressBar,
+    ) -> Result<Vec<ViewOutcome>, ExtractError> {
+        let items: Vec<(&PathBuf, &String)> = paths.iter().zip(keys).collect();
+        self.par_map_with_workers(&items, |worker, &(path, key)| {
+            let image = match lookout_shared::image_io::decode_file(path) {
+                Ok(image) => image,
+                Err(e) => {
+                    progress.inc(views.len() as u64);
+                    return Ok(Err(e.kind.to_string()));
+                }
+            };
+            let mut out = Vec::with_capacity(views.len());
+            for &view in views {
+                let augmented = match policy.view(&image, key, view, seed) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        progress.inc(1);
+                        return Ok(Err(e.to_string()));
+                    }
+                };
+                out.push(worker.extract_image(&augmented)?);
+                progress.inc(1);
+            }
+            Ok(Ok(out))
+        })
+    }
+}
+
+/// Splits per-image view outcomes into one shard's data per view.
+pub fn view_shards(
+    outcomes: Vec<ViewOutcome>,
+    first: usize,
+    labels: &[u32],
+    views: usize,
+) -> Vec<ShardData> {
+    let mut shards = vec![ShardData::default(); views];
+    for (offset, (outcome, &label)) in outcomes.into_iter().zip(labels).enumerate() {
+        // An image that does not decode is already listed as skipped by the clean shard.
+        if let Ok(features) = outcome {
+            for (shard, f) in shards.iter_mut().zip(features) {
+                shard.features.extend_from_slice(&f);
+                shard.labels.push(label);
+                shard.index.push((first + offset) as u32);
+            }
+        }
+    }
+    shards
+}
+
+impl FeatureSet {
+    /// Views per training image in this cache (0 without augmentation).
+    pub fn view_count(&self) -> usize {
+        self.manifest
+            .views
+            .as_ref()
+            .map_or(0, |v| v.info.views as usize)
+    }
+
+    /// The augmented views of the training split, one [`FeatureRows`] per view, row for row aligned with
+    /// [`FeatureSet::load_split`]`(Split::Train)` (a row whose view is missing gets its clean features).
+    pub fn load_views(&self, clean: &FeatureRows) -> Result<Vec<FeatureRows>, FeaturesError> {
+        let Some(record) = &self.manifest.views else {
+            return Ok(Vec::new());
+        };
+        let train_shards: Vec<&ShardInfo> = self
+            .manifest
+            .shards
+            .iter()
+            .filter(|s| s.split == Split::Train)
+            .collect();
+        // Which image each clean row is (its position in the split list), shard by shard.
+        let mut clean_index = Vec::with_capacity(train_shards.len());
+        for shard in &train_shards {
+            let data = read_shard(&self.dir.join(&shard.file), &self.manifest.feature_shape)?;
+            clean_index.push(data.index);
+        }
+        let dim = self.manifest.feature_dim().max(1);
+        let mut out = Vec::with_capacity(record.info.views as usize);
+        for view in 1..=record.info.views {
+            let mut features = Vec::with_capacity(clean.features.len());
+            let mut row = 0usize;
+            for (shard, indices) in train_shards.iter().zip(&clean_index) {
+                let file = record
+                    .shards
+                    .iter()
+                    .find(|v| v.view == view && v.first == shard.first)
+                    .map(|v| self.dir.join(&v.file));
+                let data = match file {
+                    Some(path) => read_shard(&path, &self.manifest.feature_shape)?,
+                    None => ShardData::default(),
+                };
+                let by_index: HashMap<u32, &[f32]> = data
+                    .index
+                    .iter()
+                    .copied()
+                    .zip(data.features.chunks_exact(dim))
+                    .collect();
+                for index in indices {
+                    match by_index.get(index) {
+                        Some(f) => features.extend_from_slice(f),
+                        None => features.extend_from_slice(clean.row(row)),
+                    }
+                    row += 1;
+                }
+            }
+            out.push(
+                FeatureRows::new(features, clean.labels.clone(), clean.dim).map_err(|e| {
+                    FeaturesError::BadShard {
+                        path: self.dir.clone(),
+                        source: super::shard::ShardError::Inconsistent(e.to_string()),
+                    }
+                })?,
+            );
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,232 @@
+//! The augmentation policy: which random operations make a training view, how strong, from which seed.
+//!
+//! A policy is written as a short spec, e.g. `crop=0.6,flip,jitter=0.3,rotate=10,blur=1.5,noise=8,jpeg=30`,
+//! which is also how it is recorded in the features manifest and hashed into the cache fingerprint: the same
+//! spec, seed and image give the same view, on any machine.
+
+use std::fmt;
+use std::str::FromStr;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::ops::{self, OpError};
+use crate::rng::{Rng, SplitMix64};
+
+/// The default policy: torchvision's usual random-resized-crop and flip, plus what a camera does to a frame.
+pub const DEFAULT_POLICY: &str = "crop=0.6,flip,jitter=0.3,rotate=10,blur=1.5,noise=8,jpeg=30";
+
+/// How training views are drawn. Each field at its neutral value turns that operation off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AugmentPolicy {
+    /// Random resized crop: the smallest area kept, as a fraction (1 = off); aspect ratio in [3/4, 4/3].
+    pub crop: f32,
+    /// Mirror left-right with probability ½.
+    pub flip: bool,
+    /// Brightness, contrast and saturation each scaled by a factor in [1 − j, 1 + j] (0 = off).
+    pub jitter: f32,
+    /// Rotation by up to ± this many degrees (0 = off).
+    pub rotate: f32,
+    /// With probability ¼, Gaussian blur of σ up to this many pixels (0 = off).
+    pub blur: f32,
+    /// With probability ¼, Gaussian noise of σ up to this many grey levels (0 = off).
+    pub noise: f32,
+    /// With probability ⅓, a JPEG round trip at a quality from this up to 95 (0 = off).
+    pub jpeg: u8,
+}
+
+impl Default for AugmentPolicy {
+    fn default() -> Self {
+        DEFAULT_POLICY
+            .parse()
+            .unwrap_or_else(|_| AugmentPolicy::none())
+    }
+}
+
+impl AugmentPolicy {
+    /// Every operation off.
+    pub fn none() -> Self {
+        AugmentPolicy {
+            crop: 1.0,
+            flip: false,
+            jitter: 0.0,
+            rotate: 0.0,
+            blur: 0.0,
+            noise: 0.0,
+            jpeg: 0,
+        }
+    }
+
+    /// View number `view` (1, 2, …) of the image at `key` (its path in the data set), under `seed`: the same
+    /// three give the same view.
+    pub fn view(
+        &self,
+        image: &RgbImage,
+        key: &str,
+        view: u32,
+        seed: u64,
+    ) -> Result<RgbImage, OpError> {
+        let mut mix = SplitMix64::new(
+            seed ^ fnv1a(key) ^ u64::from(view).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let mut rng = Rng::new(mix.next_u64());
+        let mut out = image.clone();
+        if self.crop < 1.0 {
+            let area = rng.uniform(self.crop.clamp(0.05, 1.0), 1.0);
+            let ratio = rng.uniform((3f32 / 4.0).ln(), (4f32 / 3.0).ln()).exp();
+            let w = (area * ratio).sqrt().min(1.0);
+            let h = (area / ratio).sqrt().min(1.0);
+            let (x, y) = (rng.uniform(0.0, 1.0 - w), rng.uniform(0.0, 1.0 - h));
+            out = ops::crop_fraction(&out, x, y, w, h);
+        }
+        if self.flip && rng.next_f32() < 0.5 {
+            out = ops::flip_horizontal(&out);
+        }
+        if self.rotate > 0.0 {
+            out = ops::rotate(&out, rng.uniform(-self.rotate, self.rotate));
+        }
+        if self.jitter > 0.0 {
+            let j = self.jitter.min(0.95);
+            let mut factor = || rng.uniform(1.0 - j, 1.0 + j);
+            let (b, c, s) = (factor(), factor(), factor());
+            out = ops::color_jitter(&out, b, c, s);
+        }
+        if self.blur > 0.0 && rng.next_f32() < 0.25 {
+            out = ops::gaussian_blur(&out, rng.uniform(0.3, self.blur.max(0.3)));
+        }
+        if self.noise > 0.0 && rng.next_f32() < 0.25 {
+            let sigma = rng.uniform(1.0, self.noise.max(1.0));
+            out = ops::gaussian_noise(&out, sigma, mix.next_u64());
+        }
+        if self.jpeg > 0 && rng.next_f32() < 1.0 / 3.0 {
+            let low = self.jpeg.min(95);
+            let quality = low + rng.below(usize::from(95 - low) + 1) as u8;
+            out = ops::jpeg_roundtrip(&out, quality)?;
+        }
+        Ok(out)
+    }
+}
+
+/// FNV-1a of a string: a stable, platform-independent key for an image's path.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl fmt::Display for AugmentPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.crop < 1.0 {
+            parts.push(format!("crop={}", self.crop));
+        }
+        if self.flip {
+            parts.push("flip".into());
+        }
+        for (name, v) in [
+            ("jitter", self.jitter),
+            ("rotate", self.rotate),
+            ("blur", self.blur),
+            ("noise", self.noise),
+        ] {
+            if v > 0.0 {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        if self.jpeg > 0 {
+            parts.push(format!("jpeg={}", self.jpeg));
+        }
+        if parts.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl FromStr for AugmentPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut policy = AugmentPolicy::none();
+        if s.trim() == "none" {
+            return Ok(policy);
+        }
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = match part.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (part, None),
+            };
+            let number = |lo: f32, hi: f32| -> Result<f32, String> {
+                let v = value.ok_or_else(|| format!("{key} needs a value, e.g. {key}={hi}"))?;
+                v.parse::<f32>()
+                    .ok()
+                    .filter(|x| (lo..=hi).contains(x))
+                    .ok_or_else(|| format!("{key}={v}: a number from {lo} to {hi}"))
+            };
+            match key {
+                "crop" => policy.crop = number(0.05, 1.0)?,
+                "flip" if value.is_none() => policy.flip = true,
+                "jitter" => policy.jitter = number(0.0, 0.95)?,
+                "rotate" => policy.rotate = number(0.0, 45.0)?,
+                "blur" => policy.blur = number(0.0, 5.0)?,
+                "noise" => policy.noise = number(0.0, 50.0)?,
+                "jpeg" => policy.jpeg = number(0.0, 95.0)?.round() as u8,
+                _ => {
+                    return Err(format!(
+                        "{part:?} is not an augmentation; the spec is comma-separated from crop=AREA, flip, \
+                         jitter=J, rotate=DEGREES, blur=SIGMA, noise=SIGMA, jpeg=QUALITY (or none), e.g. \
+                         {DEFAULT_POLICY}"
+                    ))
+                }
+            }
+        }
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_reads_back_as_written() {
+        let p: AugmentPolicy = DEFAULT_POLICY.parse().unwrap();
+        assert_eq!(p.to_string(), DEFAULT_POLICY);
+        assert_eq!(p, AugmentPolicy::default());
+        assert_eq!(
+            "none".parse::<AugmentPolicy>().unwrap(),
+            AugmentPolicy::none()
+        );
+        assert_eq!(AugmentPolicy::none().to_string(), "none");
+        assert!("crop=2"
+            .parse::<AugmentPolicy>()
+            .unwrap_err()
+            .contains("0.05 to 1"));
+        assert!("sharpen=1"
+            .parse::<AugmentPolicy>()
+            .unwrap_err()
+            .contains("not an augmentation"));
+        assert!("blur"
+            .parse::<AugmentPolicy>()
+            .unwrap_err()
+            .contains("needs a value"));
+    }
+
+    #[test]
+    fn views_are_reproducible_and_differ_by_view_key_and_seed() {
+        let image = RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 5) as u8, 128])
+        });
+        let p = AugmentPolicy::default();
+        let a = p.view(&image, "Cat/1.jpg", 1, 42).unwrap();
+        assert_eq!(a, p.view(&image, "Cat/1.jpg", 1, 42).unwrap());
+        assert_ne!(a, p.view(&image, "Cat/1.jpg", 2, 42).unwrap());
+        assert_ne!(a, p.view(&image, "Cat/2.jpg", 1, 42).unwrap());
+        assert_ne!(a, p.view(&image, "Cat/1.jpg", 1, 43).unwrap());
+        // No operation: the image itself.
+        assert_eq!(
+            AugmentPolicy::none().view(&image, "k", 1, 1).unwrap(),
+            image
+        );
+    }
+}
