@@ -92,32 +92,41 @@ pub fn copy_into(dir: &Path, files: &[PathBuf]) {
     }
 }
 
+/// `lookout fit` as a user types it with the shared EfficientNet-Lite0 ONNX file and a pooled head:
+/// `lookout fit --data DATA --out BUNDLE --backbone <lite0>.onnx --preprocess tf-inception --pool avg --epochs N
+/// --json EXTRA…`. Fails the test (with both outputs) when it fails; returns its output.
+pub fn fit_pooled_lite0(
+    shared: &Path,
+    data: &Path,
+    bundle: &Path,
+    epochs: usize,
+    extra: &[&str],
+) -> Output {
+    run_ok(
+        command("lookout")
+            .args(["fit", "--data"])
+            .arg(data)
+            .arg("--out")
+            .arg(bundle)
+            .arg("--backbone")
+            .arg(shared.join("models/efficientnet_lite0_features_dynbatch.onnx"))
+            .args(["--preprocess", "tf-inception", "--pool", "avg", "--epochs"])
+            .arg(epochs.to_string())
+            .arg("--json")
+            .args(extra),
+    )
+}
+
 /// A small real bundle for tests of what happens around the model (preview, MQTT): `per_class` photos of each
-/// class from the shared set, a pooled EfficientNet-Lite0 head fitted in `dir` with the command a user types.
-/// The tests using it check that what they show or send is what the model said, not that the model is right.
+/// class from the shared set, a pooled EfficientNet-Lite0 head fitted in `dir` ([`fit_pooled_lite0`], 10
+/// epochs). The tests using it check that what they show or send is what the model said, not that the model
+/// is right.
 pub fn fit_small_lite0(shared: &Path, dir: &Path, per_class: usize) -> PathBuf {
     let data = dir.join("PetImages");
     copy_into(&data.join("Cat"), &photos(shared, "Cat")[..per_class]);
     copy_into(&data.join("Dog"), &photos(shared, "Dog")[..per_class]);
     let bundle = dir.join("pets.lookout");
-    run_ok(
-        command("lookout")
-            .args(["fit", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&bundle)
-            .arg("--backbone")
-            .arg(shared.join("models/efficientnet_lite0_features_dynbatch.onnx"))
-            .args([
-                "--preprocess",
-                "tf-inception",
-                "--pool",
-                "avg",
-                "--epochs",
-                "10",
-            ])
-            .arg("--json"),
-    );
+    fit_pooled_lite0(shared, &data, &bundle, 10, &[]);
     bundle
 }
 

@@ -19,25 +19,7 @@ fn augmented_views_are_cached_once_and_conditions_are_measured_through_the_bundl
     copy_into(&data.join("Dog"), &photos(&shared, "Dog")[..30]);
     let bundle = tmp.path().join("pets.lookout");
     let fit = |extra: &[&str]| {
-        let out = run_ok(
-            command("lookout")
-                .args(["fit", "--data"])
-                .arg(&data)
-                .arg("--out")
-                .arg(&bundle)
-                .arg("--backbone")
-                .arg(lite0(&shared))
-                .args([
-                    "--preprocess",
-                    "tf-inception",
-                    "--pool",
-                    "avg",
-                    "--epochs",
-                    "5",
-                    "--json",
-                ])
-                .args(extra),
-        );
+        let out = lookout_e2e::fit_pooled_lite0(&shared, &data, &bundle, 5, extra);
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("fit JSON")
     };
 

@@ -156,26 +156,7 @@ fn fitted(shared: &Path) -> &'static Fitted {
         copy_into(&data.join("Cat"), &cats[..250]);
         copy_into(&data.join("Dog"), &dogs[..250]);
         let bundle = dir.join("pets.lookout");
-        let backbone = shared.join("models/efficientnet_lite0_features_dynbatch.onnx");
-        run_ok(
-            command("lookout")
-                .arg("fit")
-                .arg("--data")
-                .arg(&data)
-                .arg("--out")
-                .arg(&bundle)
-                .arg("--backbone")
-                .arg(&backbone)
-                .args([
-                    "--preprocess",
-                    "tf-inception",
-                    "--pool",
-                    "avg",
-                    "--epochs",
-                    "10",
-                ])
-                .arg("--json"),
-        );
+        lookout_e2e::fit_pooled_lite0(shared, &data, &bundle, 10, &[]);
         Fitted {
             dir,
             bundle,

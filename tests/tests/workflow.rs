@@ -29,26 +29,7 @@ fn fit_then_classify_and_watch_on_the_edge() {
         .collect();
 
     let bundle = tmp.path().join("pets.lookout");
-    let backbone = shared.join("models/efficientnet_lite0_features_dynbatch.onnx");
-    let out = run_ok(
-        command("lookout")
-            .arg("fit")
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&bundle)
-            .arg("--backbone")
-            .arg(&backbone)
-            .args([
-                "--preprocess",
-                "tf-inception",
-                "--pool",
-                "avg",
-                "--epochs",
-                "10",
-            ])
-            .arg("--json"),
-    );
+    let out = lookout_e2e::fit_pooled_lite0(&shared, &data, &bundle, 10, &[]);
     let summary: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("fit --json prints one JSON object");
     let stderr = String::from_utf8_lossy(&out.stderr);
