@@ -70,7 +70,7 @@ fn main() {
         .unwrap_or(0);
     let views: Vec<FeatureRows> = match std::env::var_os("LOOKOUT_BENCH_FEATURES") {
         Some(dir) if views_wanted > 0 => FeatureSet::open(&dir)
-            .and_then(|f| f.load_views(&data))
+            .and_then(|f| f.load_split(Split::Train).and_then(|s| f.load_views(&s)))
             .map(|v| v.into_iter().take(views_wanted).collect())
             .unwrap_or_default(),
         _ => (0..views_wanted)

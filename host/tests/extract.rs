@@ -396,8 +396,9 @@ fn augmented_views_cover_every_shard_skip_the_bad_files_and_align_with_the_clean
             .map(|s| s.end - s.first)
             .sum::<usize>()
     );
-    let clean = set.load_split(Split::Train).unwrap().rows;
-    let views = set.load_views(&clean).unwrap();
+    let split = set.load_split(Split::Train).unwrap();
+    let views = set.load_views(&split).unwrap();
+    let clean = split.rows;
     assert_eq!(views.len(), 2);
     for view in &views {
         assert_eq!((view.len(), &view.labels), (clean.len(), &clean.labels));

@@ -245,6 +245,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--fps {} must be 0 or positive", args.fps);
     }
     let mut model = load_model(&args.model, args.threads, &args.unknown)?;
+    // Which model saved a frame or sent an event: the bundle's own checksum, read once.
+    let model_sha256 = bundle_checksum(&args.model)?;
     let labels = model.labels().to_vec();
     let when = match &args.when {
         Some(name) => Some(labels.iter().position(|l| l == name).with_context(|| {
@@ -287,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 rule: args.capture_when,
                 max_bytes: (args.capture_max_mb.max(0.0) * 1e6) as u64,
                 min_interval: Duration::from_secs_f64(args.capture_interval.max(0.0)),
-                model_sha256: bundle_checksum(&args.model)?,
+                model_sha256: model_sha256.clone(),
             };
             let (sink, counters) = SaveSink::new(options).with_context(|| {
                 format!("--capture {}: cannot create the folder", dir.display())
@@ -312,7 +314,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut output = OutputSink::new(args.json, serial.as_ref().map(SerialSink::sent_counter));
     let (mut mqtt, mqtt_counts) = match &args.mqtt {
         Some(target) => {
-            let config = mqtt_config(&args, target, &labels, Arc::clone(&status))?;
+            let config = mqtt_config(&args, target, &labels, &model_sha256, Arc::clone(&status))?;
             let (sink, counts) = MqttSink::start(config, Duration::from_secs(3))?;
             (Some(sink), Some(counts))
         }
@@ -400,6 +402,7 @@ fn mqtt_config(
     args: &Args,
     target: &MqttTarget,
     labels: &[String],
+    model_sha256: &str,
     status: Status,
 ) -> anyhow::Result<MqttConfig> {
     let mut target = target.clone();
@@ -449,7 +452,7 @@ fn mqtt_config(
         queue: args.mqtt_queue,
         flush_timeout: Duration::from_secs_f64(args.mqtt_flush_timeout),
         labels: labels.to_vec(),
-        model_sha256: bundle_checksum(&args.model)?,
+        model_sha256: model_sha256.to_string(),
         status,
     })
 }

@@ -47,6 +47,7 @@ pub fn subsample(test: SplitFeatures, limit: Option<usize>) -> SplitFeatures {
     SplitFeatures {
         rows: test.rows.subset(&picks),
         paths: picks.iter().map(|&i| test.paths[i].clone()).collect(),
+        positions: picks.iter().map(|&i| test.positions[i]).collect(),
     }
 }
 

@@ -285,6 +285,8 @@ pub struct SplitFeatures {
     pub rows: FeatureRows,
     /// Absolute path of the image of every row.
     pub paths: Vec<PathBuf>,
+    /// Position of every row's image in the split's file list (what augmented views are keyed by).
+    pub positions: Vec<u32>,
 }
 
 impl FeatureSet {
@@ -306,6 +308,7 @@ impl FeatureSet {
         let mut features = Vec::with_capacity(total * dim);
         let mut labels = Vec::with_capacity(total);
         let mut paths = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
         for shard in self.manifest.shards.iter().filter(|s| s.split == split) {
             let path = self.dir.join(&shard.file);
             let data = read_shard(&path, &self.manifest.feature_shape)?;
@@ -329,6 +332,7 @@ impl FeatureSet {
                         )),
                     })?;
                 paths.push(self.manifest.data_root.join(&entry.0));
+                positions.push(pos);
                 labels.push(label);
             }
             features.extend_from_slice(&data.features);
@@ -338,7 +342,11 @@ impl FeatureSet {
                 path: self.dir.clone(),
                 source: ShardError::Inconsistent(e.to_string()),
             })?;
-        Ok(SplitFeatures { rows, paths })
+        Ok(SplitFeatures {
+            rows,
+            paths,
+            positions,
+        })
     }
 }
 

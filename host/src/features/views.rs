@@ -15,7 +15,7 @@ use lookout_models::download::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::cache::{read_shard, FeatureSet, FeaturesError, ShardData, ShardInfo, Split};
+use super::cache::{read_shard, FeatureSet, FeaturesError, ShardData, SplitFeatures};
 use super::extractor::{ExtractError, FeatureExtractor};
 use super::rows::FeatureRows;
 use crate::transform::AugmentPolicy;
@@ -158,54 +158,37 @@ impl FeatureSet {
     }
 
     /// The augmented views of the training split, one [`FeatureRows`] per view, row for row aligned with
-    /// [`FeatureSet::load_split`]`(Split::Train)` (a row whose view is missing gets its clean features).
-    pub fn load_views(&self, clean: &FeatureRows) -> Result<Vec<FeatureRows>, FeaturesError> {
+    /// `clean` (what [`FeatureSet::load_split`]`(Split::Train)` loaded; a row whose view is missing gets its
+    /// clean features).
+    pub fn load_views(&self, clean: &SplitFeatures) -> Result<Vec<FeatureRows>, FeaturesError> {
         let Some(record) = &self.manifest.views else {
             return Ok(Vec::new());
         };
-        let train_shards: Vec<&ShardInfo> = self
-            .manifest
-            .shards
-            .iter()
-            .filter(|s| s.split == Split::Train)
-            .collect();
-        // Which image each clean row is (its position in the split list), shard by shard.
-        let mut clean_index = Vec::with_capacity(train_shards.len());
-        for shard in &train_shards {
-            let data = read_shard(&self.dir.join(&shard.file), &self.manifest.feature_shape)?;
-            clean_index.push(data.index);
-        }
+        let rows = &clean.rows;
         let dim = self.manifest.feature_dim().max(1);
         let mut out = Vec::with_capacity(record.info.views as usize);
         for view in 1..=record.info.views {
-            let mut features = Vec::with_capacity(clean.features.len());
-            let mut row = 0usize;
-            for (shard, indices) in train_shards.iter().zip(&clean_index) {
-                let file = record
-                    .shards
-                    .iter()
-                    .find(|v| v.view == view && v.first == shard.first)
-                    .map(|v| self.dir.join(&v.file));
-                let data = match file {
-                    Some(path) => read_shard(&path, &self.manifest.feature_shape)?,
-                    None => ShardData::default(),
-                };
-                let by_index: HashMap<u32, &[f32]> = data
-                    .index
-                    .iter()
-                    .copied()
-                    .zip(data.features.chunks_exact(dim))
-                    .collect();
-                for index in indices {
-                    match by_index.get(index) {
-                        Some(f) => features.extend_from_slice(f),
-                        None => features.extend_from_slice(clean.row(row)),
-                    }
-                    row += 1;
+            // Every row of this view, by the position of its image in the split list.
+            let mut shards = Vec::new();
+            for shard in record.shards.iter().filter(|v| v.view == view) {
+                shards.push(read_shard(
+                    &self.dir.join(&shard.file),
+                    &self.manifest.feature_shape,
+                )?);
+            }
+            let by_position: HashMap<u32, &[f32]> = shards
+                .iter()
+                .flat_map(|d| d.index.iter().copied().zip(d.features.chunks_exact(dim)))
+                .collect();
+            let mut features = Vec::with_capacity(rows.features.len());
+            for (row, position) in clean.positions.iter().enumerate() {
+                match by_position.get(position) {
+                    Some(f) => features.extend_from_slice(f),
+                    None => features.extend_from_slice(rows.row(row)),
                 }
             }
             out.push(
-                FeatureRows::new(features, clean.labels.clone(), clean.dim).map_err(|e| {
+                FeatureRows::new(features, rows.labels.clone(), rows.dim).map_err(|e| {
                     FeaturesError::BadShard {
                         path: self.dir.clone(),
                         source: super::shard::ShardError::Inconsistent(e.to_string()),

@@ -99,7 +99,7 @@ pub fn train_features(
         None => None,
     };
     let views = if use_views {
-        features.load_views(&train_split.rows)?
+        features.load_views(&train_split)?
     } else {
         Vec::new()
     };
