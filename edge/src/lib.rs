@@ -14,5 +14,5 @@ pub mod stats;
 
 pub use error::EdgeError;
 pub use lookout_runtime::{
-    error_line, Model, Prediction, RuntimeError, RuntimeOptions, UnknownPolicy,
+    error_line, Model, Prediction, RuntimeError, RuntimeOptions, UnknownPolicy, WeightMemory,
 };

@@ -135,6 +135,8 @@ fn exports_lite0_at_every_precision() {
         Precision::F32WeightsQ4
     );
 
+    whole_model_q4(&run_dir, tmp.path(), &f32, q4.model_size);
+
     // int8: a clear refusal, nothing written.
     let int8_path = tmp.path().join("int8.lookout");
     let err = export(&run_dir, &int8_path, &options(ExportPrecision::Int8)).unwrap_err();
@@ -290,4 +292,144 @@ fn broken_bundles_give_one_clear_line() {
         err.contains("could not be loaded") && !err.contains('\n'),
         "{err}"
     );
+}
+
+/// `q4`, `f16-q4` and `auto` on the Lite0 run: every pointwise convolution and the head in 4-bit blocks, within
+/// the gate, and the same labels whichever way the runtime holds the weights.
+fn whole_model_q4(
+    run_dir: &Path,
+    dir: &Path,
+    f32: &lookout_host::bundle::ExportReport,
+    q4head_size: u64,
+) {
+    use lookout_host::bundle::quantize::LayerState;
+    use lookout_runtime::{Model, RuntimeOptions, WeightMemory};
+
+    let path = dir.join("whole-q4.lookout");
+    // One photo of these 40 is 2.5 points: measured 39/40 (the same photo flips with any 1 to 8 of the most
+    // sensitive layers float).
+    let gate = ExportOptions {
+        max_drop_points: 2.5,
+        ..options(ExportPrecision::Q4)
+    };
+    let q4 = export(run_dir, &path, &gate).unwrap();
+    eprintln!(
+        "q4 export: {} bytes (f32 {}, f32-q4head {q4head_size}), accuracy {} (float {}), agreement {}, max diff {}",
+        q4.model_size, f32.model_size, q4.accuracy, q4.float_accuracy, q4.agreement, q4.max_probability_diff
+    );
+    assert_eq!(
+        Bundle::read_file(&path).unwrap().header.precision,
+        Precision::Q4
+    );
+    // Lite0's backbone is 13.5 MB in f32; in Q4_0 its matrices take 4.5 bits a weight. Measured: 3.6 MB against
+    // 15.0 (f32) and 14.6 (f32-q4head) for this pooled head.
+    assert!(q4.model_size * 3 < f32.model_size, "{q4:?}");
+    assert!(q4.model_size * 3 < q4head_size, "{q4:?}");
+    // Within the gate on 40 photos (measured 39/40 the same labels as float).
+    assert!(q4.agreement >= 0.95, "{q4:?}");
+    assert!(q4.float_accuracy - q4.accuracy <= 0.025, "{q4:?}");
+    let weights = q4.weights.as_ref().expect("q4 reports its weights");
+    // Lite0: 17 pointwise convolutions fill whole blocks and so do the head's two layers (1280 and 256 inputs);
+    // the 10 from 80, 112, 144 or 240 channels are padded to whole blocks; the 5 from 16, 24 or 40 channels stay
+    // float (measured 29 and 5: 3.45 M weights in 4 bits, 28 K float).
+    assert!(weights.quantized_layers >= 25, "{weights:?}");
+    assert!(weights.partial_block_layers <= 8, "{weights:?}");
+    assert!(
+        weights
+            .layers
+            .iter()
+            .filter(|l| l.padded_inputs.is_some())
+            .count()
+            >= 8,
+        "{weights:?}"
+    );
+    assert!(weights
+        .layers
+        .iter()
+        .any(|l| l.name.starts_with("lookout_") && l.state == LayerState::Q4));
+    assert!(
+        weights.quantized_weights > 50 * weights.partial_block_weights,
+        "{weights:?}"
+    );
+    assert_eq!(q4.attempts.len(), 1, "passed at the first try: {q4:?}");
+
+    // The runtime's two ways of holding the weights give the same labels and, up to summation order, the same
+    // probabilities (the expanded floats are exactly what the blocks hold).
+    let photos = export_support::photos(&lookout_testdata::require_shared!(), "Dog", 960, 3);
+    let probabilities = |weights: WeightMemory| -> Vec<Vec<f32>> {
+        let mut model = Model::load(
+            &path,
+            &RuntimeOptions {
+                weights,
+                ..RuntimeOptions::default()
+            },
+        )
+        .unwrap();
+        photos
+            .iter()
+            .map(|p| {
+                let image = lookout_shared::image_io::decode_file(p).unwrap();
+                model.classify(&image).unwrap().probabilities
+            })
+            .collect()
+    };
+    let compact = probabilities(WeightMemory::AsStored);
+    let fast = probabilities(WeightMemory::Expanded);
+    for (a, b) in compact.iter().zip(&fast) {
+        for (x, y) in a.iter().zip(b) {
+            // Measured 0 (24 photos, x86).
+            assert!((x - y).abs() < 1e-4, "{compact:?} vs {fast:?}");
+        }
+    }
+
+    // f16-q4: smaller still (the float parts halve); f16 arithmetic is emulated here, so two photos only.
+    let f16q4_path = dir.join("f16-q4.lookout");
+    let f16q4 = export(
+        run_dir,
+        &f16q4_path,
+        &ExportOptions {
+            max_test_images: Some(2),
+            force: true,
+            ..options(ExportPrecision::F16Q4)
+        },
+    )
+    .unwrap();
+    assert!(f16q4.model_size < q4.model_size, "{f16q4:?} vs {q4:?}");
+    assert_eq!(
+        Bundle::read_file(&f16q4_path).unwrap().header.precision,
+        Precision::F16Q4
+    );
+
+    // auto: the smallest within the gate is q4, found at the first try.
+    let auto_path = dir.join("auto.lookout");
+    let auto = export(
+        run_dir,
+        &auto_path,
+        &ExportOptions {
+            precision: ExportPrecision::Auto,
+            ..gate.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(auto.precision, ExportPrecision::Q4, "{auto:?}");
+    assert_eq!(auto.model_size, q4.model_size);
+
+    // A gate no 4-bit model can pass: the most sensitive layers are kept float, 1, 2, 4 then 8 of them, each
+    // try measured; then the refusal lists what was tried, and nothing is written.
+    let strict_path = dir.join("strict-q4.lookout");
+    let err = export(
+        run_dir,
+        &strict_path,
+        &ExportOptions {
+            max_drop_points: -1.0,
+            max_test_images: Some(6),
+            ..options(ExportPrecision::Q4)
+        },
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ExportError::AccuracyDrop { .. }), "{text}");
+    assert!(text.contains("q4 with 8 layers float"), "{text}");
+    assert!(text.contains("q4 with 1 layers float"), "{text}");
+    assert!(!strict_path.exists());
 }

@@ -8,11 +8,14 @@
 //! - [`shape::pin_input_shape`]: the one place a model's symbolic input dimensions (the batch) become concrete;
 //!   bundles here, and backbone files in `lookout-models`, go through it.
 //! - [`error_line`]: how both command-line tools print an error and its causes on one line.
+//! - [`WeightMemory`]: whether a `q4` bundle's convolution weights stay in blocks or are expanded at load.
 
 pub mod error;
 pub mod model;
 pub mod profile;
 pub mod shape;
+pub mod weights;
 
 pub use error::{error_line, RuntimeError};
 pub use model::{Model, Prediction, RuntimeOptions, UnknownPolicy};
+pub use weights::WeightMemory;

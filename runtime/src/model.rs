@@ -12,6 +12,7 @@ use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
 use crate::error::RuntimeError;
 use crate::shape::{pin_input_shape, ShapeError};
+use crate::weights::{expand_block_quant, WeightMemory};
 
 /// How the runtime executes models.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,8 @@ pub struct RuntimeOptions {
     pub threads: usize,
     /// What to do with the bundle's rejection of unknown images (when it has one).
     pub unknown: UnknownPolicy,
+    /// How block-quantized weights (`q4` bundles) are held in memory.
+    pub weights: WeightMemory,
 }
 
 impl Default for RuntimeOptions {
@@ -27,6 +30,7 @@ impl Default for RuntimeOptions {
         Self {
             threads: 1,
             unknown: UnknownPolicy::AsExported,
+            weights: WeightMemory::Expanded,
         }
     }
 }
@@ -133,7 +137,11 @@ impl Model {
                 .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?,
         };
         drop(model_bytes);
-        let model = pin_and_check(model, &header, &input_shape)?;
+        let mut model = pin_and_check(model, &header, &input_shape)?;
+        if opts.weights == WeightMemory::Expanded {
+            expand_block_quant(&mut model)
+                .map_err(|e| RuntimeError::ModelLoad(format!("expanding the weights: {e:#}")))?;
+        }
         let input_type = model
             .input_fact(0)
             .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?

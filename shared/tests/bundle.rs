@@ -105,6 +105,12 @@ fn round_trip_keeps_header_and_model() {
     let bundle = cat_dog_bundle();
     let bytes = bundle.to_bytes().unwrap();
     assert_eq!(Bundle::from_bytes(&bytes).unwrap(), bundle);
+    // The owned form moves the model to the front of the file's buffer: same bundle, and no second buffer.
+    let file = bytes.clone();
+    let buffer = file.as_ptr();
+    let owned = Bundle::from_vec(file).unwrap();
+    assert_eq!(owned, bundle);
+    assert_eq!(owned.model.as_ptr(), buffer, "the model was copied");
     assert_eq!(Bundle::peek_header(&bytes).unwrap(), bundle.header);
     assert_eq!(bundle.header.num_labels(), 2);
     assert_eq!(bundle.header.label(1), Some("Dog"));
@@ -144,6 +150,7 @@ fn empty_model_and_no_metrics_round_trip() {
     };
     let bytes = bundle.to_bytes().unwrap();
     assert_eq!(Bundle::from_bytes(&bytes).unwrap(), bundle);
+    assert_eq!(Bundle::from_vec(bytes).unwrap(), bundle);
 }
 
 #[test]
@@ -649,7 +656,9 @@ fn arb_header() -> impl Strategy<Value = BundleHeader> {
             Just(Precision::F32),
             Just(Precision::F16),
             Just(Precision::Int8),
-            Just(Precision::F32WeightsQ4)
+            Just(Precision::F32WeightsQ4),
+            Just(Precision::Q4),
+            Just(Precision::F16Q4)
         ],
         proptest::collection::vec(any::<u32>(), 0..5),
         prop_oneof![Just(OutputKind::Sigmoid), Just(OutputKind::Softmax)],

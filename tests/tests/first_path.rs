@@ -168,9 +168,9 @@ fn imported_mobilenet_v3_large_runs_every_command_of_the_path() {
     let run_dir = PathBuf::from(fit["run_dir"].as_str().expect("run_dir"));
 
     // Every precision exports and loads on the edge (f16 is emulated on x86: two test photos).
-    for precision in ["f16", "f32-q4head"] {
+    for precision in ["f16", "f32-q4head", "q4", "f16-q4"] {
         let out = tmp.path().join(format!("pets-{precision}.lookout"));
-        run_ok(
+        let exported = stdout_json(&run_ok(
             lookout(&cache)
                 .args(["export", "--run"])
                 .arg(&run_dir)
@@ -178,12 +178,21 @@ fn imported_mobilenet_v3_large_runs_every_command_of_the_path() {
                     "--precision",
                     precision,
                     "--force",
+                    "--json",
                     "--test-images",
                     "2",
                     "--out",
                 ])
                 .arg(&out),
-        );
+        ));
+        if precision.ends_with("q4") {
+            // The converted graph's pointwise convolutions and the head reach the 4-bit rewrite like an ONNX
+            // backbone's do (width 0.25: many layers have 8–60 channels, not whole blocks, and stay float).
+            let quantized = exported["weights"]["quantized_layers"]
+                .as_u64()
+                .unwrap_or(0);
+            assert!(quantized >= 5, "{exported}");
+        }
         let info = stdout_json(&run_ok(
             command("lookout-edge")
                 .args(["info", "--json", "--model"])

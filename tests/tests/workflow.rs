@@ -128,29 +128,101 @@ fn fit_then_classify_and_watch_on_the_edge() {
         assert_same_predictions(&x86, &arm, target.tolerance, target.name);
         emulated += 1;
     }
+    let run_dir = PathBuf::from(
+        summary["run_dir"]
+            .as_str()
+            .expect("fit --json names its run folder"),
+    );
     if emulated > 0 {
         // The Pi 5 runs f16 natively: export the same run at f16 and run it with tract's FP16 kernels.
         let f16_bundle = tmp.path().join("pets-f16.lookout");
-        let run_dir = PathBuf::from(
-            summary["run_dir"]
-                .as_str()
-                .expect("fit --json names its run folder"),
-        );
-        run_ok(
-            command("lookout")
-                .arg("export")
-                .arg("--run")
-                .arg(&run_dir)
-                .arg("--out")
-                .arg(&f16_bundle)
-                // f16 is emulated on x86 (≈ 20× slower): measure the export on two test photos only.
-                .args(["--precision", "f16", "--force", "--test-images", "2"]),
+        // f16 is emulated on x86 (≈ 20× slower): measure the export on two test photos only.
+        export(
+            &run_dir,
+            &f16_bundle,
+            &["--precision", "f16", "--test-images", "2"],
         );
         if let Some(mut pi5) = lookout_e2e::cross::pi5_fp16_command() {
             let fp16 = classify_json(&mut pi5, &f16_bundle, &probe);
             assert_same_predictions(&x86, &fp16, lookout_e2e::cross::FP16_TOLERANCE, "Pi 5 f16");
         }
     }
+
+    {
+        // q4: every weight matrix in 4-bit blocks. On the Pi's CPUs through tract's NEON Q4_0 kernels
+        // (--weights compact), and with the convolutions' weights expanded at load (fast, the default); against
+        // the same bundle on x86_64, whose kernels are other code.
+        let q4_bundle = tmp.path().join("pets-q4.lookout");
+        export(&run_dir, &q4_bundle, &["--precision", "q4"]);
+        let x86_q4 = classify_json_with(
+            &mut command("lookout-edge"),
+            &q4_bundle,
+            &probe,
+            &["--weights", "compact"],
+        );
+        let x86_q4_fast = classify_json(&mut command("lookout-edge"), &q4_bundle, &probe);
+        assert_same_predictions(
+            &x86_q4,
+            &x86_q4_fast,
+            Q4_WEIGHTS_TOLERANCE,
+            "x86_64 q4 fast vs compact",
+        );
+        // Two photos each: 4-bit kernels run slowly under qemu. The Pi 4 both ways; 32-bit ARM (a Pi Zero 2 W's
+        // usual OS, where compact matters) with compact, through tract's generic Q4_0 kernels.
+        let q4_probe = &probe[..2];
+        let x86_q4_probe = &x86_q4[..2];
+        for (target, weights) in lookout_e2e::cross::TARGETS
+            .iter()
+            .flat_map(|t| ["compact", "fast"].map(|w| (t, w)))
+            .filter(|(t, w)| t.triple.starts_with("aarch64") || *w == "compact")
+        {
+            let Some(mut edge) = lookout_e2e::cross::edge_command(target) else {
+                continue;
+            };
+            let arm = classify_json_with(&mut edge, &q4_bundle, q4_probe, &["--weights", weights]);
+            let what = format!("{} q4 --weights {weights}", target.name);
+            assert_same_predictions(x86_q4_probe, &arm, Q4_TOLERANCE, &what);
+        }
+        // f16-q4 on the Pi 5: FP16 activations through tract's FP16 Q4_0 kernel, against q4 on x86_64.
+        if let Some(mut pi5) = lookout_e2e::cross::pi5_fp16_command() {
+            let f16q4_bundle = tmp.path().join("pets-f16-q4.lookout");
+            export(
+                &run_dir,
+                &f16q4_bundle,
+                &["--precision", "f16-q4", "--test-images", "2"],
+            );
+            let arm =
+                classify_json_with(&mut pi5, &f16q4_bundle, q4_probe, &["--weights", "compact"]);
+            assert_same_predictions(
+                x86_q4_probe,
+                &arm,
+                lookout_e2e::cross::FP16_TOLERANCE,
+                "Pi 5 f16-q4",
+            );
+        }
+    }
+}
+
+/// Largest score difference of a q4 bundle on ARM against the same bundle on x86_64: the 4-bit weights are the
+/// same, the kernels (and so the summation order) are not. Measured: aarch64 6.0e-8 (compact and fast), armv7
+/// 1.2e-7.
+const Q4_TOLERANCE: f64 = 1e-4;
+
+/// Largest score difference between `--weights compact` and `fast` on one machine (measured 0 on x86).
+const Q4_WEIGHTS_TOLERANCE: f64 = 1e-5;
+
+/// `lookout export --run RUN --out BUNDLE --force FLAGS`.
+fn export(run_dir: &Path, bundle: &Path, flags: &[&str]) {
+    run_ok(
+        command("lookout")
+            .arg("export")
+            .arg("--run")
+            .arg(run_dir)
+            .arg("--out")
+            .arg(bundle)
+            .arg("--force")
+            .args(flags),
+    );
 }
 
 /// Runs `classify --json` and returns (path, label, score) per image.
@@ -159,9 +231,20 @@ fn classify_json(
     bundle: &Path,
     images: &[PathBuf],
 ) -> Vec<(String, String, f64)> {
+    classify_json_with(edge, bundle, images, &[])
+}
+
+/// [`classify_json`] with more `classify` flags.
+fn classify_json_with(
+    edge: &mut std::process::Command,
+    bundle: &Path,
+    images: &[PathBuf],
+    flags: &[&str],
+) -> Vec<(String, String, f64)> {
     let out = run_ok(
         edge.args(["classify", "--json", "--model"])
             .arg(bundle)
+            .args(flags)
             .args(images),
     );
     json_lines(&out.stdout)

@@ -10,7 +10,7 @@ use lookout_edge::stats::{peak_memory_bytes, percentile_ms};
 use lookout_runtime::profile::OpProfile;
 use serde_json::json;
 
-use super::common::{load_model, ms, round3, UnknownArgs};
+use super::common::{load_model, ms, round3, UnknownArgs, WeightsArg};
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,10 @@ pub struct Args {
     /// Threads for tract's matrix kernels (0 = all cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// How a q4 bundle's 4-bit weights are held: fast (convolution weights as f32 at load) or compact
+    /// (least memory, slower).
+    #[arg(long, value_enum, default_value_t = WeightsArg::Fast)]
+    weights: WeightsArg,
     /// Timed iterations (after 5 warm-up runs).
     #[arg(long, default_value_t = 200)]
     iters: usize,
@@ -79,7 +83,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.iters == 0 {
         anyhow::bail!("--iters must be at least 1");
     }
-    let mut model = load_model(&args.model, args.threads, &UnknownArgs::default())?;
+    let mut model = load_model(
+        &args.model,
+        args.threads,
+        args.weights,
+        &UnknownArgs::default(),
+    )?;
     let load_ms = ms(model.load_time());
     let image = match &args.image {
         Some(path) => lookout_shared::image_io::decode_file(path)
@@ -125,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "model": args.model,
             "image": image_desc,
             "threads": args.threads,
+            "weights": format!("{:?}", args.weights).to_lowercase(),
             "iters": args.iters,
             "load_ms": round3(load_ms),
             "total_ms": total.json(),
@@ -144,8 +154,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.model.display()
         );
         println!(
-            "image        {image_desc}, {} iterations, {} thread(s)",
-            args.iters, args.threads
+            "image        {image_desc}, {} iterations, {} thread(s), --weights {}",
+            args.iters,
+            args.threads,
+            format!("{:?}", args.weights).to_lowercase()
         );
         println!("preprocess   {}", pre.text());
         println!("inference    {}", inf.text());

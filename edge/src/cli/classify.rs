@@ -9,7 +9,7 @@ use lookout_edge::files::collect_images;
 use lookout_edge::{error_line, Model, Prediction};
 use serde_json::json;
 
-use super::common::{load_model, ms, round3, UnknownArgs};
+use super::common::{load_model, ms, round3, UnknownArgs, WeightsArg};
 use super::EXIT_SOME_FAILED;
 
 /// Arguments of `classify`.
@@ -27,6 +27,10 @@ pub struct Args {
     /// Threads for tract's matrix kernels (0 = all cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// How a q4 bundle's 4-bit weights are held: fast (convolution weights as f32 at load) or compact
+    /// (least memory, slower).
+    #[arg(long, value_enum, default_value_t = WeightsArg::Fast)]
+    weights: WeightsArg,
     /// Also show the K most likely labels per image.
     #[arg(long, value_name = "K", default_value_t = 1)]
     top: usize,
@@ -36,7 +40,7 @@ pub struct Args {
 
 /// Runs `classify`. Exit code 0 if every image was classified, 1 if some failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut model = load_model(&args.model, args.threads, &args.unknown)?;
+    let mut model = load_model(&args.model, args.threads, args.weights, &args.unknown)?;
     let images = collect_images(&args.paths).context("listing the images")?;
     if images.is_empty() {
         anyhow::bail!("no images found in {}", display_list(&args.paths));

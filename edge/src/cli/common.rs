@@ -4,15 +4,42 @@ use std::path::Path;
 
 use anyhow::Context as _;
 pub use lookout_edge::stats::{ms, round3};
-use lookout_edge::{Model, RuntimeOptions, UnknownPolicy};
+use lookout_edge::{Model, RuntimeOptions, UnknownPolicy, WeightMemory};
 
 /// Loads a bundle, with the path in the error.
-pub fn load_model(path: &Path, threads: usize, unknown: &UnknownArgs) -> anyhow::Result<Model> {
+pub fn load_model(
+    path: &Path,
+    threads: usize,
+    weights: WeightsArg,
+    unknown: &UnknownArgs,
+) -> anyhow::Result<Model> {
     let options = RuntimeOptions {
         threads,
         unknown: unknown.policy(),
+        weights: weights.into(),
     };
     Model::load(path, &options).with_context(|| format!("loading model {}", path.display()))
+}
+
+/// `--weights`: how a q4 bundle's block-quantized weights are held once loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WeightsArg {
+    /// Convolution weights expanded to f32 at load, the head's and the rejection's kept in 4 bits: f32
+    /// speed or better, more memory. Bundles without 4-bit weights are the same either way.
+    #[default]
+    Fast,
+    /// As the bundle stores them (4.5 bits a weight): the least memory (for a Pi Zero 2 W). tract's 4-bit
+    /// kernels multiply one column at a time, so convolutions run slower than in f32 (1.4x on x86, Lite0).
+    Compact,
+}
+
+impl From<WeightsArg> for WeightMemory {
+    fn from(arg: WeightsArg) -> WeightMemory {
+        match arg {
+            WeightsArg::Compact => WeightMemory::AsStored,
+            WeightsArg::Fast => WeightMemory::Expanded,
+        }
+    }
 }
 
 /// How images that are none of the labels are treated (bundles exported with rejection).

@@ -17,7 +17,7 @@ use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
 use lookout_edge::pipeline::{Pipeline, Sink, WatchOptions};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
 
-use super::common::{load_model, UnknownArgs};
+use super::common::{load_model, UnknownArgs, WeightsArg};
 use super::EXIT_SOME_FAILED;
 
 /// Arguments of `watch`.
@@ -82,6 +82,10 @@ pub struct Args {
     /// Threads for tract's matrix kernels (0 = all cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// How a q4 bundle's 4-bit weights are held: fast (convolution weights as f32 at load) or compact
+    /// (least memory, slower).
+    #[arg(long, value_enum, default_value_t = WeightsArg::Fast)]
+    weights: WeightsArg,
     /// Stop after classifying this many frames.
     #[arg(long, value_name = "N")]
     max_frames: Option<u64>,
@@ -244,7 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.fps < 0.0 || !args.fps.is_finite() {
         bail!("--fps {} must be 0 or positive", args.fps);
     }
-    let mut model = load_model(&args.model, args.threads, &args.unknown)?;
+    let mut model = load_model(&args.model, args.threads, args.weights, &args.unknown)?;
     // Which model saved a frame or sent an event: the bundle's own checksum, read once.
     let model_sha256 = bundle_checksum(&args.model)?;
     let labels = model.labels().to_vec();

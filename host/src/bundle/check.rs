@@ -1,7 +1,7 @@
 //! What an export checks before it writes anything: the run's test split it measures on, and that the
 //! combined f32 graph computes what the host's float pipeline computes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use lookout_shared::bundle::OutputKind;
 use tract_core::prelude::*;
@@ -13,13 +13,7 @@ use crate::head::unknown::{normalized_rows, UnknownDetector};
 
 /// The run's test split (paths, labels and cached float features), capped at `max_test_images` when asked.
 pub fn load_test_split(run_dir: &Path, config: &RunConfig) -> Result<SplitFeatures, ExportError> {
-    let dir = &config.features.dir;
-    // A relative cache path was relative to where `train` ran; the run directory is the next best guess.
-    let dir = if dir.is_relative() && !dir.exists() && run_dir.join(dir).exists() {
-        run_dir.join(dir)
-    } else {
-        dir.clone()
-    };
+    let dir = features_dir(run_dir, config);
     let set = FeatureSet::open(&dir)?;
     let test = set.load_split(Split::Test)?;
     if test.rows.is_empty() {
@@ -35,6 +29,50 @@ pub fn load_test_split(run_dir: &Path, config: &RunConfig) -> Result<SplitFeatur
         )));
     }
     Ok(test)
+}
+
+/// The run's features cache directory.
+fn features_dir(run_dir: &Path, config: &RunConfig) -> PathBuf {
+    let dir = &config.features.dir;
+    // A relative cache path was relative to where `train` ran; the run directory is the next best guess.
+    if dir.is_relative() && !dir.exists() && run_dir.join(dir).exists() {
+        run_dir.join(dir)
+    } else {
+        dir.clone()
+    }
+}
+
+/// The photos the run's head was validated on and its rejection threshold calibrated on: training photos
+/// that neither the head's weights nor the rejection's bank saw, and never a test photo, which the accuracy
+/// gate measures on. Empty when the run had no validation split.
+pub fn validation_paths(run_dir: &Path, config: &RunConfig) -> Result<Vec<PathBuf>, ExportError> {
+    let set = FeatureSet::open(features_dir(run_dir, config))?;
+    let (paths, labels) = set.split_index(Split::Train)?;
+    let training = &config.training;
+    let (_, valid) =
+        crate::head::train::validation_split(&labels, training.val_split, training.seed);
+    Ok(valid.into_iter().map(|i| paths[i].clone()).collect())
+}
+
+/// Decodes and preprocesses image files with the run's recipe, as the edge does.
+pub fn preprocess_files(run: &Run, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>, ExportError> {
+    let mut preprocessor =
+        lookout_shared::preprocess::Preprocessor::new(&run.config.features.preprocess)
+            .map_err(|e| ExportError::Mismatch(format!("the run's preprocessing recipe: {e}")))?;
+    paths
+        .iter()
+        .map(|path| {
+            let image =
+                lookout_shared::image_io::decode_file(path).map_err(|e| ExportError::Image {
+                    path: path.clone(),
+                    source: e.into(),
+                })?;
+            preprocessor.run(&image).map_err(|e| ExportError::Image {
+                path: path.clone(),
+                source: e.into(),
+            })
+        })
+        .collect()
 }
 
 /// Keeps the first `limit` rows of a split, spread over it (every k-th row) so both classes stay present.

@@ -10,7 +10,7 @@ use lookout_shared::Bundle;
 use crate::features::SplitFeatures;
 use crate::head::run::Run;
 
-use super::{ExportError, ExportOptions};
+use super::{ExportError, ExportOptions, ExportPrecision};
 
 /// What [`measure_bundle`] found.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +73,7 @@ pub fn measure_bundle(
     bundle: Bundle,
     run: &Run,
     test: &SplitFeatures,
+    precision: ExportPrecision,
     options: &ExportOptions,
 ) -> Result<Measured, ExportError> {
     let start = Instant::now();
@@ -80,7 +81,7 @@ pub fn measure_bundle(
     let load_ms = super::elapsed_ms(start);
     let bar = progress_bar(
         test.rows.len(),
-        &format!("measuring the {} export", options.precision),
+        &format!("measuring the {precision} export"),
         options.progress,
     );
     let predictions = classify_files(&mut model, &test.paths, &bar)?;

@@ -12,7 +12,9 @@ pub mod header;
 pub mod measure;
 pub mod onnx;
 pub mod precision;
+pub mod quantize;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -27,6 +29,7 @@ use header::{bundle_header, encode_with_size};
 use crate::head::run::Run;
 
 pub use precision::ExportPrecision;
+use quantize::{LayerState, Sensitivity, WeightLayer};
 
 /// Largest probability difference accepted between the combined f32 graph and the host's float pipeline
 /// (backbone → `Head::forward` → activation) before reduction. Both run the same tract ops on the same input, so
@@ -136,8 +139,8 @@ pub enum ExportError {
     /// Accuracy fell by more than `--max-drop`.
     #[error(
         "the {precision} model scores {accuracy:.2}% on the test split against {float_accuracy:.2}% in float, a drop \
-         of {drop:.2} points (over the {max_drop} allowed); nothing written: try another --precision, raise \
-         --max-drop, or pass --force to write it anyway"
+         of {drop:.2} points (over the {max_drop} allowed; tried {tried}); nothing written: try another \
+         --precision, raise --max-drop, or pass --force to write it anyway"
     )]
     AccuracyDrop {
         /// The precision.
@@ -150,6 +153,8 @@ pub enum ExportError {
         drop: f32,
         /// Allowed drop in points.
         max_drop: f32,
+        /// What was measured on the way, in words.
+        tried: String,
     },
     /// Writing the bundle failed.
     #[error(transparent)]
@@ -228,6 +233,10 @@ pub struct ExportReport {
     pub unknown_rate: Option<f32>,
     /// The ONNX copy written (`--onnx`) and its size in bytes.
     pub onnx: Option<(PathBuf, u64)>,
+    /// What the block-quantized precisions did with each weight matrix (`None` for the others).
+    pub weights: Option<WeightsReport>,
+    /// Every precision measured, in order (one for a named precision that passed at once).
+    pub attempts: Vec<Attempt>,
 }
 
 /// Exports the run in `run_dir` as a bundle at `out` (written atomically, only if accepted).
@@ -238,7 +247,9 @@ pub fn export(
 ) -> Result<ExportReport, ExportError> {
     let run = Run::load(run_dir)?;
     // Refuse before any slow work when the precision cannot be produced.
-    precision::check_available(options.precision, &run.head)?;
+    if options.precision != ExportPrecision::Auto {
+        precision::check_available(options.precision, &run.head)?;
+    }
 
     let test = load_test_split(run_dir, &run.config)?;
     let spec = &run.config.features.preprocess;
@@ -253,31 +264,148 @@ pub fn export(
         backbone_record.identity.cut.as_deref(),
         &input_shape,
     )?;
-    let (combined, compose_check_diff) =
-        combined_graph(&run, run_dir, backbone, &test, &input_shape, options)?;
-    let test = subsample(test, options.max_test_images);
-    let reduced = precision::apply(options.precision, combined)?;
-    let model_bytes = graph::to_nnef_tar(&reduced)?;
-    let model_size = model_bytes.len() as u64;
-
-    let header = bundle_header(&run, &input_shape, options.precision);
-    let bundle = Bundle {
-        header,
-        model: model_bytes,
+    let unknown = run.unknown_detector(run_dir).map_err(|e| {
+        ExportError::Mismatch(format!("the run's rejection of unknown images: {e}"))
+    })?;
+    let composer = Composer {
+        run: &run,
+        unknown: unknown.as_ref(),
+        backbone,
     };
-    let measured = measure::measure_bundle(bundle.clone(), &run, &test, options)?;
+    let combined = composer.compose(None)?;
+    let compose_check_diff = check_composition(
+        &run,
+        unknown.as_ref(),
+        &composer.backbone,
+        &combined,
+        &test,
+        &input_shape,
+        options,
+    )?;
+    let test = subsample(test, options.max_test_images);
 
+    let candidates: Vec<ExportPrecision> = match options.precision {
+        ExportPrecision::Auto => precision::AUTO_CANDIDATES
+            .into_iter()
+            .filter(|p| precision::check_available(*p, &run.head).is_ok())
+            .collect(),
+        precision => vec![precision],
+    };
+    let validation = check::validation_paths(run_dir, &run.config)?;
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut sensitivity: Option<Vec<Sensitivity>> = None;
+    let mut accepted = None;
+    for &precision in &candidates {
+        let mut keep_float = BTreeSet::new();
+        loop {
+            let (reduced, layers) = match precision {
+                ExportPrecision::F32Q4Head => (
+                    composer.compose(precision::q4_layer(&run.head))?,
+                    Vec::new(),
+                ),
+                _ => precision::apply(precision, combined.clone(), &keep_float)?,
+            };
+            let model_bytes = graph::to_nnef_tar(&reduced)?;
+            drop(reduced);
+            let mut bundle = Bundle {
+                header: bundle_header(&run, &input_shape, precision),
+                model: model_bytes,
+            };
+            if precision.quantizes_weights() && bundle.header.unknown.is_some() {
+                // f16 arithmetic is emulated on x86 (≈ 17 s an image), so f16-q4 is calibrated on its f32 twin:
+                // the same 4-bit weights, whose rounding is what moves the scores (f16 moves logits ≤ 2e-4).
+                let twin = match precision {
+                    ExportPrecision::F16Q4 => Bundle {
+                        header: bundle.header.clone(),
+                        model: graph::to_nnef_tar(
+                            &precision::apply(ExportPrecision::Q4, combined.clone(), &keep_float)?
+                                .0,
+                        )?,
+                    },
+                    _ => bundle.clone(),
+                };
+                let threshold = rejection_threshold(twin, &validation)?;
+                if let (Some(unknown), Some(threshold)) =
+                    (bundle.header.unknown.as_mut(), threshold)
+                {
+                    unknown.threshold = threshold;
+                }
+            }
+            let measured =
+                measure::measure_bundle(bundle.clone(), &run, &test, precision, options)?;
+            let drop_points = (measured.float_accuracy - measured.accuracy) * 100.0;
+            attempts.push(Attempt {
+                precision,
+                kept_float: keep_float.iter().cloned().collect(),
+                model_size: bundle.model.len() as u64,
+                accuracy: measured.accuracy,
+                agreement: measured.agreement,
+                drop_points,
+            });
+            let within = drop_points <= options.max_drop_points;
+            // A block-quantized model over the gate gets another try with its most sensitive layers float:
+            // one, then twice as many each time, at most MAX_KEPT_FLOAT.
+            if within || !precision.quantizes_weights() || keep_float.len() >= MAX_KEPT_FLOAT {
+                accepted = Some((precision, bundle, measured, layers, within));
+                break;
+            }
+            let ranking = match &sensitivity {
+                Some(ranking) => ranking,
+                None => sensitivity.insert(calibrated_sensitivity(
+                    &run,
+                    &validation,
+                    &combined,
+                    &layers,
+                    &input_shape,
+                )?),
+            };
+            let more = keep_float.len().max(1);
+            // Float where it buys the most per byte: the output change a layer causes over the bytes it takes
+            // float (Lite0's most sensitive layers are its first, narrowest projections: a few kilobytes).
+            let mut by_value: Vec<&Sensitivity> = ranking.iter().collect();
+            let size = |name: &str| {
+                layers
+                    .iter()
+                    .find(|l| l.name == name)
+                    .map_or(usize::MAX, |l| l.weights().max(1)) as f64
+            };
+            by_value.sort_by(|a, b| {
+                let value = |s: &Sensitivity| f64::from(s.relative_error) / size(&s.name);
+                value(b).total_cmp(&value(a))
+            });
+            let next: Vec<String> = by_value
+                .iter()
+                .map(|s| s.name.clone())
+                .filter(|name| !keep_float.contains(name))
+                .take(more.min(MAX_KEPT_FLOAT - keep_float.len()))
+                .collect();
+            if next.is_empty() {
+                accepted = Some((precision, bundle, measured, layers, within));
+                break;
+            }
+            keep_float.extend(next);
+        }
+        if matches!(accepted, Some((.., true))) {
+            break;
+        }
+    }
+    let Some((precision, bundle, measured, layers, within)) = accepted else {
+        return Err(ExportError::Precision(
+            "--precision auto: no precision can be produced for this head".into(),
+        ));
+    };
     let drop_points = (measured.float_accuracy - measured.accuracy) * 100.0;
-    let over = drop_points > options.max_drop_points;
-    if over && !options.force {
+    if !within && !options.force {
         return Err(ExportError::AccuracyDrop {
-            precision: options.precision,
+            precision,
             accuracy: measured.accuracy * 100.0,
             float_accuracy: measured.float_accuracy * 100.0,
             drop: drop_points,
             max_drop: options.max_drop_points,
+            tried: attempts_line(&attempts),
         });
     }
+    let model_size = bundle.model.len() as u64;
     // The ONNX copy is the float model: written once the export is accepted, so a refusal leaves no files.
     let onnx = match &options.onnx {
         Some(path) => Some((path.clone(), onnx::write_onnx(&run, path)?)),
@@ -295,9 +423,10 @@ pub fn export(
     };
     let bytes = encode_with_size(&mut bundle, metrics)?;
     write_atomic(out, &bytes)?;
+    let weights = (!layers.is_empty()).then(|| WeightsReport::new(&layers, sensitivity.as_deref()));
     Ok(ExportReport {
         path: out.to_path_buf(),
-        precision: options.precision,
+        precision,
         file_size: bytes.len() as u64,
         model_size,
         accuracy: measured.accuracy,
@@ -308,52 +437,188 @@ pub fn export(
         load_ms: measured.load_ms,
         mean_inference_ms: measured.mean_inference_ms,
         compose_check_diff,
-        forced: over,
+        forced: !within,
         head: bundle.header.head.description.clone(),
         unknown_rate: measured.unknown_rate,
         onnx,
+        weights,
+        attempts,
     })
 }
 
-/// Backbone + head (+ the rejection's score) in one graph, checked against the host's float pipeline; for
-/// `f32-q4head` composed again with the head's big layer block-quantized (the check runs on the float one).
-fn combined_graph(
+/// At most this many weight layers are kept float to bring a block-quantized model within the gate; past that
+/// the precision is refused (or `auto` goes on to a larger one), since the size it saves is mostly gone.
+pub const MAX_KEPT_FLOAT: usize = 8;
+
+/// Number of training photos the sensitivity check runs the float model on.
+pub const CALIBRATION_IMAGES: usize = 8;
+
+/// One precision measured on the way to the bundle written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// The precision.
+    pub precision: ExportPrecision,
+    /// The weight layers left float in this try (block-quantized precisions).
+    pub kept_float: Vec<String>,
+    /// Size of the model (NNEF tar), bytes.
+    pub model_size: u64,
+    /// Test accuracy through the edge runtime (0..1).
+    pub accuracy: f32,
+    /// Fraction of test photos labelled as the float model labels them.
+    pub agreement: f32,
+    /// Accuracy lost against the float model, points.
+    pub drop_points: f32,
+}
+
+fn attempts_line(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| {
+            let kept = if a.kept_float.is_empty() {
+                String::new()
+            } else {
+                format!(" with {} layers float", a.kept_float.len())
+            };
+            format!(
+                "{}{kept}: {:.2}% ({:.1} MB)",
+                a.precision,
+                a.accuracy * 100.0,
+                a.model_size as f64 / 1e6
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What a block-quantized export did with the graph's weight matrices.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsReport {
+    /// Weight matrices stored as Q4_0.
+    pub quantized_layers: usize,
+    /// Their weights.
+    pub quantized_weights: usize,
+    /// Weight matrices left float because their inputs do not fill 32-weight blocks.
+    pub partial_block_layers: usize,
+    /// Their weights.
+    pub partial_block_weights: usize,
+    /// Weight matrices kept float for accuracy, with their sensitivity.
+    pub kept_float: Vec<Sensitivity>,
+    /// The most sensitive layers, worst first (when the sensitivity check ran), at most five.
+    pub most_sensitive: Vec<Sensitivity>,
+    /// Every weight matrix and what became of it, largest first.
+    pub layers: Vec<WeightLayer>,
+}
+
+impl WeightsReport {
+    fn new(layers: &[WeightLayer], sensitivity: Option<&[Sensitivity]>) -> WeightsReport {
+        let count = |state: LayerState| {
+            let of: Vec<_> = layers.iter().filter(|l| l.state == state).collect();
+            (of.len(), of.iter().map(|l| l.weights()).sum::<usize>())
+        };
+        let (quantized_layers, quantized_weights) = count(LayerState::Q4);
+        let (partial_block_layers, partial_block_weights) = count(LayerState::FloatPartialBlocks);
+        let sensitivity = sensitivity.unwrap_or_default();
+        let kept_float = layers
+            .iter()
+            .filter(|l| l.state == LayerState::FloatKept)
+            .map(|l| Sensitivity {
+                name: l.name.clone(),
+                relative_error: sensitivity
+                    .iter()
+                    .find(|s| s.name == l.name)
+                    .map_or(f32::NAN, |s| s.relative_error),
+            })
+            .collect();
+        WeightsReport {
+            quantized_layers,
+            quantized_weights,
+            partial_block_layers,
+            partial_block_weights,
+            kept_float,
+            most_sensitive: sensitivity.iter().take(5).cloned().collect(),
+            layers: layers.to_vec(),
+        }
+    }
+}
+
+/// [`quantize::layer_sensitivity`] of the block-quantizable layers on [`CALIBRATION_IMAGES`] validation
+/// photos, spread over them (never the test photos the gate measures on).
+fn calibrated_sensitivity(
     run: &Run,
-    run_dir: &Path,
-    backbone: TypedModel,
-    test: &crate::features::SplitFeatures,
+    validation: &[PathBuf],
+    combined: &TypedModel,
+    layers: &[WeightLayer],
     input_shape: &[usize],
-    options: &ExportOptions,
-) -> Result<(TypedModel, f32), ExportError> {
-    let pooled = run.config.features.pooling == crate::features::Pooling::Avg;
-    let unknown = run.unknown_detector(run_dir).map_err(|e| {
-        ExportError::Mismatch(format!("the run's rejection of unknown images: {e}"))
-    })?;
-    let compose = |backbone: TypedModel, q4_layer: Option<usize>| {
-        graph::compose(
-            backbone,
-            &run.head,
-            pooled,
-            run.config.output,
-            q4_layer,
-            unknown.as_ref(),
-        )
-    };
-    let combined = compose(backbone.clone(), None)?;
-    let diff = check_composition(
-        run,
-        unknown.as_ref(),
-        &backbone,
-        &combined,
-        test,
+) -> Result<Vec<Sensitivity>, ExportError> {
+    let names: Vec<String> = layers
+        .iter()
+        .filter(|l| l.state != LayerState::FloatPartialBlocks)
+        .map(|l| l.name.clone())
+        .collect();
+    let n = validation.len();
+    let count = CALIBRATION_IMAGES.min(n);
+    let paths: Vec<PathBuf> = (0..count)
+        .map(|i| validation[i * n / count].clone())
+        .collect();
+    let inputs = check::preprocess_files(run, &paths)?;
+    let score = run
+        .config
+        .unknown
+        .is_some()
+        .then_some(graph::OOD_SCORE_NODE);
+    quantize::layer_sensitivity(
+        combined,
+        &names,
+        graph::OUTPUT_NODE,
+        score,
         input_shape,
-        options,
-    )?;
-    let combined = match options.precision {
-        ExportPrecision::F32Q4Head => compose(backbone, precision::q4_layer(&run.head))?,
-        _ => combined,
+        &inputs,
+    )
+    .map_err(ExportError::Graph)
+}
+
+/// The rejection threshold of `bundle` from its own scores on the validation photos, as training set the
+/// float one from the float scores: the `keep` quantile (`None` without rejection or validation photos). 4-bit
+/// weights move the backbone's features and so every score (Lite0 in Q4_0: the float threshold called 37 % of
+/// the test photos unknown instead of 5 %), so the float threshold would not keep what it promises.
+fn rejection_threshold(bundle: Bundle, validation: &[PathBuf]) -> Result<Option<f32>, ExportError> {
+    let Some(keep) = bundle.header.unknown.as_ref().map(|u| u.keep) else {
+        return Ok(None);
     };
-    Ok((combined, diff))
+    if validation.is_empty() {
+        return Ok(None);
+    }
+    let mut model =
+        lookout_runtime::Model::from_bundle(bundle, &lookout_runtime::RuntimeOptions::default())?;
+    let bar = measure::progress_bar(validation.len(), "calibrating the rejection", false);
+    let scores: Vec<f32> = measure::classify_files(&mut model, validation, &bar)?
+        .iter()
+        .filter_map(|p| p.ood_score)
+        .collect();
+    Ok(Some(crate::head::unknown::quantile_threshold(
+        &scores, keep,
+    )))
+}
+
+/// Composes the run's backbone and head (and the rejection's score) into one graph.
+struct Composer<'a> {
+    run: &'a Run,
+    unknown: Option<&'a crate::head::unknown::UnknownDetector>,
+    backbone: TypedModel,
+}
+
+impl Composer<'_> {
+    /// The combined graph; `q4_layer` stores that head layer's weight block-quantized (`f32-q4head`).
+    fn compose(&self, q4_layer: Option<usize>) -> Result<TypedModel, ExportError> {
+        graph::compose(
+            self.backbone.clone(),
+            &self.run.head,
+            self.run.config.features.pooling == crate::features::Pooling::Avg,
+            self.run.config.output,
+            q4_layer,
+            self.unknown,
+        )
+    }
 }
 
 /// Seconds since `start` as milliseconds.

@@ -6,8 +6,15 @@
 //! - `f32-q4head`: weight-only Q4_0 block quantization (32 weights share one f16 scale) of the head's largest
 //!   matrix, wired as a block-quantized constant into its einsum; activations stay f32. It shrinks the tutorial
 //!   head (a 62720×256 matrix, ≈ 64 MB in f32) about 6×; on a pooled head it saves little.
+//! - `q4`: every matrix weight that fills whole 32-weight blocks (pointwise convolutions, the head, the
+//!   rejection's bank) as Q4_0, activations f32 ([`super::quantize`] says what stays float and why). The
+//!   smallest bundle that runs at full speed on every Pi.
+//! - `f16-q4`: `f16`, then the same block quantization (the blocks' scales are f16 anyway): smaller still, for
+//!   the Pi 5.
+//! - `auto`: the smallest of `q4`, `f32-q4head` and `f32` within the accuracy gate (see [`AUTO_CANDIDATES`]).
 //! - `int8`: refused, see [`INT8_REFUSAL`].
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::Serialize;
@@ -21,6 +28,7 @@ use lookout_shared::bundle::Precision;
 
 use crate::head::net::Head;
 
+use super::quantize::{quantize_weights, WeightLayer};
 use super::ExportError;
 
 /// Why `--precision int8` is refused, with what was tried and measured (README, "int8"; reproduce with
@@ -31,9 +39,10 @@ quantization calibrated on 200 training photos, per-channel weights, stem conv k
 onnxruntime and 98.00 % in tract 0.23.9 (399/400 same labels, 19.6 MB instead of 77.7 MB; per-tensor weights lose \
 1.0 point); but tract runs those QLinearConv graphs 8.8x SLOWER than f32 on x86 (1.1 vs 9.7 images/s), runs the \
 QDQ form in float, and cannot serialize any of them to NNEF (`No serializer found for QuantizeLinearU8`), so none \
-fits in a bundle. Refusing rather than shipping a float model labelled int8. Use --precision f32-q4head (4-bit \
-head weights, the bulk of the file) or f16 (half the size; native FP16 on a Pi 5); for other engines, \
-`lookout export --onnx` plus benches/int8_experiment.py writes the int8 ONNX.";
+fits in a bundle. Refusing rather than shipping a float model labelled int8. Use --precision q4 (every weight \
+matrix in tract's 4-bit blocks, which its kernels multiply natively: Lite0 with the tutorial head 13.4 MB, within \
+a point of float) or auto (the smallest within --max-drop); for other engines, `lookout export --onnx` plus \
+benches/int8_experiment.py writes the int8 ONNX.";
 
 /// Numeric precision of an exported model, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -51,8 +60,28 @@ pub enum ExportPrecision {
     Int8,
     /// f32 activations, the head's largest weight matrix in 4-bit blocks (Q4_0).
     #[value(name = "f32-q4head")]
+    #[serde(rename = "f32-q4head")]
     F32Q4Head,
+    /// f32 activations, every weight matrix in 4-bit blocks (Q4_0: pointwise convs, head, bank; padded to
+    /// whole 32-weight blocks where cheap): the smallest bundle at full speed on any Pi.
+    #[value(name = "q4")]
+    Q4,
+    /// f16 activations and float weights, the weight matrices in 4-bit blocks: smaller still; fast on a Pi 5
+    /// (ARMv8.2 FP16) only.
+    #[value(name = "f16-q4")]
+    F16Q4,
+    /// the smallest of q4, f32-q4head and f32 that passes the accuracy gate, layers kept float included (f16
+    /// kinds only when asked by name: a Pi 4 emulates FP16).
+    #[value(name = "auto")]
+    Auto,
 }
+
+/// What `--precision auto` tries, smallest first: the kinds that run at full speed on a Pi 4 and a Pi 5 alike.
+pub const AUTO_CANDIDATES: [ExportPrecision; 3] = [
+    ExportPrecision::Q4,
+    ExportPrecision::F32Q4Head,
+    ExportPrecision::F32,
+];
 
 impl fmt::Display for ExportPrecision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,6 +90,9 @@ impl fmt::Display for ExportPrecision {
             ExportPrecision::F16 => "f16",
             ExportPrecision::Int8 => "int8",
             ExportPrecision::F32Q4Head => "f32-q4head",
+            ExportPrecision::Q4 => "q4",
+            ExportPrecision::F16Q4 => "f16-q4",
+            ExportPrecision::Auto => "auto",
         })
     }
 }
@@ -71,9 +103,16 @@ impl ExportPrecision {
         match self {
             ExportPrecision::F32 => Some(Precision::F32),
             ExportPrecision::F16 => Some(Precision::F16),
-            ExportPrecision::Int8 => None,
+            ExportPrecision::Int8 | ExportPrecision::Auto => None,
             ExportPrecision::F32Q4Head => Some(Precision::F32WeightsQ4),
+            ExportPrecision::Q4 => Some(Precision::Q4),
+            ExportPrecision::F16Q4 => Some(Precision::F16Q4),
         }
+    }
+
+    /// Whether the precision block-quantizes the weight matrices of the whole graph.
+    pub fn quantizes_weights(self) -> bool {
+        matches!(self, ExportPrecision::Q4 | ExportPrecision::F16Q4)
     }
 }
 
@@ -101,22 +140,33 @@ pub fn q4_layer(head: &Head) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// Applies a whole-graph precision transform. `f32-q4head` is done while composing (see
-/// [`block_quant_weight`]), so here it is the identity.
-pub fn apply(precision: ExportPrecision, model: TypedModel) -> Result<TypedModel, ExportError> {
+/// Applies a whole-graph precision transform; `keep_float` names the weight layers `q4` and `f16-q4` leave
+/// float. `f32-q4head` is done while composing (see [`block_quant_weight`]), so here it is the identity.
+/// Returns the model and, for the block-quantized kinds, every weight matrix with what became of it.
+pub fn apply(
+    precision: ExportPrecision,
+    model: TypedModel,
+    keep_float: &BTreeSet<String>,
+) -> Result<(TypedModel, Vec<WeightLayer>), ExportError> {
     let fail = |source: TractError| ExportError::PrecisionTransform { precision, source };
+    let to_f16 = |model: TypedModel| -> Result<TypedModel, ExportError> {
+        let transform = tract_core::transform::get_transform("f32_to_f16")
+            .map_err(fail)?
+            .ok_or_else(|| {
+                ExportError::Precision("this tract build has no f32_to_f16 transform".into())
+            })?;
+        let model = transform.transform_into(model).map_err(fail)?;
+        model.into_decluttered().map_err(fail)
+    };
     match precision {
-        ExportPrecision::F32 | ExportPrecision::F32Q4Head => Ok(model),
-        ExportPrecision::F16 => {
-            let transform = tract_core::transform::get_transform("f32_to_f16")
-                .map_err(fail)?
-                .ok_or_else(|| {
-                    ExportError::Precision("this tract build has no f32_to_f16 transform".into())
-                })?;
-            let model = transform.transform_into(model).map_err(fail)?;
-            model.into_decluttered().map_err(fail)
-        }
+        ExportPrecision::F32 | ExportPrecision::F32Q4Head => Ok((model, Vec::new())),
+        ExportPrecision::F16 => Ok((to_f16(model)?, Vec::new())),
+        ExportPrecision::Q4 => quantize_weights(model, keep_float).map_err(fail),
+        ExportPrecision::F16Q4 => quantize_weights(to_f16(model)?, keep_float).map_err(fail),
         ExportPrecision::Int8 => Err(ExportError::Precision(INT8_REFUSAL.to_string())),
+        ExportPrecision::Auto => Err(ExportError::Precision(
+            "--precision auto is resolved by export, not applied".into(),
+        )),
     }
 }
 

@@ -101,6 +101,7 @@ pub fn summary(r: &ExportReport) -> String {
             *size as f64 / 1e6
         ));
     }
+    out.push_str(&weights_lines(r));
     if r.forced {
         out.push_str(
             "  warning:     the accuracy drop is over --max-drop; written because of --force\n",
@@ -110,5 +111,46 @@ pub fn summary(r: &ExportReport) -> String {
         "next: lookout-edge classify --model {} PHOTO.jpg\n",
         r.path.display()
     ));
+    out
+}
+
+/// What the block quantization did, and what `auto` or the sensitivity check tried: shared by `export` and
+/// `fit`.
+pub fn weights_lines(r: &ExportReport) -> String {
+    let mut out = String::new();
+    if let Some(w) = &r.weights {
+        out.push_str(&format!(
+            "  weights:     {} matrices in Q4_0 ({:.2} M weights); {} float because their inputs are far from a \
+             multiple of 32 ({:.2} M); depthwise and stem convolutions and biases float\n",
+            w.quantized_layers,
+            w.quantized_weights as f64 / 1e6,
+            w.partial_block_layers,
+            w.partial_block_weights as f64 / 1e6,
+        ));
+        for kept in &w.kept_float {
+            out.push_str(&format!(
+                "  kept float:  {} (alone in Q4_0 its output is off by {:.1}%)\n",
+                kept.name,
+                kept.relative_error * 100.0
+            ));
+        }
+    }
+    if r.attempts.len() > 1 {
+        out.push_str("  tried:\n");
+        for a in &r.attempts {
+            let kept = if a.kept_float.is_empty() {
+                String::new()
+            } else {
+                format!(", {} layers float", a.kept_float.len())
+            };
+            out.push_str(&format!(
+                "    {}{kept}: {:.2}% ({:+.2} points), {:.1} MB\n",
+                a.precision,
+                a.accuracy * 100.0,
+                -a.drop_points,
+                a.model_size as f64 / 1e6
+            ));
+        }
+    }
     out
 }

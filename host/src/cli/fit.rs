@@ -146,6 +146,7 @@ fn summary(r: &FitReport) -> String {
         )),
         None => out.push_str("  unknown:   off: every image gets one of the classes\n"),
     }
+    out.push_str(&super::export::weights_lines(e));
     if r.augment_views > 0 {
         out.push_str(&format!(
             "  augment:   trained on each photo and {} augmented views of it\n",

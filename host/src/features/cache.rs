@@ -300,15 +300,25 @@ impl FeatureSet {
         Ok(FeatureSet { dir, manifest })
     }
 
-    /// Loads every row of a split into memory.
-    pub fn load_split(&self, split: Split) -> Result<SplitFeatures, FeaturesError> {
+    /// The image and label of every row of a split, in [`FeatureSet::load_split`]'s order, without keeping
+    /// the features (one shard in memory at a time).
+    pub fn split_index(&self, split: Split) -> Result<(Vec<PathBuf>, Vec<u32>), FeaturesError> {
+        let (mut paths, mut labels) = (Vec::new(), Vec::new());
+        self.for_each_shard(split, |data, shard_paths| {
+            paths.extend(shard_paths);
+            labels.extend_from_slice(&data.labels);
+        })?;
+        Ok((paths, labels))
+    }
+
+    /// Reads the split's shards in order and calls `each` with every shard and the image of each of its rows;
+    /// checks each shard against the manifest and the split list.
+    fn for_each_shard(
+        &self,
+        split: Split,
+        mut each: impl FnMut(ShardData, Vec<PathBuf>),
+    ) -> Result<(), FeaturesError> {
         let list = read_split_list(&split.list_path(&self.dir))?;
-        let dim = self.manifest.feature_dim();
-        let total = self.manifest.count(split);
-        let mut features = Vec::with_capacity(total * dim);
-        let mut labels = Vec::with_capacity(total);
-        let mut paths = Vec::with_capacity(total);
-        let mut positions = Vec::with_capacity(total);
         for shard in self.manifest.shards.iter().filter(|s| s.split == split) {
             let path = self.dir.join(&shard.file);
             let data = read_shard(&path, &self.manifest.feature_shape)?;
@@ -322,21 +332,39 @@ impl FeatureSet {
                     )),
                 });
             }
-            for (&pos, &label) in data.index.iter().zip(&data.labels) {
-                let entry = list
-                    .get(pos as usize)
-                    .ok_or_else(|| FeaturesError::BadShard {
-                        path: path.clone(),
-                        source: ShardError::Inconsistent(format!(
-                            "index {pos} is past the end of the split list"
-                        )),
-                    })?;
-                paths.push(self.manifest.data_root.join(&entry.0));
-                positions.push(pos);
-                labels.push(label);
-            }
-            features.extend_from_slice(&data.features);
+            let paths = data
+                .index
+                .iter()
+                .map(|&pos| {
+                    list.get(pos as usize)
+                        .map(|entry| self.manifest.data_root.join(&entry.0))
+                        .ok_or_else(|| FeaturesError::BadShard {
+                            path: path.clone(),
+                            source: ShardError::Inconsistent(format!(
+                                "index {pos} is past the end of the split list"
+                            )),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            each(data, paths);
         }
+        Ok(())
+    }
+
+    /// Loads every row of a split into memory.
+    pub fn load_split(&self, split: Split) -> Result<SplitFeatures, FeaturesError> {
+        let dim = self.manifest.feature_dim();
+        let total = self.manifest.count(split);
+        let mut features = Vec::with_capacity(total * dim);
+        let mut labels = Vec::with_capacity(total);
+        let mut paths = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        self.for_each_shard(split, |data, shard_paths| {
+            paths.extend(shard_paths);
+            positions.extend_from_slice(&data.index);
+            labels.extend_from_slice(&data.labels);
+            features.extend_from_slice(&data.features);
+        })?;
         let rows =
             FeatureRows::new(features, labels, dim).map_err(|e| FeaturesError::BadShard {
                 path: self.dir.clone(),
