@@ -527,7 +527,16 @@ fn an_unreachable_broker_is_reported_once_and_the_watch_goes_on() {
     // --no-drop: every photo is classified even when the machine is too busy for 10 frames/s (a loaded CI
     // runner once dropped one), so the count below is about MQTT, not about load.
     let out = command("lookout-edge")
-        .args(["watch", "--json", "--fps", "10", "--no-drop", "--smooth", "2", "--model"])
+        .args([
+            "watch",
+            "--json",
+            "--fps",
+            "10",
+            "--no-drop",
+            "--smooth",
+            "2",
+            "--model",
+        ])
         .arg(bundle)
         .arg("--source")
         .arg(format!("dir:{}", camera.display()))
