@@ -129,7 +129,7 @@ pub fn weights_lines(r: &ExportReport) -> String {
         ));
         for kept in &w.kept_float {
             out.push_str(&format!(
-                "  kept float:  {} (alone in Q4_0 its output is off by {:.1}%)\n",
+                "  kept float:  {} (alone in Q4_0 it moves the logits by {:.1}%)\n",
                 kept.name,
                 kept.relative_error * 100.0
             ));
