@@ -273,7 +273,7 @@ pub struct Sensitivity {
 /// The change is taken at the end, not at the layer: every layer's own output moves by about the same amount
 /// in Q4_0 (measured 8.5–9.5 % for every Lite0 layer, since 4-bit rounding of any weight distribution costs
 /// about that), so what ranks them is how much of it survives to the decision. Early, narrow layers come
-/// first. One optimisation and a few runs per layer: about 25 s for Lite0's 35 layers on 8 images.
+/// first. It costs one optimisation of the graph and one run per calibration image for each layer.
 pub fn layer_sensitivity(
     model: &TypedModel,
     layers: &[String],
