@@ -112,24 +112,15 @@ pub fn check_composition(
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(graph)?;
-    let mut preprocessor =
-        lookout_shared::preprocess::Preprocessor::new(&run.config.features.preprocess)
-            .map_err(|e| ExportError::Mismatch(format!("the run's preprocessing recipe: {e}")))?;
     let pool_at_extraction = run.config.features.pooling == Pooling::Avg;
     let mut worst = 0f32;
     let count = options.compose_check_images.min(test.rows.len());
-    for i in 0..count {
-        let path = &test.paths[i * test.rows.len() / count.max(1)];
-        let image =
-            lookout_shared::image_io::decode_file(path).map_err(|e| ExportError::Image {
-                path: path.clone(),
-                source: e.into(),
-            })?;
-        let input = preprocessor.run(&image).map_err(|e| ExportError::Image {
-            path: path.clone(),
-            source: e.into(),
-        })?;
-        let mut features = graph::run_once(&backbone_plan, input_shape, &input).map_err(graph)?;
+    let paths: Vec<PathBuf> = (0..count)
+        .map(|i| test.paths[i * test.rows.len() / count.max(1)].clone())
+        .collect();
+    let inputs = preprocess_files(run, &paths)?;
+    for (path, input) in paths.iter().zip(&inputs) {
+        let mut features = graph::run_once(&backbone_plan, input_shape, input).map_err(graph)?;
         let shape = graph::output_shape(backbone)?;
         let mut feature_shape = shape[1..].to_vec();
         if pool_at_extraction {
@@ -137,7 +128,7 @@ pub fn check_composition(
             feature_shape.truncate(1);
         }
         let mut expected = run.scores(&run.head.forward(&features));
-        let outputs = graph::run_all(&combined_plan, input_shape, &input).map_err(graph)?;
+        let outputs = graph::run_all(&combined_plan, input_shape, input).map_err(graph)?;
         let mut got = expand_probabilities(run.config.output, &outputs[0]);
         if let Some(detector) = unknown {
             // The score is compared like one more probability.
