@@ -76,6 +76,20 @@ fn exports_lite0_at_every_precision() {
     assert_eq!(header.precision, Precision::F32);
     assert_eq!(header.labels, ["Cat", "Dog"]);
     assert_eq!(header.input_shape, [1, 3, 224, 224]);
+    // The model is a gzip stream (magic 1f 8b) of an NNEF tar, smaller than the tar.
+    assert_eq!(
+        header.model_format,
+        lookout_shared::bundle::ModelFormat::NnefTarGz
+    );
+    assert_eq!(bundle.model[..2], [0x1f, 0x8b]);
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(bundle.model.as_slice()),
+        &mut tar,
+    )
+    .unwrap();
+    assert_eq!(&tar[257..262], b"ustar", "a tar inside");
+    assert!(bundle.model.len() < tar.len());
     let metrics = header.metrics.as_ref().unwrap();
     assert_eq!(
         metrics.file_size,

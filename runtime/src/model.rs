@@ -104,22 +104,29 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Reads a `.lookout` bundle file and loads its model.
+    /// Reads a `.lookout` bundle file and loads its model, parsing the model from the file as it reads it
+    /// (after the bundle's checksum is verified), so the file's bytes are never all in memory.
     pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Model, RuntimeError> {
         let start = Instant::now();
-        let bundle = Bundle::read_file(path)?;
-        let mut model = Model::from_bundle(bundle, opts)?;
+        let (header, mut model_reader) = Bundle::open_file(path)?.into_model_reader()?;
+        let mut model = Model::from_model_reader(header, &mut model_reader, opts)?;
         model.load_time = start.elapsed();
         Ok(model)
     }
 
     /// Loads the model of an in-memory bundle, checking it against the header.
     pub fn from_bundle(bundle: Bundle, opts: &RuntimeOptions) -> Result<Model, RuntimeError> {
+        let Bundle { header, model } = bundle;
+        Model::from_model_reader(header, &mut model.as_slice(), opts)
+    }
+
+    /// Loads a model from its serialised bytes, read from `model_bytes`, checking it against `header`.
+    fn from_model_reader(
+        header: BundleHeader,
+        model_bytes: &mut dyn std::io::Read,
+        opts: &RuntimeOptions,
+    ) -> Result<Model, RuntimeError> {
         let start = Instant::now();
-        let Bundle {
-            header,
-            model: model_bytes,
-        } = bundle;
         check_header(&header)?;
         let preprocessor = Preprocessor::new(&header.preprocess)?;
         let input_shape: Vec<usize> = header.input_shape.iter().map(|&d| d as usize).collect();
@@ -132,11 +139,11 @@ impl Model {
         }
 
         let model = match header.model_format {
-            ModelFormat::NnefTar => tract_nnef::nnef()
-                .model_for_read(&mut model_bytes.as_slice())
+            // tract's reader tells a gzip stream by its magic bytes and inflates it as it reads.
+            ModelFormat::NnefTar | ModelFormat::NnefTarGz => tract_nnef::nnef()
+                .model_for_read(model_bytes)
                 .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?,
         };
-        drop(model_bytes);
         let mut model = pin_and_check(model, &header, &input_shape)?;
         if opts.weights == WeightMemory::Expanded {
             expand_block_quant(&mut model)

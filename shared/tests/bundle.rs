@@ -665,6 +665,7 @@ fn arb_header() -> impl Strategy<Value = BundleHeader> {
         arb_f32(),
         proptest::option::of(arb_metrics()),
         arb_text(),
+        prop_oneof![Just(ModelFormat::NnefTar), Just(ModelFormat::NnefTarGz)],
     )
         .prop_map(
             |(
@@ -678,6 +679,7 @@ fn arb_header() -> impl Strategy<Value = BundleHeader> {
                 threshold,
                 metrics,
                 version,
+                model_format,
             )| {
                 BundleHeader {
                     labels,
@@ -690,7 +692,7 @@ fn arb_header() -> impl Strategy<Value = BundleHeader> {
                     threshold,
                     metrics,
                     lookout_version: version,
-                    model_format: ModelFormat::NnefTar,
+                    model_format,
                     unknown: None,
                 }
             },
@@ -758,5 +760,70 @@ proptest! {
             reseal(&mut bytes);
             let _ = Bundle::from_bytes(&bytes);
         }
+    }
+}
+
+/// `open_file` (the edge's streaming read) checks what `read_file` checks, in the same order, with the same
+/// errors; on an intact file it yields the same header and model bytes.
+#[test]
+fn streaming_a_bundle_file_checks_what_reading_it_whole_checks() {
+    use std::io::Read;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cats.lookout");
+    let bundle = cat_dog_bundle();
+    let bytes = bundle.to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let reader = Bundle::open_file(&path).unwrap();
+    assert_eq!(reader.path(), path);
+    let (header, mut model) = reader.into_model_reader().unwrap();
+    let mut model_bytes = Vec::new();
+    model.read_to_end(&mut model_bytes).unwrap();
+    assert_eq!(
+        Bundle {
+            header,
+            model: model_bytes
+        },
+        bundle
+    );
+
+    let header_len = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    let mut damaged: Vec<(&str, Vec<u8>)> = Vec::new();
+    for cut in [
+        0,
+        3,
+        9,
+        13,
+        20,
+        14 + header_len + 4,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
+        damaged.push(("truncated", bytes[..cut].to_vec()));
+    }
+    for at in [
+        0,
+        8,
+        12,
+        14 + header_len + 2,
+        bytes.len() - 40,
+        bytes.len() - 1,
+    ] {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x10;
+        damaged.push(("flipped", flipped));
+    }
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    damaged.push(("trailing", trailing));
+    let mut huge_header = bytes.clone();
+    huge_header[10..14].copy_from_slice(&(MAX_HEADER_LEN + 1).to_le_bytes());
+    damaged.push(("header length", huge_header));
+    damaged.push(("onnx", b"\x08\x07\x12\x04onnx".to_vec()));
+    for (what, content) in damaged {
+        std::fs::write(&path, &content).unwrap();
+        let whole = Bundle::read_file(&path).unwrap_err().to_string();
+        let streamed = Bundle::open_file(&path).unwrap_err().to_string();
+        assert_eq!(streamed, whole, "{what}, {} bytes", content.len());
     }
 }

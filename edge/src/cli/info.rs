@@ -26,14 +26,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file_size = std::fs::metadata(&args.model)
         .with_context(|| format!("reading {}", args.model.display()))?
         .len();
-    let bundle = Bundle::read_file(&args.model)
+    // Streamed: the checksum is verified without holding the model in memory.
+    let bundle = Bundle::open_file(&args.model)
         .with_context(|| format!("reading {}", args.model.display()))?;
     let h = &bundle.header;
     if args.json {
         let out = json!({
             "path": args.model,
             "file_size": file_size,
-            "model_size": bundle.model.len(),
+            "model_size": bundle.model_len(),
             "header": h,
         });
         println!("{out}");
@@ -78,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "model       {:?}, {}",
         h.model_format,
-        human_bytes(bundle.model.len() as u64)
+        human_bytes(bundle.model_len())
     );
     match &h.metrics {
         Some(m) => {

@@ -313,11 +313,14 @@ pub fn run_all(
         .collect()
 }
 
-/// Serialises a (decluttered) model as a tract NNEF tar archive.
-pub fn to_nnef_tar(model: &TypedModel) -> Result<Vec<u8>, ExportError> {
-    let mut bytes = Vec::new();
+/// Serialises a (decluttered) model as a gzip-compressed tract NNEF tar archive (`ModelFormat::NnefTarGz`).
+/// Deterministic: the tar's timestamps are tract's fixed ones and gzip's is zero, so the same graph gives the
+/// same bytes (and the same size) on every export.
+pub fn to_nnef_tar_gz(model: &TypedModel) -> Result<Vec<u8>, ExportError> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     tract_nnef::nnef()
-        .write_to_tar(model, &mut bytes)
-        .map_err(ExportError::Serialize)?;
-    Ok(bytes)
+        .write_to_tar_with_config(model, encoder, false, true)
+        .map_err(ExportError::Serialize)?
+        .finish()
+        .map_err(|e| ExportError::Serialize(e.into()))
 }

@@ -63,7 +63,7 @@ pub fn bundle_header(run: &Run, input_shape: &[usize], precision: ExportPrecisio
         threshold: config.threshold,
         metrics: None,
         lookout_version: env!("CARGO_PKG_VERSION").to_string(),
-        model_format: ModelFormat::NnefTar,
+        model_format: ModelFormat::NnefTarGz,
         unknown: config.unknown.as_ref().map(|u| UnknownInfo {
             method: u.method.clone(),
             threshold: u.threshold,

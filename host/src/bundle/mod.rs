@@ -305,7 +305,7 @@ pub fn export(
                 ),
                 _ => precision::apply(precision, combined.clone(), &keep_float)?,
             };
-            let model_bytes = graph::to_nnef_tar(&reduced)?;
+            let model_bytes = graph::to_nnef_tar_gz(&reduced)?;
             drop(reduced);
             let mut bundle = Bundle {
                 header: bundle_header(&run, &input_shape, precision),
@@ -317,7 +317,7 @@ pub fn export(
                 let twin = match precision {
                     ExportPrecision::F16Q4 => Bundle {
                         header: bundle.header.clone(),
-                        model: graph::to_nnef_tar(
+                        model: graph::to_nnef_tar_gz(
                             &precision::apply(ExportPrecision::Q4, combined.clone(), &keep_float)?
                                 .0,
                         )?,

@@ -40,7 +40,7 @@ onnxruntime and 98.00 % in tract 0.23.9 (399/400 same labels, 19.6 MB instead of
 1.0 point); but tract runs those QLinearConv graphs 8.8x SLOWER than f32 on x86 (1.1 vs 9.7 images/s), runs the \
 QDQ form in float, and cannot serialize any of them to NNEF (`No serializer found for QuantizeLinearU8`), so none \
 fits in a bundle. Refusing rather than shipping a float model labelled int8. Use --precision q4 (every weight \
-matrix in tract's 4-bit blocks, which its kernels multiply natively: Lite0 with the tutorial head 12.1 MB, within \
+matrix in tract's 4-bit blocks, which its kernels multiply natively: Lite0 with the tutorial head 11.5 MB, within \
 a point of float) or auto (the smallest within --max-drop); for other engines, `lookout export --onnx` plus \
 benches/int8_experiment.py writes the int8 ONNX.";
 

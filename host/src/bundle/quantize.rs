@@ -39,6 +39,10 @@ use tract_core::ops::konst::Const;
 /// channels added to its input) when that adds at most this fraction of work: 80 → 96, 112 → 128, 144 → 160 and
 /// 240 → 256 inputs are (Lite0's 1.6 MB of such layers become 0.3 MB), 16 → 32, 24 → 32 and 40 → 64 are not (the
 /// widest activations, where the padding copy and the wasted products would cost most, for a few kilobytes).
+/// Padding every layer was measured and lost: those narrow early layers are also the most sensitive ones, so
+/// Lite0's q4 export then kept 8 layers float and passed at 97.25 % (this rule: one layer, 97.50 %, float 98.25 %)
+/// with 7.75 % of the test photos called unknown (3.25 %), and MobileNetV3-Small passed at 93.00 % (94.75 %,
+/// float 94.00 %), for 20 KB and 60 KB less.
 pub const MAX_PADDING: f32 = 1.25;
 
 fn padded_rows<T: Copy + Default>(rows: &[T], inputs: usize, blocks: usize) -> Vec<T> {
