@@ -444,6 +444,6 @@ fn whole_model_q4(
     let text = err.to_string();
     assert!(matches!(err, ExportError::AccuracyDrop { .. }), "{text}");
     assert!(text.contains("q4 with 8 layers float"), "{text}");
-    assert!(text.contains("q4 with 1 layers float"), "{text}");
+    assert!(text.contains("q4 with 1 layer float"), "{text}");
     assert!(!strict_path.exists());
 }

@@ -470,15 +470,24 @@ pub struct Attempt {
     pub drop_points: f32,
 }
 
+impl Attempt {
+    /// "1 layer float", "4 layers float"; `None` when every layer was quantized.
+    pub fn kept_float_phrase(&self) -> Option<String> {
+        match self.kept_float.len() {
+            0 => None,
+            1 => Some("1 layer float".to_string()),
+            n => Some(format!("{n} layers float")),
+        }
+    }
+}
+
 fn attempts_line(attempts: &[Attempt]) -> String {
     attempts
         .iter()
         .map(|a| {
-            let kept = if a.kept_float.is_empty() {
-                String::new()
-            } else {
-                format!(" with {} layers float", a.kept_float.len())
-            };
+            let kept = a
+                .kept_float_phrase()
+                .map_or(String::new(), |phrase| format!(" with {phrase}"));
             format!(
                 "{}{kept}: {:.2}% ({:.1} MB)",
                 a.precision,

@@ -138,11 +138,9 @@ pub fn weights_lines(r: &ExportReport) -> String {
     if r.attempts.len() > 1 {
         out.push_str("  tried:\n");
         for a in &r.attempts {
-            let kept = if a.kept_float.is_empty() {
-                String::new()
-            } else {
-                format!(", {} layers float", a.kept_float.len())
-            };
+            let kept = a
+                .kept_float_phrase()
+                .map_or(String::new(), |phrase| format!(", {phrase}"));
             out.push_str(&format!(
                 "    {}{kept}: {:.2}% ({:+.2} points), {:.1} MB\n",
                 a.precision,

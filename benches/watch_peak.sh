@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Peak memory (whole process, /usr/bin/time's maximum RSS) of `lookout-edge watch` on a looping MJPEG file of
+# 10 cat photos, 60 frames, for each BUNDLE:WEIGHTS given, in alternating rounds so that every variant sees the
+# same machine load. Prints each run and, per variant, the median with the range, in MiB.
+#
+#   benches/watch_peak.sh ROUNDS BUNDLE:WEIGHTS [BUNDLE:WEIGHTS ...]
+#   e.g. benches/watch_peak.sh 8 q4.lookout:compact pooled-q4.lookout:compact pooled-q4.lookout:fast
+#
+# LOOKOUT_EDGE: the binary (default target/edge-release/lookout-edge: what a Pi runs, built for this machine).
+set -euo pipefail
+rounds=$1; shift
+edge=${LOOKOUT_EDGE:-target/edge-release/lookout-edge}
+shared=${LOOKOUT_TEST_DATA:-../shared}
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+ls "$shared"/data/cats-vs-dogs/Cat/*.jpg | sort | sed -n 300,309p | xargs cat > "$work/camera.mjpg"
+declare -A peaks
+for ((round = 1; round <= rounds; round++)); do
+    for variant in "$@"; do
+        bundle=${variant%:*}; weights=${variant##*:}
+        /usr/bin/time -f '%M' -o "$work/rss" "$edge" watch --model "$bundle" --weights "$weights" \
+            --source "mjpeg:$work/camera.mjpg" --loop --fps 0 --no-drop --max-frames 60 --json > /dev/null 2> "$work/err" ||
+            { cat "$work/err"; exit 1; }
+        mib=$(awk '{printf "%.1f", $1 / 1024}' "$work/rss")
+        echo "round $round: $variant: $mib MiB"
+        peaks[$variant]+="$mib "
+    done
+done
+for variant in "$@"; do
+    printf '%s\n' ${peaks[$variant]} | sort -n |
+        awk -v v="$variant" '{p[NR]=$1} END {printf "%s: median %.1f MiB (%.1f-%.1f, %d runs)\n", v, p[int((NR + 1) / 2)], p[1], p[NR], NR}'
+done
