@@ -9,7 +9,10 @@
 #   benches/precisions.sh RUN_DIR OUT_DIR [ROUNDS]
 #
 # LOOKOUT, LOOKOUT_EDGE: the binaries (default target/release/…); ITERS: bench iterations (default 50);
-# F16_TEST_IMAGES: test photos the f16 kinds are measured on (default 20: emulated FP16 is slow on x86).
+# F16_TEST_IMAGES: test photos the f16 kinds are measured on (default 20: emulated FP16 is slow on x86);
+# EXPORT_ARGS: more `lookout export` arguments (e.g. "--max-drop 100" for a backbone with random weights, whose
+# accuracy means nothing); PRECISIONS: which to export (default "f32 f32-q4head q4 f16 f16-q4"; the first three
+# are always needed for the latency rounds).
 set -euo pipefail
 run_dir=$1; out=$2; rounds=${3:-2}
 lookout=${LOOKOUT:-target/release/lookout}
@@ -19,9 +22,10 @@ f16_images=${F16_TEST_IMAGES:-20}
 shared=${LOOKOUT_TEST_DATA:-../shared}
 mkdir -p "$out"
 
-for precision in f32 f32-q4head q4 f16 f16-q4; do
-    extra=()
-    [[ $precision == f16* ]] && extra=(--test-images "$f16_images")
+precisions=${PRECISIONS:-f32 f32-q4head q4 f16 f16-q4}
+for precision in $precisions; do
+    read -ra extra <<< "${EXPORT_ARGS:-}"
+    [[ $precision == f16* ]] && extra+=(--test-images "$f16_images")
     "$lookout" export --run "$run_dir" --out "$out/$precision.lookout" --precision "$precision" --force --json \
         "${extra[@]}" > "$out/$precision.export.json" 2> "$out/$precision.export.err"
     python3 - "$out/$precision.export.json" <<'EOF'
@@ -60,6 +64,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 ls "$shared"/data/cats-vs-dogs/Cat/*.jpg | sort | sed -n 300,309p | xargs cat > "$work/camera.mjpg"
 for variant in f32:fast f32-q4head:fast q4:fast q4:compact f16:fast f16-q4:fast; do
     name=${variant%%:*}; weights=${variant##*:}
+    [[ " $precisions " == *" $name "* ]] || continue
     frames=30
     [[ $name == f16* ]] && frames=2
     /usr/bin/time -f '%M' -o "$work/rss" "$edge" watch --model "$out/$name.lookout" --weights "$weights" \
