@@ -72,9 +72,16 @@ impl ExecAction {
         }
     }
 
-    /// Starts the command with `LOOKOUT_LABEL`, `LOOKOUT_SCORE` and `LOOKOUT_FRAME` in its environment, unless
-    /// rate-limited or still running. Returns an error only if the shell cannot be started.
-    pub fn fire(&mut self, label: &str, score: f32, frame: u64) -> std::io::Result<ExecOutcome> {
+    /// Starts the command with `LOOKOUT_LABEL`, `LOOKOUT_SCORE`, `LOOKOUT_FRAME` (and `LOOKOUT_ZONE`, with
+    /// zones) in its environment, unless rate-limited or still running. Returns an error only if the shell
+    /// cannot be started.
+    pub fn fire(
+        &mut self,
+        label: &str,
+        score: f32,
+        frame: u64,
+        zone: Option<&str>,
+    ) -> std::io::Result<ExecOutcome> {
         if let Some(child) = self.running.as_mut() {
             match child.try_wait()? {
                 None => return Ok(ExecOutcome::StillRunning),
@@ -84,14 +91,20 @@ impl ExecAction {
         if self.last_start.is_some_and(|t| t.elapsed() < self.interval) {
             return Ok(ExecOutcome::RateLimited);
         }
-        let child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(&self.command)
             .env("LOOKOUT_LABEL", label)
             .env("LOOKOUT_SCORE", format!("{score:.4}"))
             .env("LOOKOUT_FRAME", frame.to_string())
-            .stdin(Stdio::null())
-            .spawn()?;
+            .stdin(Stdio::null());
+        // Set only with zones, and never inherited from the environment lookout-edge was started in.
+        match zone {
+            Some(zone) => command.env("LOOKOUT_ZONE", zone),
+            None => command.env_remove("LOOKOUT_ZONE"),
+        };
+        let child = command.spawn()?;
         self.running = Some(child);
         self.last_start = Some(Instant::now());
         Ok(ExecOutcome::Started)
@@ -116,15 +129,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("out.txt");
         let cmd = format!(
-            "echo \"$LOOKOUT_LABEL $LOOKOUT_SCORE $LOOKOUT_FRAME\" >> {}",
+            "echo \"$LOOKOUT_LABEL $LOOKOUT_SCORE $LOOKOUT_FRAME ${{LOOKOUT_ZONE:-}}\" >> {}",
             out.display()
         );
         let mut exec = ExecAction::new(cmd, Duration::from_secs(3600));
         assert_eq!(
-            exec.fire("cat", 0.9, 7).expect("sh runs"),
+            exec.fire("cat", 0.9, 7, Some("bowl")).expect("sh runs"),
             ExecOutcome::Started
         );
-        let second = exec.fire("dog", 0.8, 8).expect("sh runs");
+        let second = exec.fire("dog", 0.8, 8, None).expect("sh runs");
         assert!(
             matches!(second, ExecOutcome::RateLimited | ExecOutcome::StillRunning),
             "{second:?}"
@@ -136,7 +149,7 @@ mod tests {
         }
         assert_eq!(
             std::fs::read_to_string(&out).expect("command wrote"),
-            "cat 0.9000 7\n"
+            "cat 0.9000 7 bowl\n"
         );
     }
 }

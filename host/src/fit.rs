@@ -74,6 +74,8 @@ pub enum FitError {
 pub struct FitOptions {
     /// ImageFolder: one sub-folder of photos per class.
     pub data_dir: PathBuf,
+    /// Frames of the camera's empty scene (`--background DIR`), learnt as one more answer: "nothing".
+    pub background: Option<PathBuf>,
     /// The bundle to write.
     pub out: PathBuf,
     /// Catalogue name or model file.
@@ -111,6 +113,7 @@ impl FitOptions {
     pub fn new(data_dir: impl Into<PathBuf>, out: impl Into<PathBuf>) -> FitOptions {
         FitOptions {
             data_dir: data_dir.into(),
+            background: None,
             out: out.into(),
             backbone: DEFAULT_BACKBONE.to_string(),
             preprocess: None,
@@ -183,6 +186,10 @@ pub struct FitReport {
     pub unknown_keep: Option<f32>,
     /// Augmented views per training photo the head was trained with (0: none).
     pub augment_views: u32,
+    /// The background class (the camera's empty scene), when `--background` gave one: its label.
+    pub background: Option<String>,
+    /// The rejection as fitted: what its threshold was calibrated on.
+    pub unknown: Option<crate::head::unknown::UnknownRecord>,
     /// The bundle under camera conditions (with `conditions`).
     pub conditions: Option<crate::report::conditions::ConditionsReport>,
     /// The command to run next, on the Pi.
@@ -294,6 +301,12 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         warnings,
         unknown_keep: options.unknown.map(|u| u.keep),
         augment_views: extracted.views,
+        background: trained
+            .run
+            .config
+            .background
+            .and_then(|index| trained.run.config.classes.get(index).cloned()),
+        unknown: trained.run.config.unknown.clone(),
         conditions,
     })
 }
@@ -314,6 +327,7 @@ fn extract_step(
     let bar = progress_bar(options, 0);
     let job = ExtractJob {
         data_dir: options.data_dir.clone(),
+        background_dir: options.background.clone(),
         out_dir: features_dir.to_path_buf(),
         test_fraction: options.test_fraction,
         seed: options.seed,

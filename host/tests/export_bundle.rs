@@ -182,7 +182,13 @@ fn exports_lite0_at_every_precision() {
     // predict --model on photos never seen: labels plus a per-file error for a corrupt one.
     let cat = export_support::photos(&shared, "Cat", 900, 1).remove(0);
     let corrupt = shared.join("data/corrupt-samples/truncated_half.jpg");
-    let labelled = predict_bundle(&f32_path, &[cat, corrupt.clone()], false).unwrap();
+    let labelled = predict_bundle(
+        &f32_path,
+        &[cat, corrupt.clone()],
+        lookout_shared::Region::FULL,
+        false,
+    )
+    .unwrap();
     assert_eq!(labelled.labels, ["Cat", "Dog"]);
     let predictions = labelled.predictions;
     assert_eq!(
@@ -288,6 +294,7 @@ fn broken_bundles_give_one_clear_line() {
             lookout_version: "0".into(),
             model_format: lookout_shared::bundle::ModelFormat::NnefTar,
             unknown: None,
+            background: None,
         },
         model: vec![7; 1000],
     };

@@ -210,6 +210,7 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
     .unwrap();
     let job = ExtractJob {
         data_dir: data.clone(),
+        background_dir: None,
         out_dir: out.clone(),
         test_fraction: 0.2,
         seed: 42,
@@ -349,6 +350,7 @@ fn augmented_views_cover_every_shard_skip_the_bad_files_and_align_with_the_clean
     .unwrap();
     let job = ExtractJob {
         data_dir: data.clone(),
+        background_dir: None,
         out_dir: out.clone(),
         test_fraction: 0.2,
         seed: 42,

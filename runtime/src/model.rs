@@ -75,6 +75,16 @@ pub struct Prediction {
     pub ood_score: Option<f32>,
     /// True when the score is over the threshold: the image is none of the labels, whatever `label` says.
     pub unknown: bool,
+    /// True when `label` is the bundle's background (the camera's empty scene, `lookout fit --background`) and
+    /// the image is not unknown: there is nothing to act on. Never true for a bundle without a background.
+    pub background: bool,
+}
+
+impl Prediction {
+    /// True when the image is one of the labels that can act: neither unknown nor the empty scene.
+    pub fn is_actionable(&self) -> bool {
+        !self.unknown && !self.background
+    }
 }
 
 /// A loaded bundle: header, preprocessing and an optimised tract plan with its reusable state.
@@ -153,6 +163,8 @@ impl Model {
             .input_fact(0)
             .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?
             .datum_type;
+        // tract resolves its kernels on first use: ours must be in the binary before that.
+        crate::kernels::ensure_linked();
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
@@ -200,6 +212,11 @@ impl Model {
     /// Class names, the index being the label index.
     pub fn labels(&self) -> &[String] {
         &self.header.labels
+    }
+
+    /// The index of the background label (the camera's empty scene), if the bundle has one.
+    pub fn background_label(&self) -> Option<usize> {
+        self.header.background_label()
     }
 
     /// Time it took to read (for [`Model::load`]), load and optimise the model.
@@ -265,6 +282,7 @@ impl Model {
             (Some(score), Some(threshold)) => score > threshold,
             _ => false,
         };
+        let background = !unknown && self.header.is_background(label);
         Ok(Prediction {
             label,
             score: probabilities[label],
@@ -273,6 +291,7 @@ impl Model {
             inference,
             ood_score,
             unknown,
+            background,
         })
     }
 
@@ -371,6 +390,16 @@ fn check_header(header: &BundleHeader) -> Result<(), RuntimeError> {
             Err(RuntimeError::InvalidBundle(format!(
                 "the decision threshold {} is not between 0 and 1; re-export the bundle",
                 header.threshold
+            )))
+        }
+        _ if header
+            .background_label()
+            .is_some_and(|index| index >= header.labels.len()) =>
+        {
+            Err(RuntimeError::InvalidBundle(format!(
+                "the background label is number {} of {} labels; re-export the bundle",
+                header.background.unwrap_or_default() + 1,
+                header.labels.len()
             )))
         }
         _ => Ok(()),

@@ -18,8 +18,10 @@
 //! decode was written by an incompatible build, not damaged in transfer.
 //!
 //! Versions: 2 appended one field to the header, [`BundleHeader::unknown`] (the rejection of what is none of
-//! the labels). A version-1 header is exactly a version-2 header without that last field, so the reader
-//! decodes it as one with `unknown: None`: old bundles load, and say they have no rejection.
+//! the labels); 3 appended [`BundleHeader::background`] (which label is the camera's empty scene). Each version's
+//! header is exactly the next one's without its last field, an `Option` that postcard writes as one zero byte
+//! when it is `None`: the reader appends one zero byte per missing field and decodes the old layout as the new
+//! type. Old bundles load, and say they have no rejection and no background.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -32,7 +34,7 @@ use crate::preprocess::PreprocessSpec;
 /// The first eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"LOOKOUT\0";
 /// The bundle format version this crate writes and the newest it reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest bundle format version this crate reads.
 pub const OLDEST_READABLE_VERSION: u16 = 1;
 /// Largest header a reader accepts: a flipped bit in the length must not make a reader allocate gigabytes,
@@ -179,9 +181,12 @@ pub struct BundleHeader {
     pub lookout_version: String,
     /// Serialization of the model bytes.
     pub model_format: ModelFormat,
-    /// The rejection of unknown images, when the model has one (since format version 2; always last, see
-    /// the module docs).
+    /// The rejection of unknown images, when the model has one (since format version 2, see the module docs).
     pub unknown: Option<UnknownInfo>,
+    /// The index of the label that is the camera's empty scene (`lookout fit --background`), when there is
+    /// one: a frame of that label is answered as "nothing", which is neither one of the other labels nor
+    /// unknown, and never acts (since format version 3; always last, see the module docs).
+    pub background: Option<u32>,
 }
 
 /// A whole bundle in memory.
@@ -202,6 +207,16 @@ impl BundleHeader {
     /// The name of label `index`, if the model has that many labels.
     pub fn label(&self, index: usize) -> Option<&str> {
         self.labels.get(index).map(String::as_str)
+    }
+
+    /// The index of the background label (the empty scene), if the model has one.
+    pub fn background_label(&self) -> Option<usize> {
+        self.background.map(|index| index as usize)
+    }
+
+    /// True when `index` is the background label: a frame of it shows nothing to act on.
+    pub fn is_background(&self, index: usize) -> bool {
+        self.background_label() == Some(index)
     }
 }
 
@@ -504,11 +519,12 @@ impl Layout {
     /// Decodes the header from the bundle's first bytes.
     fn decode_header(&self, bytes: &[u8]) -> Result<BundleHeader, BundleError> {
         let header_bytes = &bytes[HEADER_AT..HEADER_AT + self.header_len];
-        let (header, unused) = if self.version == 1 {
-            // A version-1 header is a version-2 header without its last field: postcard's `None` is one zero
-            // byte, so appending it decodes the old layout as the new type.
+        // An older header is a newer one without its last fields, each an `Option` whose `None` postcard writes
+        // as one zero byte: appending one zero per missing field decodes the old layout as the new type.
+        let missing_fields = usize::from(FORMAT_VERSION - self.version);
+        let (header, unused) = if missing_fields > 0 {
             let mut upgraded = header_bytes.to_vec();
-            upgraded.push(0);
+            upgraded.resize(header_bytes.len() + missing_fields, 0);
             let (header, unused) = postcard::take_from_bytes::<BundleHeader>(&upgraded)
                 .map_err(BundleError::BadHeader)?;
             (header, unused.len())

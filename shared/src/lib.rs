@@ -3,6 +3,7 @@
 //! - [`preprocess`]: the preprocessing recipe ([`PreprocessSpec`]) and, with the `std` feature, its one
 //!   implementation, used by the host for feature extraction and by the edge at inference time;
 //! - [`bundle`]: the `.lookout` model bundle format (magic, version, postcard header, tract NNEF model, checksum);
+//! - [`region`]: a region of a frame ([`Region`], `--roi` and `--zone`), cropped before preprocessing;
 //! - [`detection`]: the [`Detection`] message the edge sends to a microcontroller (postcard + COBS framing).
 //!
 //! With `default-features = false` the crate is `no_std` + `alloc`, so firmware can read the formats.
@@ -18,9 +19,11 @@ pub mod detection;
 #[cfg(feature = "std")]
 pub mod image_io;
 pub mod preprocess;
+pub mod region;
 
 #[cfg(feature = "std")]
 pub use bundle::BundleFileError;
 pub use bundle::{Bundle, BundleError, BundleHeader};
 pub use detection::{Detection, DetectionError, FrameReader, MAX_FRAME_LEN};
 pub use preprocess::PreprocessSpec;
+pub use region::{Region, RegionError};

@@ -66,6 +66,7 @@ fn cat_dog_header() -> BundleHeader {
             keep: 0.95,
             bank_size: 512,
         }),
+        background: None,
     }
 }
 
@@ -395,33 +396,74 @@ fn header_that_does_not_decode_is_bad_header() {
     assert_one_line(&error);
 }
 
-#[test]
-fn a_version_1_bundle_still_reads_and_has_no_rejection() {
-    // Version 1 is version 2's header without its last field (`unknown`): written here byte for byte as a
-    // version-1 writer did.
-    let mut bundle = cat_dog_bundle();
-    bundle.header.unknown = None;
+/// The bytes an older writer made: `bundle`'s header without its last `missing` fields (each a `None`, one
+/// zero byte), labelled `version`.
+fn older_bundle_bytes(bundle: &Bundle, version: u16, missing: usize) -> Vec<u8> {
     let mut header = postcard::to_allocvec(&bundle.header).unwrap();
-    assert_eq!(header.pop(), Some(0), "`None` is one zero byte, last");
+    for _ in 0..missing {
+        assert_eq!(header.pop(), Some(0), "`None` is one zero byte, last");
+    }
     let mut bytes = Vec::new();
     bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&header);
     bytes.extend_from_slice(&(bundle.model.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&bundle.model);
     bytes.extend_from_slice(&[0; 32]);
     reseal(&mut bytes);
+    bytes
+}
+
+#[test]
+fn a_version_1_bundle_still_reads_and_has_no_rejection() {
+    // Version 1 is version 3's header without its last two fields (`unknown`, `background`): written here byte
+    // for byte as a version-1 writer did.
+    let mut bundle = cat_dog_bundle();
+    bundle.header.unknown = None;
+    let mut bytes = older_bundle_bytes(&bundle, 1, 2);
     let read = Bundle::from_bytes(&bytes).unwrap();
     assert_eq!(read, bundle);
     assert_eq!(read.header.unknown, None);
-    // The same bytes labelled version 2 lack the field: that is a bad header, not a silent default.
+    assert_eq!(read.header.background, None);
+    // The same bytes labelled version 2 lack a field: that is a bad header, not a silent default.
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
     reseal(&mut bytes);
     assert!(matches!(
         Bundle::from_bytes(&bytes).unwrap_err(),
         BundleError::BadHeader(_)
     ));
+}
+
+#[test]
+fn a_version_2_bundle_still_reads_keeps_its_rejection_and_has_no_background() {
+    let bundle = cat_dog_bundle();
+    assert!(bundle.header.unknown.is_some());
+    let mut bytes = older_bundle_bytes(&bundle, 2, 1);
+    let read = Bundle::from_bytes(&bytes).unwrap();
+    assert_eq!(read, bundle);
+    assert_eq!(read.header.background, None);
+    // Labelled version 3, the last field is missing: a bad header.
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    reseal(&mut bytes);
+    assert!(matches!(
+        Bundle::from_bytes(&bytes).unwrap_err(),
+        BundleError::BadHeader(_)
+    ));
+}
+
+#[test]
+fn a_background_label_round_trips_and_is_named() {
+    let mut bundle = cat_dog_bundle();
+    bundle.header.labels.push("background".into());
+    bundle.header.output = OutputKind::Softmax;
+    bundle.header.background = Some(2);
+    let read = Bundle::from_bytes(&bundle.to_bytes().unwrap()).unwrap();
+    assert_eq!(read, bundle);
+    assert_eq!(read.header.background_label(), Some(2));
+    assert!(read.header.is_background(2));
+    assert!(!read.header.is_background(0));
+    assert!(!cat_dog_header().is_background(1));
 }
 
 #[test]
@@ -694,6 +736,7 @@ fn arb_header() -> impl Strategy<Value = BundleHeader> {
                     lookout_version: version,
                     model_format,
                     unknown: None,
+                    background: None,
                 }
             },
         )

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod scene;
+
 pub use lookout_testdata::{require_shared, shared_dir};
 
 /// The directory holding the binaries of the profile this test was built with (`target/<profile>`).

@@ -10,7 +10,7 @@ use lookout_edge::stats::{peak_memory_bytes, percentile_ms};
 use lookout_runtime::profile::OpProfile;
 use serde_json::json;
 
-use super::common::{load_model, ms, round3, UnknownArgs, WeightsArg};
+use super::common::{load_model, ms, parse_roi, round3, UnknownArgs, WeightsArg};
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +31,10 @@ pub struct Args {
     /// Image to classify (default: a synthetic 640×480 frame, as a camera would give).
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Time only this region of the image, x,y,w,h in fractions of it (cropped before the timed runs, as
+    /// `watch --roi` crops once per frame).
+    #[arg(long, value_name = "x,y,w,h")]
+    roi: Option<String>,
     /// Also time every op of the plan over --iters runs and print where the time goes, by kind (convolutions
     /// as matrix products, depthwise convolutions, pooling, element-wise) and by tract op.
     #[arg(long)]
@@ -83,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.iters == 0 {
         anyhow::bail!("--iters must be at least 1");
     }
+    let roi = args.roi.as_deref().map(parse_roi).transpose()?;
     let mut model = load_model(
         &args.model,
         args.threads,
@@ -94,6 +99,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => lookout_shared::image_io::decode_file(path)
             .with_context(|| format!("reading {}", path.display()))?,
         None => synthetic_frame(),
+    };
+    let image = match roi {
+        Some(roi) => roi.crop(&image),
+        None => image,
     };
     let mut tensor = vec![0f32; model.tensor_len()];
     for _ in 0..WARMUP {
@@ -124,10 +133,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (pre, inf, total) = (Timings::new(pre), Timings::new(inf), Timings::new(total));
     let peak = peak_memory_bytes();
-    let image_desc = args
+    let mut image_desc = args
         .image
         .as_ref()
         .map_or("synthetic 640x480".to_string(), |p| p.display().to_string());
+    if let Some(roi) = roi {
+        image_desc.push_str(&format!(
+            " (region {roi}: {}x{})",
+            image.width(),
+            image.height()
+        ));
+    }
     if args.json {
         let out = json!({
             "type": "bench",

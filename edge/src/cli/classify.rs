@@ -1,4 +1,6 @@
-//! `lookout-edge classify`: one line per image.
+//! `lookout-edge classify`: one line per image. With `--roi`, only that region of each image is classified
+//! (cropped before preprocessing, as `watch --roi` does). An image of the bundle's background label (the empty
+//! scene) is answered `nothing`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,10 +8,12 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use lookout_edge::files::collect_images;
+use lookout_edge::pipeline::answer;
 use lookout_edge::{error_line, Model, Prediction};
+use lookout_shared::Region;
 use serde_json::json;
 
-use super::common::{load_model, ms, round3, UnknownArgs, WeightsArg};
+use super::common::{load_model, ms, parse_roi, round3, UnknownArgs, WeightsArg};
 use super::EXIT_SOME_FAILED;
 
 /// Arguments of `classify`.
@@ -34,12 +38,16 @@ pub struct Args {
     /// Also show the K most likely labels per image.
     #[arg(long, value_name = "K", default_value_t = 1)]
     top: usize,
+    /// Classify only this region of each image, x,y,w,h in fractions of it (e.g. 0.25,0.5,0.5,0.5).
+    #[arg(long, value_name = "x,y,w,h")]
+    roi: Option<String>,
     #[command(flatten)]
     unknown: UnknownArgs,
 }
 
 /// Runs `classify`. Exit code 0 if every image was classified, 1 if some failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let roi = args.roi.as_deref().map(parse_roi).transpose()?;
     let mut model = load_model(&args.model, args.threads, args.weights, &args.unknown)?;
     let images = collect_images(&args.paths).context("listing the images")?;
     if images.is_empty() {
@@ -48,13 +56,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     let mut total_ms = 0f64;
     let mut classified = 0usize;
+    let (mut unknown, mut background) = (0usize, 0usize);
     for path in &images {
         let start = Instant::now();
-        match classify_one(&mut model, path) {
+        match classify_one(&mut model, path, roi) {
             Ok((prediction, decode_ms)) => {
                 let elapsed = ms(start.elapsed());
                 total_ms += elapsed;
                 classified += 1;
+                unknown += usize::from(prediction.unknown);
+                background += usize::from(prediction.background);
                 print_result(&model, path, &prediction, decode_ms, elapsed, &args);
             }
             Err(e) => {
@@ -85,11 +96,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             json!({"type": "summary", "images": images.len(), "classified": classified, "failed": failed,
-                   "mean_ms": round3(mean_ms), "load_ms": round3(ms(model.load_time()))})
+                   "unknown": unknown, "background": background, "mean_ms": round3(mean_ms),
+                   "load_ms": round3(ms(model.load_time()))})
         );
     } else {
         eprintln!(
-            "{} images, {classified} classified, {failed} failed, mean {mean_ms:.1} ms per image (model load {:.0} ms)",
+            "{} images, {classified} classified, {failed} failed ({unknown} unknown, {background} nothing), mean {mean_ms:.1} ms per image (model load {:.0} ms)",
             images.len(),
             ms(model.load_time())
         );
@@ -101,9 +113,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn classify_one(model: &mut Model, path: &Path) -> anyhow::Result<(Prediction, f64)> {
+fn classify_one(
+    model: &mut Model,
+    path: &Path,
+    roi: Option<Region>,
+) -> anyhow::Result<(Prediction, f64)> {
     let start = Instant::now();
-    let image = lookout_shared::image_io::decode_file(path)?;
+    let mut image = lookout_shared::image_io::decode_file(path)?;
+    if let Some(roi) = roi {
+        image = roi.crop(&image);
+    }
     let decode_ms = ms(start.elapsed());
     Ok((model.classify(&image)?, decode_ms))
 }
@@ -133,6 +152,7 @@ fn print_result(
             "label_index": p.label,
             "score": p.score,
             "unknown": p.unknown,
+            "background": p.background,
             "ood_score": p.ood_score,
             "ms": round3(total_ms),
             "decode_ms": round3(decode_ms),
@@ -150,7 +170,7 @@ fn print_result(
         let mut text = format!(
             "{}\t{}\t{:.4}\t{:.1} ms",
             path.display(),
-            if p.unknown { "unknown" } else { name(p.label) },
+            answer(p, name(p.label)),
             p.score,
             total_ms
         );

@@ -21,6 +21,12 @@ pub fn load_model(
     Model::load(path, &options).with_context(|| format!("loading model {}", path.display()))
 }
 
+/// `--roi x,y,w,h`, with the flag in its one-line error.
+pub fn parse_roi(text: &str) -> anyhow::Result<lookout_shared::Region> {
+    text.parse()
+        .map_err(|e: lookout_shared::RegionError| anyhow::anyhow!("--roi {text}: {e}"))
+}
+
 /// `--weights`: how a q4 bundle's block-quantized weights are held once loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WeightsArg {

@@ -51,6 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         h.labels.len(),
         shown_labels(&h.labels)
     );
+    if let Some(label) = h.background_label().and_then(|i| h.label(i)) {
+        println!("background  {label} (the empty scene: answered \"nothing\", never an event)");
+    }
     println!(
         "output      {:?}{}",
         h.output,

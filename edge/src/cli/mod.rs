@@ -4,6 +4,7 @@ mod bench;
 mod classify;
 mod common;
 mod info;
+mod pins;
 mod watch;
 
 use std::process::ExitCode;

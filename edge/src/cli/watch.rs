@@ -9,15 +9,16 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use lookout_edge::actions::ExecAction;
 use lookout_edge::gpio::LabelPin;
-use lookout_edge::pipeline::actions::{ExecSink, GpioSink, SerialSink, Status};
+use lookout_edge::pipeline::actions::{ExecSink, GpioSink, LabelRule, SerialSink, Status};
 use lookout_edge::pipeline::mqtt::{MqttConfig, MqttCounts, MqttSink, MqttTarget};
 use lookout_edge::pipeline::output::OutputSink;
-use lookout_edge::pipeline::preview::PreviewSink;
+use lookout_edge::pipeline::preview::{PreviewOptions, PreviewSink};
 use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
-use lookout_edge::pipeline::{Pipeline, Sink, WatchOptions};
+use lookout_edge::pipeline::{Pipeline, Regions, Sink, WatchOptions, Zone};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
 
-use super::common::{load_model, UnknownArgs, WeightsArg};
+use super::common::{load_model, parse_roi, UnknownArgs, WeightsArg};
+use super::pins::{open_gpio, open_serial};
 use super::EXIT_SOME_FAILED;
 
 /// Arguments of `watch`.
@@ -27,6 +28,10 @@ use super::EXIT_SOME_FAILED;
     mjpeg:-            concatenated JPEGs on stdin, e.g. rpicam-vid -t 0 --codec mjpeg -o - | lookout-edge watch …\n  \
     mjpeg:FILE         concatenated JPEGs in a file or named pipe\n  \
     dir:PATH           the images of a folder, in sorted order\n\n\
+    Zones: --zone NAME=x,y,w,h (repeatable) classifies each named region of every frame on its own, with its own\n\
+    smoothing and events; output lines carry the zone, MQTT topics go one level down (BASE/NAME/...), --exec gets\n\
+    LOOKOUT_ZONE. --when LABEL acts on the label in any zone, --when LABEL@NAME only in that zone. Fractions of the\n\
+    frame: x,y the top-left corner, w,h the size (--preview lets you drag a zone out and shows its flag).\n\n\
     Serial messages are postcard-encoded Detection structs, COBS-framed, each ending with a 0x00 byte: one per event\n\
     (score = smoothed score), or one per frame with --serial-frames (score = the frame's own score)."
 )]
@@ -58,9 +63,16 @@ pub struct Args {
     /// The label re-arms when its smoothed score falls below threshold minus this.
     #[arg(long, default_value_t = 0.1)]
     hysteresis: f32,
-    /// Label that drives --gpio and --exec (default for --exec: any label).
-    #[arg(long, value_name = "LABEL")]
+    /// Label that drives --gpio and --exec (default for --exec: any label); LABEL@ZONE: only in that zone.
+    #[arg(long, value_name = "LABEL[@ZONE]")]
     when: Option<String>,
+    /// Classify only this region of each frame, x,y,w,h in fractions of the frame (e.g. 0.25,0.5,0.5,0.5).
+    #[arg(long, value_name = "x,y,w,h", conflicts_with = "zones")]
+    roi: Option<String>,
+    /// A named region classified on its own at every frame, with its own events (repeat for more zones).
+    /// NAME: letters, digits, - and _.
+    #[arg(long = "zone", value_name = "NAME=x,y,w,h")]
+    zones: Vec<String>,
     /// GPIO line set high while the --when label is active: CHIP:LINE, CHIP a number or name (0, gpiochip0 = /dev/gpiochip0) or a path.
     #[arg(long, value_name = "CHIP:LINE")]
     gpio: Option<String>,
@@ -73,7 +85,8 @@ pub struct Args {
     /// Send a Detection for every frame, not only for events.
     #[arg(long)]
     serial_frames: bool,
-    /// Shell command run on each event, with LOOKOUT_LABEL, LOOKOUT_SCORE, LOOKOUT_FRAME in its environment.
+    /// Shell command run on each event, with LOOKOUT_LABEL, LOOKOUT_SCORE, LOOKOUT_FRAME (and LOOKOUT_ZONE with
+    /// zones) in its environment.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
     /// Run --exec at most once per this many seconds (it never blocks the loop).
@@ -125,10 +138,12 @@ pub struct Args {
     preview_token: Option<String>,
     /// Publish events to an MQTT broker: mqtt://[user@]host[:port]/BASE/TOPIC (mqtts:// for TLS). Topics:
     /// BASE/event (JSON, QoS 1, queued through outages), BASE/label/<label> (ON/OFF, retained),
-    /// BASE/availability (online/offline, retained, the last will).
+    /// BASE/availability (online/offline, retained, the last will). With --zone, all but availability are per
+    /// zone: BASE/ZONE/event, BASE/ZONE/label/<label>, ….
     #[arg(long, value_name = "URL")]
     mqtt: Option<MqttTarget>,
-    /// Announce each label to Home Assistant as a binary_sensor, under this discovery prefix.
+    /// Announce each label (per zone, with --zone; never the background label) to Home Assistant as a
+    /// binary_sensor, under this discovery prefix.
     #[arg(
         long,
         value_name = "PREFIX",
@@ -163,82 +178,6 @@ pub struct Args {
     unknown: UnknownArgs,
 }
 
-#[cfg(target_os = "linux")]
-type OutputPin = linux_embedded_hal::CdevPin;
-
-#[cfg(target_os = "linux")]
-fn open_gpio(spec: &str) -> anyhow::Result<OutputPin> {
-    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
-    let (chip, line) = spec.rsplit_once(':').with_context(|| {
-        format!("--gpio {spec:?}: expected CHIP:LINE, e.g. 0:17, gpiochip0:17 or /dev/gpiochip0:17")
-    })?;
-    let line: u32 = line
-        .parse()
-        .with_context(|| format!("--gpio {spec:?}: LINE must be a number"))?;
-    let chip_path = gpio_chip_path(chip);
-    let mut chip = Chip::new(&chip_path).with_context(|| {
-        format!("opening GPIO chip {chip_path}; check the path and permissions")
-    })?;
-    let handle = chip
-        .get_line(line)
-        .and_then(|l| l.request(LineRequestFlags::OUTPUT, 0, "lookout-edge"))
-        .with_context(|| {
-            format!("requesting GPIO line {line} of {chip_path} as an output; is it in use?")
-        })?;
-    linux_embedded_hal::CdevPin::new(handle)
-        .with_context(|| format!("GPIO line {line} of {chip_path}"))
-}
-
-/// The device of a `--gpio` chip: `0` and `gpiochip0` are `/dev/gpiochip0`; anything with a `/` is a path.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn gpio_chip_path(chip: &str) -> String {
-    if chip.chars().all(|c| c.is_ascii_digit()) {
-        format!("/dev/gpiochip{chip}")
-    } else if chip.contains('/') {
-        chip.to_string()
-    } else {
-        format!("/dev/{chip}")
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-type OutputPin = embedded_hal_no_gpio::NoPin;
-
-#[cfg(not(target_os = "linux"))]
-mod embedded_hal_no_gpio {
-    /// Placeholder pin type where gpio-cdev does not exist.
-    #[derive(Debug)]
-    pub struct NoPin;
-    impl embedded_hal::digital::ErrorType for NoPin {
-        type Error = core::convert::Infallible;
-    }
-    impl embedded_hal::digital::OutputPin for NoPin {
-        fn set_low(&mut self) -> Result<(), Self::Error> {
-            Ok(())
-        }
-        fn set_high(&mut self) -> Result<(), Self::Error> {
-            Ok(())
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_gpio(_spec: &str) -> anyhow::Result<OutputPin> {
-    bail!("--gpio needs Linux's GPIO character devices")
-}
-
-fn open_serial(
-    path: &std::path::Path,
-    baud: u32,
-) -> anyhow::Result<Box<dyn serialport::SerialPort>> {
-    let name = path.to_string_lossy().into_owned();
-    let port = serialport::new(&name, baud)
-        .timeout(Duration::from_secs(1))
-        .open()
-        .with_context(|| format!("opening serial port {name}; check the device and that you may use it (dialout group)"))?;
-    Ok(port)
-}
-
 /// Runs `watch`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec: SourceSpec = args.source.parse()?;
@@ -248,25 +187,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.fps < 0.0 || !args.fps.is_finite() {
         bail!("--fps {} must be 0 or positive", args.fps);
     }
+    let regions = regions(&args)?;
     let mut model = load_model(&args.model, args.threads, args.weights, &args.unknown)?;
     // Which model saved a frame or sent an event: the bundle's own checksum, read once.
     let model_sha256 = bundle_checksum(&args.model)?;
     let labels = model.labels().to_vec();
+    let background = model.background_label();
     let when = match &args.when {
-        Some(name) => Some(labels.iter().position(|l| l == name).with_context(|| {
-            format!(
-                "--when {name:?} is not a label of this model; its labels are: {}",
-                labels.join(", ")
-            )
-        })?),
+        Some(text) => Some(label_rule(text, &labels, background, &regions)?),
         None => None,
     };
     let status: Status = Arc::new(|line: &str| eprintln!("{line}"));
-    let mut gpio = match (&args.gpio, when) {
+    let mut gpio = match (&args.gpio, &when) {
         (Some(_), None) => bail!("--gpio needs --when LABEL: the label that switches the line on"),
-        (Some(spec), Some(label)) => Some(GpioSink::new(
-            LabelPin::new(open_gpio(spec)?, label)
+        (Some(spec), Some(rule)) => Some(GpioSink::new(
+            LabelPin::new(open_gpio(spec)?, rule.label)
                 .map_err(|e| anyhow::anyhow!("setting GPIO {spec} low: {e:?}"))?,
+            rule.zone.clone(),
             Arc::clone(&status),
         )),
         (None, _) => None,
@@ -282,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut exec = args.exec.clone().map(|cmd| {
         ExecSink::new(
             ExecAction::new(cmd, Duration::from_secs_f64(args.exec_interval.max(0.0))),
-            when,
+            when.clone(),
             Arc::clone(&status),
         )
     });
@@ -304,12 +241,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut preview = match args.preview {
         Some(addr) => {
-            let (sink, url) = PreviewSink::start(
-                addr,
-                args.preview_token.clone(),
-                labels.clone(),
-                args.smooth,
-            )?;
+            let options = PreviewOptions {
+                labels: labels.clone(),
+                background,
+                smooth: args.smooth,
+                regions: regions.clone(),
+            };
+            let (sink, url) = PreviewSink::start(addr, args.preview_token.clone(), options)?;
             eprintln!("preview: {url}");
             Some(sink)
         }
@@ -318,7 +256,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut output = OutputSink::new(args.json, serial.as_ref().map(SerialSink::sent_counter));
     let (mut mqtt, mqtt_counts) = match &args.mqtt {
         Some(target) => {
-            let config = mqtt_config(&args, target, &labels, &model_sha256, Arc::clone(&status))?;
+            let mut config =
+                mqtt_config(&args, target, &labels, &model_sha256, Arc::clone(&status))?;
+            config.background = background;
+            config.zones = regions.names();
             let (sink, counts) = MqttSink::start(config, Duration::from_secs(3))?;
             (Some(sink), Some(counts))
         }
@@ -333,6 +274,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hysteresis: args.hysteresis,
         max_frames: args.max_frames,
         on_unknown: args.on_unknown,
+        regions,
     });
     let source_opts = SourceOptions {
         fps: (args.fps > 0.0).then_some(args.fps),
@@ -401,6 +343,70 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--roi` or the `--zone`s, checked (one line each when they are wrong).
+fn regions(args: &Args) -> anyhow::Result<Regions> {
+    if let Some(roi) = &args.roi {
+        return Ok(Regions::Frame(parse_roi(roi)?));
+    }
+    let zones = args
+        .zones
+        .iter()
+        .map(|text| text.parse::<Zone>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Regions::zones(zones)?)
+}
+
+/// `--when LABEL[@ZONE]`: a label of the model (not the empty scene, which never fires), in a zone given with
+/// `--zone` or in any. A label that itself holds `@` is taken whole first.
+fn label_rule(
+    text: &str,
+    labels: &[String],
+    background: Option<usize>,
+    regions: &Regions,
+) -> anyhow::Result<LabelRule> {
+    let find = |name: &str| labels.iter().position(|l| l == name);
+    let found = find(text).map(|label| (label, None)).or_else(|| {
+        text.rsplit_once('@')
+            .and_then(|(name, zone)| find(name).map(|label| (label, Some(zone))))
+    });
+    let Some((label, zone)) = found else {
+        let name = text.rsplit_once('@').map_or(text, |(name, _)| name);
+        let actionable: Vec<&str> = labels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != background)
+            .map(|(_, l)| l.as_str())
+            .collect();
+        bail!(
+            "--when {name:?} is not a label of this model; its labels are: {}",
+            actionable.join(", ")
+        )
+    };
+    if Some(label) == background {
+        bail!(
+            "--when {:?} is the model's background label (the empty scene): it is \"nothing\" and never fires; name a label that can act",
+            labels[label]
+        );
+    }
+    if let Some(zone) = zone {
+        let names = regions.names();
+        if !names.iter().any(|n| n == zone) {
+            bail!(
+                "--when {text:?}: there is no zone {zone:?}; {}",
+                if names.is_empty() {
+                    "give it with --zone NAME=x,y,w,h".to_string()
+                } else {
+                    format!("the zones are: {}", names.join(", "))
+                }
+            );
+        }
+    }
+    Ok(LabelRule {
+        label,
+        zone: zone.map(str::to_string),
+    })
+}
+
 /// `--mqtt` and its options, with the password read from its file or the environment.
 fn mqtt_config(
     args: &Args,
@@ -456,6 +462,8 @@ fn mqtt_config(
         queue: args.mqtt_queue,
         flush_timeout: Duration::from_secs_f64(args.mqtt_flush_timeout),
         labels: labels.to_vec(),
+        background: None,
+        zones: Vec::new(),
         model_sha256: model_sha256.to_string(),
         status,
     })
@@ -487,16 +495,4 @@ fn bundle_checksum(path: &std::path::Path) -> anyhow::Result<String> {
         .and_then(|_| file.read_exact(&mut checksum))
         .with_context(|| format!("reading the checksum of {}", path.display()))?;
     Ok(checksum.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::gpio_chip_path;
-
-    #[test]
-    fn gpio_chips_by_number_name_or_path() {
-        assert_eq!(gpio_chip_path("0"), "/dev/gpiochip0");
-        assert_eq!(gpio_chip_path("gpiochip4"), "/dev/gpiochip4");
-        assert_eq!(gpio_chip_path("/dev/gpiochip1"), "/dev/gpiochip1");
-    }
 }

@@ -1,5 +1,9 @@
 //! The sinks that act: a GPIO line, Detection messages on a serial port, a shell command.
 //!
+//! With zones, a rule ([`LabelRule`]) acts on a label firing in any zone unless it names one. None of them ever
+//! acts on the empty scene (the bundle's background label): it never fires, and per-frame serial messages skip
+//! it.
+//!
 //! Their failures never stop the loop: each is reported through the `status` callback (once per run of
 //! failures where it would repeat every frame), and the sink keeps trying.
 
@@ -10,33 +14,50 @@ use std::sync::Arc;
 use embedded_hal::digital::OutputPin;
 use lookout_shared::Detection;
 
-use super::{ChangeKind, FrameReport, LabelChange, Sink, WatchSummary};
+use super::{Active, ChangeKind, FrameReport, LabelChange, Sink, WatchSummary};
 use crate::actions::{DetectionWriter, ExecAction};
 use crate::gpio::LabelPin;
 
 /// Where sinks report their own failures (the binary prints them on stderr).
 pub type Status = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Keeps a GPIO line high while one label's event is active; drives it low at the end.
+/// Which events an action follows: one label, in one zone or in any (`--when LABEL[@ZONE]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelRule {
+    /// The label's index.
+    pub label: usize,
+    /// The zone; `None`: any zone (and the whole frame without zones).
+    pub zone: Option<String>,
+}
+
+impl LabelRule {
+    fn matches(&self, c: &LabelChange<'_>) -> bool {
+        c.label == self.label && (self.zone.is_none() || self.zone.as_deref() == c.zone)
+    }
+}
+
+/// Keeps a GPIO line high while one label's event is active (in one zone, or in any); drives it low at the end.
 pub struct GpioSink<P: OutputPin> {
     pin: Option<LabelPin<P>>,
+    zone: Option<String>,
     status: Status,
 }
 
 impl<P: OutputPin> GpioSink<P> {
-    /// Drives `pin` for events of `label`.
-    pub fn new(pin: LabelPin<P>, status: Status) -> Self {
+    /// Drives `pin` for events of its label in `zone` (`None`: in any zone).
+    pub fn new(pin: LabelPin<P>, zone: Option<String>, status: Status) -> Self {
         Self {
             pin: Some(pin),
+            zone,
             status,
         }
     }
 }
 
 impl<P: OutputPin> Sink for GpioSink<P> {
-    fn after_frame(&mut self, active: &dyn Fn(usize) -> bool) {
+    fn after_frame(&mut self, active: &Active<'_>) {
         if let Some(pin) = self.pin.as_mut() {
-            if let Err(e) = pin.update(active) {
+            if let Err(e) = pin.update(|label| active.is_active(self.zone.as_deref(), label)) {
                 (self.status)(&format!("--gpio: cannot set the line: {e:?}"));
             }
         }
@@ -106,7 +127,8 @@ fn detection(frame: u64, label: usize, score: f32, latency: std::time::Duration)
 
 impl<W: Write> Sink for SerialSink<W> {
     fn frame(&mut self, f: &FrameReport<'_>) {
-        if self.per_frame {
+        // The empty scene is nothing to tell a microcontroller about.
+        if self.per_frame && !f.prediction.background {
             self.send(&detection(
                 f.number,
                 f.prediction.label,
@@ -126,13 +148,13 @@ impl<W: Write> Sink for SerialSink<W> {
 /// Runs a shell command on events (of one label, or any), rate-limited, never waiting for it.
 pub struct ExecSink {
     action: ExecAction,
-    when: Option<usize>,
+    when: Option<LabelRule>,
     status: Status,
 }
 
 impl ExecSink {
-    /// Runs `action` on events of `when` (any label when `None`).
-    pub fn new(action: ExecAction, when: Option<usize>, status: Status) -> Self {
+    /// Runs `action` on events that match `when` (any label in any zone when `None`).
+    pub fn new(action: ExecAction, when: Option<LabelRule>, status: Status) -> Self {
         Self {
             action,
             when,
@@ -143,14 +165,14 @@ impl ExecSink {
 
 impl Sink for ExecSink {
     fn change(&mut self, c: &LabelChange<'_>) {
-        if c.kind == ChangeKind::Fired && self.when.is_none_or(|w| w == c.label) {
-            if let Err(e) = self.action.fire(c.label_name, c.score, c.frame) {
+        if c.kind == ChangeKind::Fired && self.when.as_ref().is_none_or(|w| w.matches(c)) {
+            if let Err(e) = self.action.fire(c.label_name, c.score, c.frame, c.zone) {
                 (self.status)(&format!("--exec: cannot start the shell: {e}"));
             }
         }
     }
 
-    fn after_frame(&mut self, _active: &dyn Fn(usize) -> bool) {
+    fn after_frame(&mut self, _active: &Active<'_>) {
         self.action.reap();
     }
 }

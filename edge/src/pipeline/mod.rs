@@ -9,27 +9,39 @@
 //! [`actions::SerialSink`], [`actions::ExecSink`], [`preview::PreviewSink`] (the live page),
 //! [`mqtt::MqttSink`] (home automation), [`save::SaveSink`] (frames for the next training). A new one is one
 //! type implementing [`Sink`]; `lookout-edge watch` only parses arguments and wires sinks together.
+//!
+//! What of the frame is classified is [`zone::Regions`]: the whole frame, one region (`--roi`), or named zones
+//! (`--zone`), each cropped from the decoded frame and classified at every frame, with its own smoothing and
+//! events ([`zone`]). A frame with zones is one frame: one capture, one decode, one entry in the counts; the
+//! sinks get one [`FrameReport`] per zone, then that zone's changes, zone after zone, then one
+//! [`Sink::after_frame`].
 
 pub mod actions;
 pub mod capture;
 pub mod mqtt;
 pub mod output;
 pub mod preview;
+mod report;
 pub mod save;
+pub mod zone;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use lookout_runtime::{Model, Prediction};
+use lookout_runtime::Model;
 
 use crate::error::EdgeError;
 use crate::slot::LatestSlot;
-use crate::smoothing::{EventTrigger, Smoother, Trigger};
-use crate::source::{FrameSource, RawFrame};
-use crate::stats::LatencyHistogram;
+use crate::source::FrameSource;
 use capture::{spawn_capture, Frame};
+pub(crate) use report::FrameChanges;
+pub use report::{
+    answer, ChangeKind, FrameReport, LabelChange, SceneChange, WatchSummary, ZoneSummary,
+};
+use zone::ZoneState;
+pub use zone::{Active, Regions, Zone, ZoneError};
 
 /// How the loop paces, smooths and stops.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,113 +61,8 @@ pub struct WatchOptions {
     /// Tell the sinks when the scene becomes unknown and known again ([`Sink::scene`]), smoothed and with
     /// hysteresis like a label.
     pub on_unknown: bool,
-}
-
-/// One classified frame, as the sinks see it.
-#[derive(Debug, Clone, Copy)]
-pub struct FrameReport<'a> {
-    /// Frame number, from 1, in capture order.
-    pub number: u64,
-    /// The file it came from, if any.
-    pub name: Option<&'a str>,
-    /// The model's answer.
-    pub prediction: &'a Prediction,
-    /// The frame as the source delivered it (encoded bytes from a camera or file, raw YUYV, …).
-    pub raw: &'a RawFrame,
-    /// The name of the predicted label.
-    pub label: &'a str,
-    /// Capture → result.
-    pub latency: Duration,
-    /// Results per second over the last few results.
-    pub fps: f64,
-    /// Frames captured after this one by the time its result was ready.
-    pub behind: u64,
-    /// Frames captured after this one by the time inference started (0 or 1 with newest-frame-wins).
-    pub newer_at_start: u64,
-}
-
-/// Whether a label's event started or ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
-    /// The smoothed score rose to the threshold: an event.
-    Fired,
-    /// The smoothed score fell below threshold minus hysteresis.
-    Cleared,
-}
-
-impl ChangeKind {
-    /// `event` or `clear`, as the JSON lines say it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Fired => "event",
-            ChangeKind::Cleared => "clear",
-        }
-    }
-}
-
-/// A label's event starting or ending, at one frame.
-#[derive(Debug, Clone, Copy)]
-pub struct LabelChange<'a> {
-    /// Started or ended.
-    pub kind: ChangeKind,
-    /// The frame it happened at.
-    pub frame: u64,
-    /// The label's index.
-    pub label: usize,
-    /// The label's name.
-    pub label_name: &'a str,
-    /// The label's smoothed score.
-    pub score: f32,
-    /// That frame's capture → result latency.
-    pub latency: Duration,
-}
-
-/// The scene becoming unknown (most of the smoothing window is none of the labels) or known again.
-#[derive(Debug, Clone, Copy)]
-pub struct SceneChange {
-    /// True: the scene became unknown; false: known again.
-    pub unknown: bool,
-    /// The frame it happened at.
-    pub frame: u64,
-    /// The fraction of the smoothing window that was unknown.
-    pub fraction: f32,
-}
-
-/// What the whole run did.
-#[derive(Debug, Clone, Default)]
-pub struct WatchSummary {
-    /// Frames the source delivered.
-    pub captured: u64,
-    /// Frames classified.
-    pub classified: u64,
-    /// Frames replaced in the slot before the model got to them.
-    pub dropped: u64,
-    /// Frames that could not be decoded or classified.
-    pub failed: u64,
-    /// Events fired.
-    pub events: u64,
-    /// Frames that were none of the labels (the bundle's rejection); they count toward no label's event.
-    pub unknown: u64,
-    /// Largest [`FrameReport::behind`].
-    pub max_behind: u64,
-    /// Largest [`FrameReport::newer_at_start`].
-    pub max_newer_at_start: u64,
-    /// Capture → result latencies.
-    pub latency: LatencyHistogram,
-    /// Wall time of the run.
-    pub elapsed: Duration,
-}
-
-impl WatchSummary {
-    /// Classified frames per second over the run.
-    pub fn fps(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.classified as f64 / secs
-        } else {
-            0.0
-        }
-    }
+    /// What of each frame is classified: the whole frame, one region, or zones.
+    pub regions: Regions,
 }
 
 /// What acts on results. Every method has a default that does nothing, so a sink implements what it needs.
@@ -169,9 +76,9 @@ pub trait Sink {
     /// A label's event started or ended (after [`Sink::frame`] of the same frame).
     fn change(&mut self, _change: &LabelChange<'_>) {}
     /// The scene became unknown or known again (only with [`WatchOptions::on_unknown`]).
-    fn scene(&mut self, _change: &SceneChange) {}
-    /// The frame is done; `active` tells which labels are in an event now.
-    fn after_frame(&mut self, _active: &dyn Fn(usize) -> bool) {}
+    fn scene(&mut self, _change: &SceneChange<'_>) {}
+    /// The frame is done (every zone of it); `active` tells which labels are in an event now, and where.
+    fn after_frame(&mut self, _active: &Active<'_>) {}
     /// The run ended (the source ended, failed, or was stopped).
     fn finish(&mut self, _summary: &WatchSummary) {}
 }
@@ -249,14 +156,8 @@ impl Pipeline {
             self.options.no_drop,
         )?;
         let started = Instant::now();
-        let mut smoother = Smoother::new(self.options.smooth);
-        let mut trigger = EventTrigger::new(
-            labels.len(),
-            self.options.threshold,
-            self.options.hysteresis,
-        );
+        let mut zones = ZoneState::all(&self.options.regions, labels.len(), &self.options);
         let mut fps_meter = FpsMeter::default();
-        let mut scene = SceneWatch::new(&self.options);
         let mut summary = WatchSummary::default();
         let stop = self.stop_handle();
 
@@ -265,12 +166,13 @@ impl Pipeline {
             let newer_at_start = captured.load(Ordering::SeqCst).saturating_sub(frame.number);
             summary.max_newer_at_start = summary.max_newer_at_start.max(newer_at_start);
             let name = frame.raw.name().map(|p| p.display().to_string());
-            let result = frame
+            // Every zone is classified before any is told: a frame is reported whole, or failed whole.
+            let results = frame
                 .raw
                 .decode()
-                .and_then(|image| model.classify(&image).map_err(EdgeError::from));
-            let prediction = match result {
-                Ok(p) => p,
+                .and_then(|image| classify_regions(model, &image, &zones));
+            let results = match results {
+                Ok(results) => results,
                 Err(e) => {
                     summary.failed += 1;
                     for sink in sinks.iter_mut() {
@@ -282,48 +184,39 @@ impl Pipeline {
             let now = Instant::now();
             let latency = now - frame.captured;
             let behind = captured.load(Ordering::SeqCst).saturating_sub(frame.number);
+            let fps = fps_meter.tick(now);
             summary.classified += 1;
             summary.latency.record(latency);
             summary.max_behind = summary.max_behind.max(behind);
-            let report = FrameReport {
-                number: frame.number,
-                name: name.as_deref(),
-                prediction: &prediction,
-                raw: &frame.raw,
-                label: labels.get(prediction.label).map_or("?", String::as_str),
-                latency,
-                fps: fps_meter.tick(now),
-                behind,
-                newer_at_start,
-            };
-            for sink in sinks.iter_mut() {
-                sink.frame(&report);
-            }
-
-            // An unknown frame votes for no label: its probabilities are for labels it is none of.
-            let votes = if prediction.unknown {
-                summary.unknown += 1;
-                vec![0.0; prediction.probabilities.len()]
-            } else {
-                prediction.probabilities.clone()
-            };
-            let smoothed = smoother.push(&votes);
-            let changes = if smoother.is_full() {
-                trigger.update(&smoothed)
-            } else {
-                Vec::new()
-            };
             let frame_changes = FrameChanges {
                 frame: frame.number,
                 latency,
                 labels: &labels,
             };
-            summary.events += frame_changes.tell(changes, sinks);
-            if self.options.on_unknown {
-                scene.update(prediction.unknown, frame.number, sinks);
+            for (zone, (prediction, crop)) in zones.iter_mut().zip(&results) {
+                let report = FrameReport {
+                    number: frame.number,
+                    name: name.as_deref(),
+                    prediction,
+                    raw: &frame.raw,
+                    crop: crop.as_ref(),
+                    zone: zone.name.as_deref(),
+                    region: zone.region,
+                    label: labels.get(prediction.label).map_or("?", String::as_str),
+                    latency,
+                    fps,
+                    behind,
+                    newer_at_start,
+                };
+                for sink in sinks.iter_mut() {
+                    sink.frame(&report);
+                }
+                summary.events +=
+                    zone.update(prediction, &frame_changes, self.options.on_unknown, sinks);
             }
+            let active = Active { zones: &zones };
             for sink in sinks.iter_mut() {
-                sink.after_frame(&|label| trigger.is_active(label));
+                sink.after_frame(&active);
             }
             if self
                 .options
@@ -334,6 +227,16 @@ impl Pipeline {
             }
         }
 
+        for zone in &zones {
+            summary.unknown += zone.counts.unknown;
+            summary.background += zone.counts.background;
+            if let Some(name) = &zone.name {
+                summary.zones.push(ZoneSummary {
+                    name: name.clone(),
+                    counts: zone.counts.clone(),
+                });
+            }
+        }
         self.finish(capture, &captured, started, summary, sinks)
     }
 
@@ -368,76 +271,21 @@ impl Pipeline {
     }
 }
 
-/// The scene's "unknown" state: one more label, smoothed and triggered like the others.
-struct SceneWatch {
-    smoother: Smoother,
-    trigger: EventTrigger,
-}
-
-impl SceneWatch {
-    fn new(options: &WatchOptions) -> Self {
-        SceneWatch {
-            smoother: Smoother::new(options.smooth),
-            trigger: EventTrigger::new(1, options.threshold, options.hysteresis),
-        }
-    }
-
-    /// Adds one frame; tells the sinks when the scene became unknown or known again.
-    fn update(&mut self, unknown: bool, frame: u64, sinks: &mut [&mut dyn Sink]) {
-        let fraction = self.smoother.push(&[f32::from(u8::from(unknown))]);
-        if !self.smoother.is_full() {
-            return;
-        }
-        for change in self.trigger.update(&fraction) {
-            let (unknown, fraction) = match change {
-                Trigger::Fired { score, .. } => (true, score),
-                Trigger::Cleared { score, .. } => (false, score),
-            };
-            let change = SceneChange {
-                unknown,
-                frame,
-                fraction,
-            };
-            for sink in sinks.iter_mut() {
-                sink.scene(&change);
-            }
-        }
-    }
-}
-
-/// The label changes of one frame, told to every sink.
-struct FrameChanges<'a> {
-    frame: u64,
-    latency: Duration,
-    labels: &'a [String],
-}
-
-impl FrameChanges<'_> {
-    /// Tells each change to the sinks; returns how many were events (a label firing).
-    fn tell(&self, changes: Vec<Trigger>, sinks: &mut [&mut dyn Sink]) -> u64 {
-        let mut events = 0;
-        for change in changes {
-            let (kind, label, score) = match change {
-                Trigger::Fired { label, score } => (ChangeKind::Fired, label, score),
-                Trigger::Cleared { label, score } => (ChangeKind::Cleared, label, score),
-            };
-            if kind == ChangeKind::Fired {
-                events += 1;
-            }
-            let change = LabelChange {
-                kind,
-                frame: self.frame,
-                label,
-                label_name: self.labels.get(label).map_or("?", String::as_str),
-                score,
-                latency: self.latency,
-            };
-            for sink in sinks.iter_mut() {
-                sink.change(&change);
-            }
-        }
-        events
-    }
+/// Each region of the frame classified: the prediction and, when the region is not the whole frame, the
+/// pixels the model saw (a sink may save them).
+fn classify_regions(
+    model: &mut Model,
+    image: &image::RgbImage,
+    zones: &[ZoneState],
+) -> Result<Vec<(lookout_runtime::Prediction, Option<image::RgbImage>)>, EdgeError> {
+    zones
+        .iter()
+        .map(|zone| {
+            let crop = (!zone.region.is_full()).then(|| zone.region.crop(image));
+            let prediction = model.classify(crop.as_ref().unwrap_or(image))?;
+            Ok((prediction, crop))
+        })
+        .collect()
 }
 
 /// Results per second over the last few results.

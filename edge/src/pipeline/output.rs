@@ -1,5 +1,6 @@
 //! The sink that prints: one text line per frame, event and error (or JSON lines with `--json`), then a
-//! summary.
+//! summary. With zones, every frame, event and scene line names its zone (`"zone"` in JSON, a `[zone]` prefix
+//! in text), and the summary counts each zone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,21 +30,22 @@ impl Sink for OutputSink {
     fn frame(&mut self, f: &FrameReport<'_>) {
         if self.json {
             let mut line = json!({"type": "frame", "frame": f.number, "label": f.label, "label_index": f.prediction.label,
-                "score": f.prediction.score, "unknown": f.prediction.unknown, "ood_score": f.prediction.ood_score,
-                "latency_ms": round3(ms(f.latency)), "fps": round3(f.fps), "behind": f.behind, "newer_at_start": f.newer_at_start});
+                "score": f.prediction.score, "unknown": f.prediction.unknown, "background": f.prediction.background,
+                "ood_score": f.prediction.ood_score, "latency_ms": round3(ms(f.latency)), "fps": round3(f.fps),
+                "behind": f.behind, "newer_at_start": f.newer_at_start});
             if let Some(name) = f.name {
                 line["path"] = json!(name);
+            }
+            if let Some(zone) = f.zone {
+                line["zone"] = json!(zone);
             }
             println!("{line}");
         } else {
             println!(
-                "frame {:>6}  {:<20} {:.3}  {:>7.1} ms  {:>5.1} fps",
+                "{}frame {:>6}  {:<20} {:.3}  {:>7.1} ms  {:>5.1} fps",
+                prefix(f.zone),
                 f.number,
-                if f.prediction.unknown {
-                    "unknown"
-                } else {
-                    f.label
-                },
+                f.answer(),
                 f.prediction.score,
                 ms(f.latency),
                 f.fps
@@ -69,13 +71,15 @@ impl Sink for OutputSink {
     fn change(&mut self, c: &LabelChange<'_>) {
         let kind = c.kind.as_str();
         if self.json {
-            println!(
-                "{}",
-                json!({"type": kind, "frame": c.frame, "label": c.label_name, "label_index": c.label, "score": c.score})
-            );
+            let mut line = json!({"type": kind, "frame": c.frame, "label": c.label_name, "label_index": c.label, "score": c.score});
+            if let Some(zone) = c.zone {
+                line["zone"] = json!(zone);
+            }
+            println!("{line}");
         } else {
             println!(
-                "{} {} (smoothed score {:.3}) at frame {}",
+                "{}{} {} (smoothed score {:.3}) at frame {}",
+                prefix(c.zone),
                 kind.to_uppercase(),
                 c.label_name,
                 c.score,
@@ -84,16 +88,18 @@ impl Sink for OutputSink {
         }
     }
 
-    fn scene(&mut self, c: &SceneChange) {
+    fn scene(&mut self, c: &SceneChange<'_>) {
         let kind = if c.unknown { "unknown" } else { "known" };
         if self.json {
-            println!(
-                "{}",
-                json!({"type": kind, "frame": c.frame, "fraction": c.fraction})
-            );
+            let mut line = json!({"type": kind, "frame": c.frame, "fraction": c.fraction});
+            if let Some(zone) = c.zone {
+                line["zone"] = json!(zone);
+            }
+            println!("{line}");
         } else {
             println!(
-                "{} scene ({:.0}% of the window is none of the labels) at frame {}",
+                "{}{} scene ({:.0}% of the window is none of the labels) at frame {}",
+                prefix(c.zone),
                 kind.to_uppercase(),
                 c.fraction * 100.0,
                 c.frame
@@ -109,25 +115,48 @@ impl Sink for OutputSink {
                 .serial_sent
                 .as_ref()
                 .map(|sent| sent.load(Ordering::SeqCst));
-            println!(
-                "{}",
-                json!({"type": "summary", "captured": s.captured, "frames": s.classified, "dropped": s.dropped, "failed": s.failed,
-                    "events": s.events, "unknown": s.unknown, "latency_ms": {"mean": round3(s.latency.mean_ms()), "p50": round3(s.latency.quantile_ms(0.5)),
-                    "p99": round3(s.latency.quantile_ms(0.99)), "max": round3(s.latency.max_ms())}, "max_behind": s.max_behind, "max_newer_at_start": s.max_newer_at_start,
-                    "fps": round3(fps), "seconds": round3(secs), "serial_sent": serial_sent})
-            );
+            let mut line = json!({"type": "summary", "captured": s.captured, "frames": s.classified, "dropped": s.dropped, "failed": s.failed,
+                "events": s.events, "unknown": s.unknown, "background": s.background, "latency_ms": {"mean": round3(s.latency.mean_ms()),
+                "p50": round3(s.latency.quantile_ms(0.5)), "p99": round3(s.latency.quantile_ms(0.99)), "max": round3(s.latency.max_ms())},
+                "max_behind": s.max_behind, "max_newer_at_start": s.max_newer_at_start, "fps": round3(fps), "seconds": round3(secs),
+                "serial_sent": serial_sent});
+            if !s.zones.is_empty() {
+                line["zones"] = s
+                    .zones
+                    .iter()
+                    .map(|z| json!({"zone": z.name, "classified": z.counts.classified, "unknown": z.counts.unknown,
+                        "background": z.counts.background, "events": z.counts.events}))
+                    .collect();
+            }
+            println!("{line}");
         } else {
             eprintln!(
-                "{} frames classified of {} captured ({} dropped, {} failed, {} unknown), {} events; latency mean {:.1} ms, p99 {:.1} ms; {fps:.1} fps over {secs:.1} s",
+                "{} frames classified of {} captured ({} dropped, {} failed, {} unknown, {} nothing), {} events; latency mean {:.1} ms, p99 {:.1} ms; {fps:.1} fps over {secs:.1} s",
                 s.classified,
                 s.captured,
                 s.dropped,
                 s.failed,
                 s.unknown,
+                s.background,
                 s.events,
                 s.latency.mean_ms(),
                 s.latency.quantile_ms(0.99),
             );
+            for z in &s.zones {
+                eprintln!(
+                    "  [{}] {} classified ({} unknown, {} nothing), {} events",
+                    z.name,
+                    z.counts.classified,
+                    z.counts.unknown,
+                    z.counts.background,
+                    z.counts.events
+                );
+            }
         }
     }
+}
+
+/// `[zone] ` before a text line with zones; nothing without.
+fn prefix(zone: Option<&str>) -> String {
+    zone.map(|z| format!("[{z}] ")).unwrap_or_default()
 }

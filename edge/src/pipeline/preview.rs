@@ -4,6 +4,11 @@
 //! frame as an MJPEG stream (`/stream.mjpg`, `multipart/x-mixed-replace`; a camera's JPEG is sent as captured,
 //! not re-encoded), `/status.json` for scripts and `/healthz`.
 //!
+//! Zones (and a `--roi`) are drawn over the live image, each with its own answer; dragging out a rectangle on
+//! the image shows the `--zone NAME=x,y,w,h` flag that names it, to paste into the next `watch` (all in the
+//! page's script: placing a zone by eye is easier than guessing fractions). The empty scene (the bundle's
+//! background label) is shown as "nothing", and gets no bar.
+//!
 //! It never slows the model down: the sink only swaps the newest frame into a shared slot (and only while
 //! someone watches); each viewer has a thread of its own that sends whatever is newest when it is ready, so a
 //! slow viewer skips frames and a stalled one blocks only itself. At most [`MAX_VIEWERS`] streams at once.
@@ -21,7 +26,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{FrameReport, LabelChange, SceneChange, Sink, WatchSummary};
+use super::{FrameReport, LabelChange, Regions, SceneChange, Sink, WatchSummary};
 use crate::smoothing::Smoother;
 use crate::source::RawFrame;
 use crate::stats::{ms, round3};
@@ -43,6 +48,8 @@ struct Shown {
     ended: bool,
     status: serde_json::Value,
     events: VecDeque<serde_json::Value>,
+    /// The regions, for `/status.json` before the first frame.
+    regions: serde_json::Value,
 }
 
 /// Shared between the sink (on the inference thread) and the viewers' threads.
@@ -56,8 +63,28 @@ struct Shared {
 /// The sink; the server runs on threads of its own from [`PreviewSink::start`] until the process ends.
 pub struct PreviewSink {
     shared: Arc<Shared>,
-    smoother: Smoother,
+    /// One per zone (one without zones), for the bars.
+    smoothers: Vec<Smoother>,
     labels: Vec<String>,
+    background: Option<usize>,
+    regions: Regions,
+    /// Each zone's last status, in order (with zones).
+    zone_status: Vec<serde_json::Value>,
+    /// The last frame copied for the viewers: a frame with zones is copied once.
+    copied: u64,
+}
+
+/// What the page shows besides frames: the labels, which one is the empty scene, the smoothing, the zones.
+#[derive(Debug, Clone)]
+pub struct PreviewOptions {
+    /// The model's labels.
+    pub labels: Vec<String>,
+    /// The background label (shown as "nothing", no bar).
+    pub background: Option<usize>,
+    /// The bars' smoothing window, in frames.
+    pub smooth: usize,
+    /// What of the frame is classified (drawn over the image).
+    pub regions: Regions,
 }
 
 impl std::fmt::Debug for PreviewSink {
@@ -90,8 +117,7 @@ impl PreviewSink {
     pub fn start(
         addr: SocketAddr,
         token: Option<String>,
-        labels: Vec<String>,
-        smooth: usize,
+        options: PreviewOptions,
     ) -> Result<(Self, String), PreviewError> {
         let token = match (token, addr.ip().is_loopback()) {
             (Some(token), _) => Some(token),
@@ -108,7 +134,10 @@ impl PreviewSink {
             None => format!("http://{local}/"),
         };
         let shared = Arc::new(Shared {
-            shown: Mutex::new(Shown::default()),
+            shown: Mutex::new(Shown {
+                regions: regions_json(&options.regions, &[]),
+                ..Shown::default()
+            }),
             new_frame: Condvar::new(),
             viewers: AtomicUsize::new(0),
             token,
@@ -132,8 +161,14 @@ impl PreviewSink {
         Ok((
             PreviewSink {
                 shared,
-                smoother: Smoother::new(smooth.max(1)),
-                labels,
+                smoothers: (0..options.regions.as_zones().len().max(1))
+                    .map(|_| Smoother::new(options.smooth.max(1)))
+                    .collect(),
+                labels: options.labels,
+                background: options.background,
+                zone_status: vec![serde_json::Value::Null; options.regions.as_zones().len()],
+                regions: options.regions,
+                copied: 0,
             },
             url,
         ))
@@ -149,26 +184,80 @@ impl PreviewSink {
     }
 }
 
+impl PreviewSink {
+    /// The regions drawn over the image: each zone (with its last answer), or the `--roi`, with its name and
+    /// fractions.
+    fn regions_json(&self) -> serde_json::Value {
+        regions_json(&self.regions, &self.zone_status)
+    }
+}
+
+/// The regions drawn over the image: each zone (with its last answer), or the `--roi`.
+fn regions_json(regions: &Regions, zone_status: &[serde_json::Value]) -> serde_json::Value {
+    let region = |r: lookout_shared::Region| json!([r.x, r.y, r.w, r.h]);
+    match regions {
+        Regions::Frame(r) if r.is_full() => json!([]),
+        Regions::Frame(r) => json!([{"name": "roi", "region": region(*r)}]),
+        Regions::Zones(zones) => zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| {
+                let mut zone = match zone_status.get(i) {
+                    Some(status) if !status.is_null() => status.clone(),
+                    _ => json!({}),
+                };
+                zone["name"] = json!(z.name);
+                zone["region"] = region(z.region);
+                zone
+            })
+            .collect(),
+    }
+}
+
 impl Sink for PreviewSink {
     fn frame(&mut self, f: &FrameReport<'_>) {
-        let smoothed = self.smoother.push(&f.prediction.probabilities);
+        let zone = self
+            .regions
+            .as_zones()
+            .iter()
+            .position(|z| Some(z.name.as_str()) == f.zone);
+        let Some(smoother) = self.smoothers.get_mut(zone.unwrap_or(0)) else {
+            return;
+        };
+        let smoothed = smoother.push(&f.prediction.probabilities);
         let viewers = self.shared.viewers.load(Ordering::SeqCst);
-        let status = json!({
-            "frame": f.number,
+        let bars: Vec<serde_json::Value> = self
+            .labels
+            .iter()
+            .zip(&smoothed)
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.background)
+            .map(|(_, (label, score))| json!({"label": label, "score": score}))
+            .collect();
+        let answer = json!({
             "label": f.label,
+            "answer": f.answer(),
             "score": f.prediction.score,
             "unknown": f.prediction.unknown,
+            "background": f.prediction.background,
             "ood_score": f.prediction.ood_score,
-            "smoothed": self.labels.iter().zip(&smoothed)
-                .map(|(label, score)| json!({"label": label, "score": score}))
-                .collect::<Vec<_>>(),
-            "fps": round3(f.fps),
-            "latency_ms": round3(ms(f.latency)),
-            "behind": f.behind,
-            "viewers": viewers,
+            "smoothed": bars,
         });
-        // Copying the frame costs a memcpy; it is done only while someone watches.
-        let frame = (viewers > 0).then(|| Arc::new(f.raw.clone()));
+        if let Some(slot) = zone.and_then(|i| self.zone_status.get_mut(i)) {
+            *slot = answer.clone();
+        }
+        let mut status = answer;
+        status["frame"] = json!(f.number);
+        status["fps"] = json!(round3(f.fps));
+        status["latency_ms"] = json!(round3(ms(f.latency)));
+        status["behind"] = json!(f.behind);
+        status["viewers"] = json!(viewers);
+        status["zones"] = self.regions_json();
+        // Copying the frame costs a memcpy; it is done only while someone watches, once per frame.
+        let frame = (viewers > 0 && self.copied != f.number).then(|| Arc::new(f.raw.clone()));
+        if frame.is_some() {
+            self.copied = f.number;
+        }
         if let Ok(mut shown) = self.shared.shown.lock() {
             shown.generation += 1;
             shown.status = status;
@@ -180,13 +269,14 @@ impl Sink for PreviewSink {
     }
 
     fn change(&mut self, c: &LabelChange<'_>) {
-        self.push_event(json!({"type": c.kind.as_str(), "label": c.label_name, "frame": c.frame, "score": c.score}));
+        self.push_event(json!({"type": c.kind.as_str(), "label": c.label_name, "frame": c.frame, "score": c.score,
+            "zone": c.zone}));
     }
 
-    fn scene(&mut self, c: &SceneChange) {
+    fn scene(&mut self, c: &SceneChange<'_>) {
         let kind = if c.unknown { "unknown" } else { "known" };
         self.push_event(
-            json!({"type": kind, "label": "scene", "frame": c.frame, "score": c.fraction}),
+            json!({"type": kind, "label": "scene", "frame": c.frame, "score": c.fraction, "zone": c.zone}),
         );
     }
 
@@ -257,8 +347,9 @@ fn respond(shared: &Shared, request: tiny_http::Request) {
                 .map(|s| {
                     let mut status = s.status.clone();
                     if status.is_null() {
-                        status = json!({"frame": 0, "label": "", "score": 0.0, "unknown": false, "ood_score": null,
-                            "smoothed": [], "fps": 0.0, "latency_ms": 0.0, "behind": 0, "viewers": 0});
+                        status = json!({"frame": 0, "label": "", "answer": "", "score": 0.0, "unknown": false,
+                            "background": false, "ood_score": null, "smoothed": [], "fps": 0.0, "latency_ms": 0.0,
+                            "behind": 0, "viewers": 0, "zones": s.regions});
                     }
                     status["events"] = json!(s.events);
                     status.to_string()

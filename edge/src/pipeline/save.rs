@@ -7,8 +7,13 @@
 //! on old + new photos. Writes are atomic and happen on a thread of their own behind a short queue: a slow SD
 //! card drops frames to save (counted) rather than stalling the loop. A disk budget removes the oldest saved
 //! frames first; a rate limit keeps a steady scene from filling it.
+//!
+//! With `--roi` or zones, what is saved is what the model saw: the crop, encoded as JPEG on the writer thread,
+//! with the zone and the region in the sidecar (a crop is what the next training should learn from, not the
+//! whole frame). Each zone has its own rate limit, so one busy zone does not starve the others. A frame of the
+//! empty scene (the bundle's background label) goes to that label's folder, with `"background": true`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -17,6 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+
+use image::RgbImage;
 
 use super::{FrameReport, LabelChange, Sink, WatchSummary};
 use crate::source::RawFrame;
@@ -108,20 +115,37 @@ pub struct SaveCounters {
 struct Job {
     folder: String,
     stem: String,
-    extension: &'static str,
-    bytes: Vec<u8>,
+    image: JobImage,
     sidecar: Vec<u8>,
+}
+
+/// What to write: bytes as delivered, or pixels to encode (on the writer thread, off the loop).
+enum JobImage {
+    Encoded {
+        bytes: Vec<u8>,
+        extension: &'static str,
+    },
+    Pixels(RgbImage),
+}
+
+/// A frame kept for the `event` rule until its zone's changes are told (they come after the frame).
+struct Kept {
+    number: u64,
+    image: JobImage,
+    sidecar: serde_json::Value,
+    zone: Option<String>,
 }
 
 /// The sink.
 pub struct SaveSink {
     options: SaveOptions,
-    queue: Option<SyncSender<Job>>,
+    queue: Option<SyncSender<Box<Job>>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<SaveCounters>,
-    last_saved: Option<Instant>,
+    /// When each zone (`None`: the frame) last saved.
+    last_saved: HashMap<Option<String>, Instant>,
     /// The last frame, kept for `event` (the event is told after the frame).
-    last: Option<(u64, RawFrame, serde_json::Value, String)>,
+    last: Option<Kept>,
 }
 
 impl std::fmt::Debug for SaveSink {
@@ -140,7 +164,7 @@ impl SaveSink {
     pub fn new(options: SaveOptions) -> std::io::Result<(Self, Arc<SaveCounters>)> {
         std::fs::create_dir_all(&options.dir)?;
         let counters = Arc::new(SaveCounters::default());
-        let (queue, jobs) = sync_channel::<Job>(QUEUE);
+        let (queue, jobs) = sync_channel::<Box<Job>>(QUEUE);
         let mut budget = Budget::scan(&options.dir, options.max_bytes);
         let dir = options.dir.clone();
         let writer_counters = Arc::clone(&counters);
@@ -166,7 +190,7 @@ impl SaveSink {
                 queue: Some(queue),
                 writer: Some(writer),
                 counters: Arc::clone(&counters),
-                last_saved: None,
+                last_saved: HashMap::new(),
                 last: None,
             },
             counters,
@@ -182,32 +206,41 @@ impl SaveSink {
         }
     }
 
-    fn save(&mut self, number: u64, raw: &RawFrame, sidecar: serde_json::Value, folder: String) {
+    /// Whether the zone saved less than the interval ago.
+    fn too_soon(&self, zone: Option<&str>, now: Instant) -> bool {
+        self.last_saved
+            .get(&zone.map(str::to_string))
+            .is_some_and(|t| now.duration_since(*t) < self.options.min_interval)
+    }
+
+    fn save(&mut self, kept: Kept, folder: String) {
         let now = Instant::now();
-        if self
-            .last_saved
-            .is_some_and(|t| now.duration_since(t) < self.options.min_interval)
-        {
+        if self.too_soon(kept.zone.as_deref(), now) {
             return;
         }
-        let Some((bytes, extension)) = encoded(raw) else {
-            return;
-        };
-        self.last_saved = Some(now);
+        let Kept {
+            number,
+            image,
+            mut sidecar,
+            zone,
+        } = kept;
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let mut sidecar = sidecar;
+        let stem = match &zone {
+            Some(zone) => format!("{millis}-{number:06}-{zone}"),
+            None => format!("{millis}-{number:06}"),
+        };
+        self.last_saved.insert(zone, now);
         sidecar["time_unix_ms"] = json!(millis as u64);
         sidecar["rule"] = json!(self.options.rule.name());
         sidecar["model_sha256"] = json!(self.options.model_sha256);
-        let job = Job {
+        let job = Box::new(Job {
             folder,
-            stem: format!("{millis}-{number:06}"),
-            extension,
-            bytes,
+            stem,
+            image,
             sidecar: serde_json::to_vec_pretty(&sidecar).unwrap_or_default(),
-        };
+        });
         match self.queue.as_ref().map(|q| q.try_send(job)) {
             Some(Ok(())) => {}
             Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
@@ -219,24 +252,50 @@ impl SaveSink {
 
 impl Sink for SaveSink {
     fn frame(&mut self, f: &FrameReport<'_>) {
+        let chosen = self.chosen(f);
+        let keep = !chosen && self.options.rule == SaveRule::Event;
+        // Copying or encoding a frame costs: only for frames that may be saved, and not when rate-limited.
+        if !(chosen || keep) || (chosen && self.too_soon(f.zone, Instant::now())) {
+            return;
+        }
+        let image = match f.crop {
+            Some(crop) => JobImage::Pixels(crop.clone()),
+            None => match encoded(f.raw) {
+                Some(image) => image,
+                None => return,
+            },
+        };
         let folder = if f.prediction.unknown {
             "unknown".to_string()
         } else {
             folder_name(f.label)
         };
-        let sidecar = json!({
+        let mut sidecar = json!({
             "frame": f.number,
             "label": f.label,
             "score": f.prediction.score,
             "scores": f.prediction.probabilities,
             "unknown": f.prediction.unknown,
+            "background": f.prediction.background,
             "ood_score": f.prediction.ood_score,
             "source": f.name,
         });
-        if self.chosen(f) {
-            self.save(f.number, f.raw, sidecar, folder);
-        } else if self.options.rule == SaveRule::Event {
-            self.last = Some((f.number, f.raw.clone(), sidecar, folder));
+        if let Some(zone) = f.zone {
+            sidecar["zone"] = json!(zone);
+        }
+        if !f.region.is_full() {
+            sidecar["region"] = json!(f.region.to_string());
+        }
+        let kept = Kept {
+            number: f.number,
+            image,
+            sidecar,
+            zone: f.zone.map(str::to_string),
+        };
+        if chosen {
+            self.save(kept, folder);
+        } else {
+            self.last = Some(kept);
         }
     }
 
@@ -244,10 +303,10 @@ impl Sink for SaveSink {
         if self.options.rule != SaveRule::Event || change.kind != super::ChangeKind::Fired {
             return;
         }
-        if let Some((number, raw, mut sidecar, _)) = self.last.take() {
-            if number == change.frame {
-                sidecar["event"] = json!(change.label_name);
-                self.save(number, &raw, sidecar, folder_name(change.label_name));
+        if let Some(mut kept) = self.last.take() {
+            if kept.number == change.frame && kept.zone.as_deref() == change.zone {
+                kept.sidecar["event"] = json!(change.label_name);
+                self.save(kept, folder_name(change.label_name));
             }
         }
     }
@@ -279,8 +338,8 @@ fn folder_name(label: &str) -> String {
     }
 }
 
-/// The bytes to write and their extension: encoded frames as delivered, the rest as JPEG (quality 90).
-fn encoded(raw: &RawFrame) -> Option<(Vec<u8>, &'static str)> {
+/// What to write for a whole frame: encoded frames as delivered, the rest as pixels (JPEG on the writer thread).
+fn encoded(raw: &RawFrame) -> Option<JobImage> {
     match raw {
         RawFrame::Encoded { bytes, .. } => {
             let extension = match image::guess_format(bytes).ok()? {
@@ -292,17 +351,27 @@ fn encoded(raw: &RawFrame) -> Option<(Vec<u8>, &'static str)> {
                 image::ImageFormat::Tiff => "tiff",
                 _ => "img",
             };
-            Some((bytes.clone(), extension))
+            Some(JobImage::Encoded {
+                bytes: bytes.clone(),
+                extension,
+            })
         }
-        RawFrame::Yuyv { .. } | RawFrame::Rgb(_) => {
-            let image = raw.decode().ok()?;
+        RawFrame::Yuyv { .. } | RawFrame::Rgb(_) => raw.decode().ok().map(JobImage::Pixels),
+        RawFrame::Unreadable { .. } => None,
+    }
+}
+
+/// The bytes of the image file and their extension: as delivered, or the pixels as JPEG (quality 90).
+fn file_bytes(image: &JobImage) -> std::io::Result<(std::borrow::Cow<'_, [u8]>, &'static str)> {
+    match image {
+        JobImage::Encoded { bytes, extension } => Ok((bytes.as_slice().into(), extension)),
+        JobImage::Pixels(pixels) => {
             let mut out = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-                .encode_image(&image)
-                .ok()?;
-            Some((out, "jpg"))
+                .encode_image(pixels)
+                .map_err(std::io::Error::other)?;
+            Ok((out.into(), "jpg"))
         }
-        RawFrame::Unreadable { .. } => None,
     }
 }
 
@@ -310,15 +379,16 @@ fn encoded(raw: &RawFrame) -> Option<(Vec<u8>, &'static str)> {
 fn write_job(dir: &Path, job: &Job) -> std::io::Result<Vec<(PathBuf, u64)>> {
     let folder = dir.join(&job.folder);
     std::fs::create_dir_all(&folder)?;
-    let image = folder.join(format!("{}.{}", job.stem, job.extension));
+    let (bytes, extension) = file_bytes(&job.image)?;
+    let image = folder.join(format!("{}.{extension}", job.stem));
     let sidecar = folder.join(format!("{}.json", job.stem));
     let write = |path: &Path, bytes: &[u8]| {
         lookout_shared::atomic::write_atomic(path, bytes).map_err(|e| e.source)
     };
-    write(&image, &job.bytes)?;
+    write(&image, &bytes)?;
     write(&sidecar, &job.sidecar)?;
     Ok(vec![
-        (image, job.bytes.len() as u64),
+        (image, bytes.len() as u64),
         (sidecar, job.sidecar.len() as u64),
     ])
 }
@@ -402,6 +472,49 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn the_empty_scene_is_not_unknown_to_the_unknown_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = |rule| SaveOptions {
+            dir: dir.path().to_path_buf(),
+            rule,
+            max_bytes: 1 << 20,
+            min_interval: Duration::ZERO,
+            model_sha256: "0".into(),
+        };
+        let prediction = |unknown, background| lookout_runtime::Prediction {
+            label: 1,
+            score: 0.9,
+            probabilities: vec![0.1, 0.9],
+            preprocess: Duration::ZERO,
+            inference: Duration::ZERO,
+            ood_score: Some(0.5),
+            unknown,
+            background,
+        };
+        let raw = RawFrame::Rgb(RgbImage::new(4, 4));
+        let report = |prediction| FrameReport {
+            number: 1,
+            name: None,
+            prediction,
+            raw: &raw,
+            crop: None,
+            zone: None,
+            region: lookout_shared::Region::FULL,
+            label: "background",
+            latency: Duration::ZERO,
+            fps: 0.0,
+            behind: 0,
+            newer_at_start: 0,
+        };
+        let (unknown_rule, _) = SaveSink::new(options(SaveRule::Unknown)).unwrap();
+        let (empty, strange) = (prediction(false, true), prediction(true, false));
+        assert!(!unknown_rule.chosen(&report(&empty)));
+        assert!(unknown_rule.chosen(&report(&strange)));
+        let (uncertain_rule, _) = SaveSink::new(options(SaveRule::Uncertain(0.95))).unwrap();
+        assert!(uncertain_rule.chosen(&report(&empty)));
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn header(labels: Vec<String>, output: OutputKind, head: HeadInfo) -> BundleHead
         lookout_version: env!("CARGO_PKG_VERSION").into(),
         model_format: ModelFormat::NnefTar,
         unknown: None,
+        background: None,
     }
 }
 
@@ -195,4 +196,47 @@ pub fn imagenet_sample(shared: &Path) -> Vec<(PathBuf, usize)> {
 /// Path of the built `lookout-edge` binary.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lookout-edge")
+}
+
+/// The cat/dog sigmoid bundle relabelled `[dog, background]` with the background at 1: a cat photo is the
+/// "empty scene" (answered `nothing`), a dog photo a label that acts. Built once from the sigmoid bundle.
+pub fn background_bundle(shared: &Path) -> &'static Path {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let path = cache_dir().join(format!("lite0-dog-background-v{VERSION}.lookout"));
+        if !path.exists() {
+            let mut bundle = Bundle::read_file(&bundles(shared).sigmoid).expect("sigmoid bundle");
+            bundle.header.labels = vec!["dog".into(), "background".into()];
+            bundle.header.background = Some(1);
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bundle.to_bytes().expect("encoding bundle"))
+                .expect("writing bundle");
+            std::fs::rename(&tmp, &path).expect("renaming bundle");
+        }
+        path
+    })
+}
+
+/// A cat photo on the left half and a dog photo on the right, each squeezed to 320×320: two zones' worth.
+pub fn cat_beside_dog(shared: &Path) -> image::RgbImage {
+    let half = |class: &str| {
+        let photo = &photos(shared, class, 1)[0];
+        let image = lookout_shared::image_io::decode_file(photo).expect("decode photo");
+        image::imageops::resize(&image, 320, 320, image::imageops::FilterType::Triangle)
+    };
+    let mut both = image::RgbImage::new(640, 320);
+    image::imageops::replace(&mut both, &half("Cat"), 0, 0);
+    image::imageops::replace(&mut both, &half("Dog"), 320, 0);
+    both
+}
+
+/// A folder holding `n` copies of [`cat_beside_dog`] as PNG (lossless: every frame is the same pixels).
+pub fn cats_beside_dogs(shared: &Path, n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let both = cat_beside_dog(shared);
+    for i in 0..n {
+        both.save(dir.path().join(format!("{i:02}.png")))
+            .expect("writing the composed frame");
+    }
+    dir
 }

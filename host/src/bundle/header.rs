@@ -70,6 +70,7 @@ pub fn bundle_header(run: &Run, input_shape: &[usize], precision: ExportPrecisio
             keep: u.keep,
             bank_size: u.bank_size as u32,
         }),
+        background: config.background.map(|index| index as u32),
     }
 }
 

@@ -60,6 +60,11 @@ pub struct UnknownFitArgs {
     /// Fit no rejection: every image gets one of the labels, however unlike them it is.
     #[arg(long)]
     pub no_unknown: bool,
+    /// Calibrate the rejection on clean validation photos only. By default, when the features have augmented
+    /// views (--augment), it is calibrated on the validation photos and their views together, so dim,
+    /// blurred, noisy or off-centre frames of the classes are kept about as often as clean photos.
+    #[arg(long, conflicts_with = "no_unknown")]
+    pub unknown_clean: bool,
 }
 
 impl UnknownFitArgs {
@@ -68,6 +73,7 @@ impl UnknownFitArgs {
         (!self.no_unknown).then_some(UnknownConfig {
             keep: self.unknown_keep,
             bank: self.unknown_bank,
+            on_views: !self.unknown_clean,
         })
     }
 }
@@ -81,8 +87,10 @@ pub struct AugmentArgs {
     /// training split; the test split is never augmented.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub augment: u32,
-    /// How the views are drawn: comma-separated crop=MIN_AREA, flip, jitter=J, rotate=DEGREES, blur=SIGMA,
-    /// noise=SIGMA, jpeg=MIN_QUALITY (or none).
+    /// How the views are drawn: a preset (`default`, `camera`: dim light, sensor noise, motion blur, low
+    /// resolution and wide crops as a fixed camera delivers them) or comma-separated crop=MIN_AREA, flip,
+    /// jitter=J, rotate=DEGREES, blur=SIGMA, noise=SIGMA, jpeg=MIN_QUALITY, dark=GAMMA, motion=FRACTION,
+    /// lowres=FRACTION.
     #[arg(long, value_name = "SPEC", default_value = DEFAULT_POLICY, requires = "augment")]
     pub augment_policy: AugmentPolicy,
 }

@@ -89,6 +89,11 @@ pub struct Args {
     /// Output features directory (created; reused when the inputs are unchanged).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Frames of the camera's empty scene (nothing in it), e.g. sorted from `lookout-edge watch --capture`:
+    /// learnt as one more answer, `background` ("nothing" on the edge), which is neither a class nor unknown
+    /// and never fires an event. The folder can be anywhere; its images are split like a class's.
+    #[arg(long, value_name = "DIR")]
+    pub background: Option<PathBuf>,
     #[command(flatten)]
     pub preprocess: PreprocessArgs,
     /// Take the features from this node instead of the model output (see `lookout inspect`).
@@ -130,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot use backbone {}", args.backbone))?;
     let job = ExtractJob {
         data_dir: args.data.clone(),
+        background_dir: args.background.clone(),
         out_dir: args.out.clone(),
         test_fraction: args.test_split,
         seed: args.seed,

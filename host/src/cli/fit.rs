@@ -31,6 +31,11 @@ pub struct Args {
     /// The bundle to write, e.g. `model.lookout`.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Frames of the camera's empty scene (nothing in it), e.g. sorted from `lookout-edge watch --capture`:
+    /// learnt as one more answer, `background` ("nothing" on the edge), which is neither a class nor unknown
+    /// and never fires an event. The folder can be anywhere; its images are split like a class's.
+    #[arg(long, value_name = "DIR")]
+    pub background: Option<PathBuf>,
     /// Backbone: a catalogue name (see `lookout backbone list`) or an .onnx / .nnef.tar file.
     #[arg(long, value_name = "NAME|FILE", default_value = DEFAULT_BACKBONE)]
     pub backbone: String,
@@ -77,6 +82,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut options = FitOptions::new(&args.data, &args.out);
     options.backbone = args.backbone.clone();
+    options.background = args.background.clone();
     options.preprocess = args.preprocess.to_spec()?;
     options.work_dir = args.work.clone();
     options.pool = args.pool.into();
@@ -136,10 +142,24 @@ fn summary(r: &FitReport) -> String {
         r.work_dir.display(),
         if r.features_reused { " reused" } else { "" },
     );
+    if let Some(label) = &r.background {
+        out.push_str(&format!(
+            "  background: the empty scene is learnt as '{label}': answered \"nothing\" on the edge, never an event\n"
+        ));
+    }
+    let calibrated_on = match &r.unknown {
+        Some(u) if u.calibrated_on_views > 0 => format!(
+            "{} validation photos and {} camera-like views of them",
+            u.calibrated_on - u.calibrated_on_views,
+            u.calibrated_on_views
+        ),
+        Some(u) => format!("{} clean validation photos", u.calibrated_on),
+        None => String::new(),
+    };
     match e.unknown_rate {
         Some(rate) => out.push_str(&format!(
-            "  unknown:   {:.1}% of the test photos are called none of the classes (calibrated to reject {:.0}%); \
-             measure it on photos of other things with `lookout evaluate --run {} --ood DIR`\n",
+            "  unknown:   {:.1}% of the test photos are called none of the classes (calibrated to reject {:.0}% \
+             of {calibrated_on}); measure it on photos of other things with `lookout evaluate --run {} --ood DIR`\n",
             rate * 100.0,
             r.unknown_keep.map_or(0.0, |k| (1.0 - k) * 100.0),
             r.run_dir.display()

@@ -10,6 +10,7 @@ use lookout_host::head::run::Run;
 use lookout_host::head::unknown::normalized_rows;
 use lookout_host::report::plots::{prediction_grid, GridItem};
 use lookout_models::backbone::Backbone;
+use lookout_shared::Region;
 
 /// Arguments of `lookout predict`.
 #[derive(Debug, clap::Args)]
@@ -41,6 +42,10 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Classify only this region of each image, x,y,w,h in fractions of its width and height (e.g.
+    /// 0.3,0.5,0.4,0.5): what `lookout-edge classify/watch --roi` crop, the same pixels.
+    #[arg(long, value_name = "X,Y,W,H")]
+    pub roi: Option<Region>,
 }
 
 /// One image's prediction.
@@ -55,6 +60,8 @@ struct Prediction {
     ood_score: Option<f32>,
     /// None of the classes (the label is then only the closest one).
     unknown: bool,
+    /// The camera's empty scene (the background label): nothing there.
+    background: bool,
 }
 
 /// Runs `lookout predict`.
@@ -76,6 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "unknown\t{score:.4}\t{}\t(none of the classes: out-of-distribution score {:.3})",
                     p.path.display(),
                     p.ood_score.unwrap_or(f32::NAN)
+                ),
+                (Some(_), Some(score), _) if p.background => println!(
+                    "nothing\t{score:.4}\t{}\t(the empty scene)",
+                    p.path.display()
                 ),
                 (Some(label), Some(score), _) => {
                     println!("{label}\t{score:.4}\t{}", p.path.display())
@@ -157,9 +168,26 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
         ProgressBar::hidden()
     };
     progress.set_message("Predicting");
-    let outcomes = extractor
-        .extract_files(&args.images, &progress)
-        .context("the backbone failed")?;
+    let outcomes = match args.roi.filter(|r| !r.is_full()) {
+        None => extractor
+            .extract_files(&args.images, &progress)
+            .context("the backbone failed")?,
+        Some(region) => {
+            // Cropped one by one: the region is cut from the decoded image, before preprocessing.
+            let mut worker = extractor.worker().context("cannot prepare the backbone")?;
+            let mut outcomes = Vec::with_capacity(args.images.len());
+            for path in &args.images {
+                outcomes.push(match lookout_shared::image_io::decode_file(path) {
+                    Ok(image) => Ok(worker
+                        .extract_image(&region.crop(&image))
+                        .context("the backbone failed")?),
+                    Err(e) => Err(e.kind.to_string()),
+                });
+                progress.inc(1);
+            }
+            outcomes
+        }
+    };
     progress.finish_and_clear();
 
     let detector = run
@@ -191,6 +219,7 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
                     error: None,
                     ood_score,
                     unknown,
+                    background: !unknown && run.config.background == Some(class),
                 }
             }
             Err(reason) => Prediction {
@@ -201,6 +230,7 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
                 error: Some(reason),
                 ood_score: None,
                 unknown: false,
+                background: false,
             },
         });
     }
@@ -212,9 +242,13 @@ fn predict_with_bundle(
     model: &Path,
     args: &Args,
 ) -> anyhow::Result<(Vec<String>, Vec<Prediction>)> {
-    let labelled =
-        lookout_host::report::evaluate_bundle::predict_bundle(model, &args.images, !args.json)
-            .with_context(|| format!("cannot run {}", model.display()))?;
+    let labelled = lookout_host::report::evaluate_bundle::predict_bundle(
+        model,
+        &args.images,
+        args.roi.unwrap_or(Region::FULL),
+        !args.json,
+    )
+    .with_context(|| format!("cannot run {}", model.display()))?;
     let predictions = labelled
         .predictions
         .into_iter()
@@ -226,6 +260,7 @@ fn predict_with_bundle(
             error: p.error,
             ood_score: p.ood_score,
             unknown: p.unknown,
+            background: p.background,
         })
         .collect();
     Ok((labelled.labels, predictions))

@@ -5,6 +5,10 @@
 //! follows too: files are recognised by their content, so `photo.jpg` holding WebP data is used and
 //! `notes.txt` is ignored; what claims to be an image but is not (a broken link, an unreadable or empty file, a
 //! directory named `x.jpg`) is reported as a bad file; other non-images are ignored quietly and only counted.
+//!
+//! A folder of the camera's empty scene (`--background DIR`, anywhere on disk) joins as one more class, last,
+//! named [`BACKGROUND_LABEL`]: its samples keep their absolute paths (joining an absolute path to the data
+//! directory gives it back), so every reader of the split lists finds them without knowing they are special.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -42,7 +46,20 @@ pub enum DataError {
     /// The test fraction is not in [0, 1).
     #[error("test split fraction {0} must be at least 0 and below 1")]
     BadFraction(f64),
+    /// The data directory has a class folder named like the background, and a background folder was given.
+    #[error(
+        "{} is a class folder named '{BACKGROUND_LABEL}', and --background was given too: rename the folder, or \
+         leave it out and pass it as --background",
+        path.display()
+    )]
+    BackgroundClash {
+        /// The class folder.
+        path: PathBuf,
+    },
 }
+
+/// The label of the camera's empty scene, when a data set has one (`--background DIR`).
+pub const BACKGROUND_LABEL: &str = "background";
 
 /// One image of the folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +88,9 @@ pub struct ImageFolder {
     pub bad_files: Vec<SkippedFile>,
     /// Other files that are not images, ignored.
     pub ignored_non_images: usize,
+    /// The index of the background class (the camera's empty scene), when a background folder was given: always
+    /// the last class.
+    pub background: Option<u32>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
@@ -118,6 +138,15 @@ fn walk_entries(dir: &Path, out: &mut Vec<(PathBuf, FolderEntry)>) -> Result<(),
 impl ImageFolder {
     /// Scans `root`: class folders, then every file in them, sniffed by content (in parallel).
     pub fn scan(root: &Path) -> Result<ImageFolder, DataError> {
+        ImageFolder::scan_with_background(root, None)
+    }
+
+    /// [`ImageFolder::scan`], plus the images of `background` (the camera's empty scene, a folder anywhere) as
+    /// one more class, last, named [`BACKGROUND_LABEL`].
+    pub fn scan_with_background(
+        root: &Path,
+        background: Option<&Path>,
+    ) -> Result<ImageFolder, DataError> {
         let root = std::fs::canonicalize(root).map_err(io_err(root))?;
         let mut class_dirs = Vec::new();
         for entry in std::fs::read_dir(&root).map_err(io_err(&root))? {
@@ -130,47 +159,63 @@ impl ImageFolder {
         if class_dirs.is_empty() {
             return Err(DataError::NoClasses { root });
         }
-        let mut classes = Vec::new();
-        let mut samples = Vec::new();
-        let mut bad_files = Vec::new();
-        let mut ignored_non_images = 0;
-        for (class_index, dir) in class_dirs.iter().enumerate() {
-            classes.push(
-                dir.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            );
-            let mut entries = Vec::new();
-            walk_entries(dir, &mut entries)?;
-            let before = samples.len();
-            for (path, entry) in entries {
-                let rel_path = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
-                match entry {
-                    FolderEntry::Image { len, modified } => samples.push(Sample {
-                        rel_path,
-                        class_index: class_index as u32,
-                        size: len,
-                        mtime_ns: modified
-                            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                            .map_or(0, |d| d.as_nanos()),
-                    }),
-                    FolderEntry::Bad(reason) => bad_files.push(SkippedFile {
-                        path: rel_path,
-                        reason,
-                    }),
-                    FolderEntry::Other | FolderEntry::Directory => ignored_non_images += 1,
-                }
+        let mut folder = ImageFolder {
+            root,
+            classes: Vec::new(),
+            samples: Vec::new(),
+            bad_files: Vec::new(),
+            ignored_non_images: 0,
+            background: None,
+        };
+        for dir in &class_dirs {
+            let name = dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            if background.is_some() && name == BACKGROUND_LABEL {
+                return Err(DataError::BackgroundClash { path: dir.clone() });
             }
-            if samples.len() == before {
-                return Err(DataError::EmptyClass { path: dir.clone() });
+            folder.add_class(name, dir)?;
+        }
+        if let Some(dir) = background {
+            let dir = std::fs::canonicalize(dir).map_err(io_err(dir))?;
+            folder.background = Some(folder.classes.len() as u32);
+            folder.add_class(BACKGROUND_LABEL.to_string(), &dir)?;
+        }
+        Ok(folder)
+    }
+
+    /// Adds the images under `dir` as class `name`, the next index. Paths under the data directory are kept
+    /// relative to it, others (a background folder elsewhere) absolute.
+    fn add_class(&mut self, name: String, dir: &Path) -> Result<(), DataError> {
+        let class_index = self.classes.len() as u32;
+        self.classes.push(name);
+        let mut entries = Vec::new();
+        walk_entries(dir, &mut entries)?;
+        let before = self.samples.len();
+        for (path, entry) in entries {
+            let rel_path = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
+            match entry {
+                FolderEntry::Image { len, modified } => self.samples.push(Sample {
+                    rel_path,
+                    class_index,
+                    size: len,
+                    mtime_ns: modified
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos()),
+                }),
+                FolderEntry::Bad(reason) => self.bad_files.push(SkippedFile {
+                    path: rel_path,
+                    reason,
+                }),
+                FolderEntry::Other | FolderEntry::Directory => self.ignored_non_images += 1,
             }
         }
-        Ok(ImageFolder {
-            root,
-            classes,
-            samples,
-            bad_files,
-            ignored_non_images,
-        })
+        if self.samples.len() == before {
+            return Err(DataError::EmptyClass {
+                path: dir.to_path_buf(),
+            });
+        }
+        Ok(())
     }
 
     /// Stratified split: per class, a seeded shuffle, then `round(n · test_fraction)` images go to the test split.

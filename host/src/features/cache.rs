@@ -182,8 +182,11 @@ pub struct Manifest {
     pub lookout_version: String,
     /// True once every shard is written; a cache without it is being (or was being) written.
     pub complete: bool,
-    /// Class names; label `i` is `classes[i]` (sorted folder names).
+    /// Class names; label `i` is `classes[i]` (sorted folder names, then the background's when there is one).
     pub classes: Vec<String>,
+    /// The index of the background class (the camera's empty scene, `--background DIR`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<u32>,
     /// The data directory the split lists are relative to (absolute).
     pub data_root: PathBuf,
     /// The backbone that produced the features.

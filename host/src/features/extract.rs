@@ -30,6 +30,8 @@ const FINGERPRINT_FILE: &str = ".lookout-extract-fingerprint";
 pub struct ExtractJob {
     /// The ImageFolder.
     pub data_dir: PathBuf,
+    /// Frames of the camera's empty scene (`--background DIR`): one more class, the background.
+    pub background_dir: Option<PathBuf>,
     /// The cache directory to write.
     pub out_dir: PathBuf,
     /// Fraction of each class for the test split.
@@ -122,6 +124,7 @@ fn fingerprint(
     for c in &folder.classes {
         put(c);
     }
+    put(&format!("background {:?}", folder.background));
     for (split, list) in lists {
         put(split.name());
         for (rel, class) in *list {
@@ -173,7 +176,7 @@ pub fn extract_folder(
     progress: &ProgressBar,
 ) -> Result<ExtractReport, ExtractError> {
     let started = Instant::now();
-    let folder = ImageFolder::scan(&job.data_dir)?;
+    let folder = ImageFolder::scan_with_background(&job.data_dir, job.background_dir.as_deref())?;
     let lists = folder.split(job.test_fraction, job.seed)?;
     let split_lists: [(Split, &[SplitEntry]); 2] =
         [(Split::Train, &lists.train), (Split::Test, &lists.test)];
@@ -293,6 +296,7 @@ pub fn extract_folder(
         lookout_version: env!("CARGO_PKG_VERSION").to_string(),
         complete: true,
         classes: folder.classes.clone(),
+        background: folder.background,
         data_root: folder.root.clone(),
         backbone: BackboneRecord::of(backbone, cut),
         preprocess: backbone.preprocess.clone(),

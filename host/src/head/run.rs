@@ -197,6 +197,9 @@ pub struct RunConfig {
     pub version: u32,
     /// Class names; label i is `classes[i]`.
     pub classes: Vec<String>,
+    /// The index of the background class (the camera's empty scene), when the features had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<usize>,
     /// How logits become scores.
     pub output: OutputKind,
     /// Decision threshold on the sigmoid score (sigmoid output only; 0.5 means logit ≥ 0).

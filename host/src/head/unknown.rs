@@ -33,6 +33,11 @@ pub struct UnknownConfig {
     pub keep: f32,
     /// Largest number of training images in the bank.
     pub bank: usize,
+    /// Calibrate on the validation photos' augmented views too (when the features have views): the threshold
+    /// then keeps `keep` of the photos *as a camera delivers them* (dim, blurred, noisy, off-centre), not only of
+    /// clean photos.
+    #[serde(default)]
+    pub on_views: bool,
 }
 
 impl Default for UnknownConfig {
@@ -43,6 +48,7 @@ impl Default for UnknownConfig {
         UnknownConfig {
             keep: 0.97,
             bank: 256,
+            on_views: true,
         }
     }
 }
@@ -75,8 +81,10 @@ pub struct UnknownDetector {
     pub threshold: f32,
     /// What the threshold was calibrated to keep.
     pub keep: f32,
-    /// Validation images the threshold was calibrated on.
+    /// Validation rows the threshold was calibrated on (photos and, when calibrated on them, their views).
     pub calibrated_on: usize,
+    /// Of `calibrated_on`, how many were augmented views.
+    pub calibrated_on_views: usize,
 }
 
 /// Globally pooled, L2-normalised features of rows cached with `shape` (`[C, H, W]` maps are averaged over
@@ -167,6 +175,19 @@ impl UnknownDetector {
         dim: usize,
         config: &UnknownConfig,
     ) -> Result<Self, UnknownError> {
+        UnknownDetector::fit_with_views(train, valid, &[], dim, config)
+    }
+
+    /// [`UnknownDetector::fit`], calibrated on `valid` and `valid_views` together (augmented views of the
+    /// validation photos, `[n, dim]` normalised): the threshold keeps `keep` of all of them, so a photo as a
+    /// camera delivers it is kept about as often as a clean one.
+    pub fn fit_with_views(
+        train: &[f32],
+        valid: &[f32],
+        valid_views: &[f32],
+        dim: usize,
+        config: &UnknownConfig,
+    ) -> Result<Self, UnknownError> {
         if !(config.keep > 0.0 && config.keep <= 1.0) {
             return Err(UnknownError::Keep(config.keep));
         }
@@ -183,9 +204,11 @@ impl UnknownDetector {
             dim,
             threshold: f32::INFINITY,
             keep: config.keep,
-            calibrated_on: valid.len() / dim,
+            calibrated_on: (valid.len() + valid_views.len()) / dim,
+            calibrated_on_views: valid_views.len() / dim,
         };
-        let scores = detector.scores(valid);
+        let mut scores = detector.scores(valid);
+        scores.extend(detector.scores(valid_views));
         detector.threshold = quantile_threshold(&scores, config.keep);
         Ok(detector)
     }
@@ -242,6 +265,7 @@ impl UnknownDetector {
             threshold: record.threshold,
             keep: record.keep,
             calibrated_on: record.calibrated_on,
+            calibrated_on_views: record.calibrated_on_views,
         })
     }
 
@@ -254,6 +278,7 @@ impl UnknownDetector {
             bank_size: self.bank_size(),
             dim: self.dim,
             calibrated_on: self.calibrated_on,
+            calibrated_on_views: self.calibrated_on_views,
         }
     }
 }
@@ -271,8 +296,11 @@ pub struct UnknownRecord {
     pub bank_size: usize,
     /// Length of one pooled feature vector.
     pub dim: usize,
-    /// Validation images the threshold was calibrated on.
+    /// Validation rows the threshold was calibrated on (photos and views).
     pub calibrated_on: usize,
+    /// Of those, augmented views of the validation photos (0 in runs written before camera calibration).
+    #[serde(default)]
+    pub calibrated_on_views: usize,
 }
 
 /// The bank file cannot be written or read.
@@ -378,6 +406,7 @@ mod tests {
         let config = UnknownConfig {
             keep: 0.9,
             bank: 16,
+            on_views: false,
         };
         let detector = UnknownDetector::fit(&train, &valid, 3, &config).unwrap();
         assert_eq!(detector.bank_size(), 16);
@@ -393,5 +422,45 @@ mod tests {
             UnknownDetector::fit(&train, &[], 3, &config).unwrap_err(),
             UnknownError::NoValidation
         );
+    }
+
+    #[test]
+    fn calibrating_on_views_keeps_the_degraded_ones_the_clean_threshold_rejects() {
+        // Training photos near the x axis; validation photos as clean (near it) and as a camera delivers them
+        // (further off, as a blurred or dim frame's features are).
+        let config = UnknownConfig {
+            keep: 0.9,
+            bank: 64,
+            on_views: true,
+        };
+        let near =
+            |i: usize, spread: f32| unit(&[1.0, spread * (i % 10) as f32, spread * (i % 7) as f32]);
+        let train: Vec<f32> = (0..100).flat_map(|i| near(i, 0.01)).collect();
+        let valid: Vec<f32> = (0..20).flat_map(|i| near(i + 3, 0.012)).collect();
+        let views: Vec<f32> = (0..80).flat_map(|i| near(i, 0.05)).collect();
+        let clean = UnknownDetector::fit(&train, &valid, 3, &config).unwrap();
+        let camera = UnknownDetector::fit_with_views(&train, &valid, &views, 3, &config).unwrap();
+        assert_eq!(
+            (camera.calibrated_on, camera.calibrated_on_views),
+            (100, 80)
+        );
+        let kept = |d: &UnknownDetector| {
+            d.scores(&views)
+                .iter()
+                .filter(|&&s| s <= d.threshold)
+                .count()
+        };
+        assert!(
+            kept(&clean) < 40,
+            "clean calibration keeps {} of 80 views",
+            kept(&clean)
+        );
+        assert!(
+            kept(&camera) >= 70,
+            "camera calibration keeps {} of 80 views",
+            kept(&camera)
+        );
+        // Still far from what is none of the classes.
+        assert!(camera.scores(&unit(&[0.0, 1.0, 0.0]))[0] > camera.threshold);
     }
 }

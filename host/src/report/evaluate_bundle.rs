@@ -66,6 +66,8 @@ pub struct BundlePrediction {
     pub ood_score: Option<f32>,
     /// True when the image is none of the labels.
     pub unknown: bool,
+    /// The bundle's background (the camera's empty scene): nothing to act on.
+    pub background: bool,
 }
 
 /// What [`predict_bundle`] returns: the bundle's labels and one prediction per image, in order.
@@ -82,6 +84,7 @@ pub struct BundlePredictions {
 pub fn predict_bundle(
     bundle_path: &Path,
     images: &[PathBuf],
+    region: lookout_shared::Region,
     progress: bool,
 ) -> Result<BundlePredictions, ExportError> {
     let mut model = Model::load(bundle_path, &RuntimeOptions::default())?;
@@ -90,7 +93,14 @@ pub fn predict_bundle(
     for path in images {
         let result = lookout_shared::image_io::decode_file(path)
             .map_err(|e| e.to_string())
-            .and_then(|image| model.classify(&image).map_err(|e| e.to_string()));
+            .and_then(|image| {
+                let image = if region.is_full() {
+                    image
+                } else {
+                    region.crop(&image)
+                };
+                model.classify(&image).map_err(|e| e.to_string())
+            });
         out.push(match result {
             Ok(p) => BundlePrediction {
                 path: path.clone(),
@@ -100,6 +110,7 @@ pub fn predict_bundle(
                 error: None,
                 ood_score: p.ood_score,
                 unknown: p.unknown,
+                background: p.background,
             },
             Err(error) => BundlePrediction {
                 path: path.clone(),
@@ -109,6 +120,7 @@ pub fn predict_bundle(
                 error: Some(error),
                 ood_score: None,
                 unknown: false,
+                background: false,
             },
         });
         bar.inc(1);

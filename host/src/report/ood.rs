@@ -235,6 +235,23 @@ pub fn evaluate_ood(
                 .count();
             result.test_kept = test_kept as f32 / test_scores.len().max(1) as f32;
             result.ood_accepted = ood_kept as f32 / ood_scores.len().max(1) as f32;
+            if detector.calibrated_on_views > 0 {
+                // The trade-off of calibrating on camera-like views: the same bank, its threshold calibrated
+                // on the clean validation photos alone.
+                let (mut clean, _, _) = sets.measure(
+                    &format!("{KNN_COSINE} (exported bank, calibrated on clean photos only)"),
+                    keep,
+                    &scorer,
+                );
+                clean.auroc = result.auroc;
+                candidates.push(clean);
+                result.score = format!(
+                    "{} calibrated on {} photos + {} camera-like views)",
+                    result.score.trim_end_matches(')'),
+                    detector.calibrated_on - detector.calibrated_on_views,
+                    detector.calibrated_on_views
+                );
+            }
             histogram = Some((test_scores, ood_scores, detector.threshold));
             Some(result)
         }

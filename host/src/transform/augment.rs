@@ -15,6 +15,11 @@ use crate::rng::{Rng, SplitMix64};
 
 /// The default policy: torchvision's usual random-resized-crop and flip, plus what a camera does to a frame.
 pub const DEFAULT_POLICY: &str = "crop=0.6,flip,jitter=0.3,rotate=10,blur=1.5,noise=8,jpeg=30";
+/// The `camera` preset: views as a fixed camera at home delivers its frames. Wider crops (a subject small or
+/// partly out of the frame), dim light, sensor noise, motion blur and low resolution, each drawn with its own
+/// probability so that most views carry one or two of them, not all at once.
+pub const CAMERA_POLICY: &str =
+    "crop=0.35,flip,jitter=0.4,rotate=12,blur=2,noise=18,jpeg=25,dark=2.2,motion=0.04,lowres=0.3";
 
 /// How training views are drawn. Each field at its neutral value turns that operation off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +38,15 @@ pub struct AugmentPolicy {
     pub noise: f32,
     /// With probability ⅓, a JPEG round trip at a quality from this up to 95 (0 = off).
     pub jpeg: u8,
+    /// With probability ⅓, dim light: gamma from 1 up to this, gain from 0.5 to 1 (0 = off).
+    #[serde(default)]
+    pub dark: f32,
+    /// With probability ¼, horizontal motion blur over up to this fraction of the width (0 = off).
+    #[serde(default)]
+    pub motion: f32,
+    /// With probability ¼, scaled down to a fraction from this up to 1 and back up (0 = off).
+    #[serde(default)]
+    pub lowres: f32,
 }
 
 impl Default for AugmentPolicy {
@@ -54,6 +68,9 @@ impl AugmentPolicy {
             blur: 0.0,
             noise: 0.0,
             jpeg: 0,
+            dark: 0.0,
+            motion: 0.0,
+            lowres: 0.0,
         }
     }
 
@@ -90,6 +107,18 @@ impl AugmentPolicy {
             let mut factor = || rng.uniform(1.0 - j, 1.0 + j);
             let (b, c, s) = (factor(), factor(), factor());
             out = ops::color_jitter(&out, b, c, s);
+        }
+        // Light, then optics, then the sensor and the encoder: the order a camera applies them in.
+        if self.dark > 1.0 && rng.next_f32() < 1.0 / 3.0 {
+            let gamma = rng.uniform(1.0, self.dark);
+            out = ops::low_light(&out, gamma, rng.uniform(0.5, 1.0));
+        }
+        if self.motion > 0.0 && rng.next_f32() < 0.25 {
+            let length = rng.uniform(0.0, self.motion) * out.width() as f32;
+            out = ops::motion_blur(&out, length.round() as u32);
+        }
+        if self.lowres > 0.0 && rng.next_f32() < 0.25 {
+            out = ops::downscale_upscale(&out, rng.uniform(self.lowres, 1.0));
         }
         if self.blur > 0.0 && rng.next_f32() < 0.25 {
             out = ops::gaussian_blur(&out, rng.uniform(0.3, self.blur.max(0.3)));
@@ -136,6 +165,15 @@ impl fmt::Display for AugmentPolicy {
         if self.jpeg > 0 {
             parts.push(format!("jpeg={}", self.jpeg));
         }
+        for (name, v) in [
+            ("dark", self.dark),
+            ("motion", self.motion),
+            ("lowres", self.lowres),
+        ] {
+            if v > 0.0 {
+                parts.push(format!("{name}={v}"));
+            }
+        }
         if parts.is_empty() {
             return f.write_str("none");
         }
@@ -148,8 +186,11 @@ impl FromStr for AugmentPolicy {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut policy = AugmentPolicy::none();
-        if s.trim() == "none" {
-            return Ok(policy);
+        match s.trim() {
+            "none" => return Ok(policy),
+            "default" => return DEFAULT_POLICY.parse(),
+            "camera" => return CAMERA_POLICY.parse(),
+            _ => {}
         }
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = match part.split_once('=') {
@@ -171,11 +212,14 @@ impl FromStr for AugmentPolicy {
                 "blur" => policy.blur = number(0.0, 5.0)?,
                 "noise" => policy.noise = number(0.0, 50.0)?,
                 "jpeg" => policy.jpeg = number(0.0, 95.0)?.round() as u8,
+                "dark" => policy.dark = number(1.0, 4.0)?,
+                "motion" => policy.motion = number(0.0, 0.2)?,
+                "lowres" => policy.lowres = number(0.05, 1.0)?,
                 _ => {
                     return Err(format!(
-                        "{part:?} is not an augmentation; the spec is comma-separated from crop=AREA, flip, \
-                         jitter=J, rotate=DEGREES, blur=SIGMA, noise=SIGMA, jpeg=QUALITY (or none), e.g. \
-                         {DEFAULT_POLICY}"
+                        "{part:?} is not an augmentation; the spec is a preset (default, camera, none) or \
+                         comma-separated from crop=AREA, flip, jitter=J, rotate=DEGREES, blur=SIGMA, noise=SIGMA, \
+                         jpeg=QUALITY, dark=GAMMA, motion=FRACTION, lowres=FRACTION, e.g. {CAMERA_POLICY}"
                     ))
                 }
             }
@@ -198,6 +242,14 @@ mod tests {
             AugmentPolicy::none()
         );
         assert_eq!(AugmentPolicy::none().to_string(), "none");
+        let camera: AugmentPolicy = "camera".parse().unwrap();
+        assert_eq!(camera.to_string(), CAMERA_POLICY);
+        assert_eq!(CAMERA_POLICY.parse::<AugmentPolicy>().unwrap(), camera);
+        assert!(camera.dark > 1.0 && camera.motion > 0.0 && camera.lowres > 0.0);
+        assert_eq!(
+            "default".parse::<AugmentPolicy>().unwrap(),
+            AugmentPolicy::default()
+        );
         assert!("crop=2"
             .parse::<AugmentPolicy>()
             .unwrap_err()

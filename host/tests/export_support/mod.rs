@@ -150,6 +150,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
         lookout_version: "test".into(),
         complete: true,
         classes: classes.clone(),
+        background: None,
         data_root: data_root.clone(),
         backbone: BackboneRecord::of(&backbone, None),
         preprocess: spec.preprocess.clone(),
@@ -184,6 +185,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
             format: RUN_FORMAT.into(),
             version: RUN_FORMAT_VERSION,
             classes,
+            background: None,
             output: trained.output,
             threshold: 0.5,
             head: HeadSpec {

@@ -12,10 +12,18 @@
 //!   (`homeassistant/binary_sensor/<node>/<label>/config`), so each label appears as a `binary_sensor` of one
 //!   device with no configuration, plus a `sensor` of the current label with `--mqtt-frames`.
 //!
+//! With zones (`--zone NAME=…`), every topic but availability is per zone, one level down: `BASE/ZONE/event`,
+//! `BASE/ZONE/label/<label>`, `BASE/ZONE/unknown`, `BASE/ZONE/state`; Home Assistant gets one entity per
+//! (zone, label), its unique id `<node>_<zone>_<label>`. Without zones the topics are exactly the ones above.
+//!
+//! The bundle's background label (the empty scene) is no entity and has no state topic: it is "nothing", never
+//! an event. A frame of it says `"label": "nothing"` and `"background": true` on the state topic.
+//!
 //! The sink never blocks the loop: it formats a message and hands it to the link's threads.
 
 mod link;
 pub mod target;
+mod topics;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +36,7 @@ use super::{ChangeKind, FrameReport, LabelChange, SceneChange, Sink, WatchSummar
 pub use link::MqttCounts;
 use link::{Kind, Link, LinkOptions, Message};
 pub use target::MqttTarget;
+use topics::{session_messages, LabelStates, Topics};
 
 /// Where a finished [`MqttSink`] leaves what its link did (empty until the run ends).
 pub type MqttReport = Arc<Mutex<Option<MqttCounts>>>;
@@ -55,6 +64,10 @@ pub struct MqttConfig {
     pub flush_timeout: Duration,
     /// The model's labels.
     pub labels: Vec<String>,
+    /// The background label (the empty scene), which gets no topic and no entity.
+    pub background: Option<usize>,
+    /// The zones' names, in order (empty without zones).
+    pub zones: Vec<String>,
     /// The bundle's sha256 (in events, and the device's model in discovery).
     pub model_sha256: String,
     /// Where connection changes are reported.
@@ -85,8 +98,8 @@ pub struct MqttSink {
     link: Option<Link>,
     topics: Topics,
     labels: Vec<String>,
-    /// Current ON/OFF of each label and of "unknown": what each (re)connection sends.
-    states: Arc<Mutex<LabelStates>>,
+    /// Current ON/OFF of each label and of "unknown", per zone: what each (re)connection sends.
+    states: Arc<Mutex<Vec<LabelStates>>>,
     frames: bool,
     model_sha256: String,
     flush_timeout: Duration,
@@ -101,13 +114,19 @@ impl MqttSink {
         config: MqttConfig,
         connect_wait: Duration,
     ) -> Result<(Self, MqttReport), MqttError> {
-        let topics = Topics::new(&config.target.base_topic, &config.labels);
+        let topics = Topics::new(&config.target.base_topic, &config.labels, &config.zones);
         let options = mqtt_options(&config, &topics)?;
         let (client, connection) = Client::new(options, 16);
-        let states = Arc::new(Mutex::new(LabelStates {
-            labels: vec![false; config.labels.len()],
-            unknown: false,
-        }));
+        let states = Arc::new(Mutex::new(
+            topics
+                .zones
+                .iter()
+                .map(|_| LabelStates {
+                    labels: vec![false; config.labels.len()],
+                    unknown: false,
+                })
+                .collect(),
+        ));
         let session = session_messages(&config, &topics, Arc::clone(&states));
         let link = Link::start(
             client,
@@ -149,9 +168,15 @@ impl MqttSink {
         }
     }
 
-    fn event(&self, payload: serde_json::Value) {
+    fn event(&self, zone: usize, mut payload: serde_json::Value) {
+        let Some(topics) = self.topics.zones.get(zone) else {
+            return;
+        };
+        if let Some(name) = &topics.name {
+            payload["zone"] = json!(name);
+        }
         self.push(Message {
-            topic: self.topics.event.clone(),
+            topic: topics.event.clone(),
             payload: payload.to_string().into_bytes(),
             retain: false,
             kind: Kind::Event,
@@ -164,21 +189,24 @@ impl Sink for MqttSink {
         if !self.frames {
             return;
         }
+        let Some(topics) = self.topics.zone(f.zone) else {
+            return;
+        };
         let scores: serde_json::Map<String, serde_json::Value> = self
             .labels
             .iter()
             .zip(&f.prediction.probabilities)
             .map(|(label, p)| (label.clone(), json!(p)))
             .collect();
-        let label = if f.prediction.unknown {
-            "unknown"
-        } else {
-            f.label
-        };
-        let payload = json!({"frame": f.number, "label": label, "score": f.prediction.score, "unknown": f.prediction.unknown,
-            "ood_score": f.prediction.ood_score, "scores": scores, "fps": f.fps, "time": unix_seconds()});
+        let mut payload = json!({"frame": f.number, "label": f.answer(), "score": f.prediction.score,
+            "unknown": f.prediction.unknown, "background": f.prediction.background, "ood_score": f.prediction.ood_score,
+            "scores": scores, "fps": f.fps, "time": unix_seconds()});
+        if let Some(zone) = f.zone {
+            payload["zone"] = json!(zone);
+        }
+        let topic = self.topics.zones[topics].state.clone();
         self.push(Message {
-            topic: self.topics.state.clone(),
+            topic,
             payload: payload.to_string().into_bytes(),
             retain: false,
             kind: Kind::Frame,
@@ -186,29 +214,39 @@ impl Sink for MqttSink {
     }
 
     fn change(&mut self, c: &LabelChange<'_>) {
+        let Some(zone) = self.topics.zone(c.zone) else {
+            return;
+        };
         let on = c.kind == ChangeKind::Fired;
         if let Ok(mut states) = self.states.lock() {
-            if let Some(state) = states.labels.get_mut(c.label) {
+            if let Some(state) = states.get_mut(zone).and_then(|s| s.labels.get_mut(c.label)) {
                 *state = on;
             }
         }
-        self.event(json!({"type": c.kind.as_str(), "label": c.label_name, "label_index": c.label, "score": c.score,
+        self.event(zone, json!({"type": c.kind.as_str(), "label": c.label_name, "label_index": c.label, "score": c.score,
             "frame": c.frame, "time": unix_seconds(), "model_sha256": self.model_sha256}));
-        if let Some(topic) = self.topics.labels.get(c.label) {
+        if let Some(topic) = self.topics.zones[zone].labels.get(c.label) {
             self.push(on_off(topic.clone(), on, Kind::State));
         }
     }
 
-    fn scene(&mut self, c: &SceneChange) {
+    fn scene(&mut self, c: &SceneChange<'_>) {
+        let Some(zone) = self.topics.zone(c.zone) else {
+            return;
+        };
         if let Ok(mut states) = self.states.lock() {
-            states.unknown = c.unknown;
+            if let Some(state) = states.get_mut(zone) {
+                state.unknown = c.unknown;
+            }
         }
         let kind = if c.unknown { "unknown" } else { "known" };
         self.event(
+            zone,
             json!({"type": kind, "fraction": c.fraction, "frame": c.frame, "time": unix_seconds(),
             "model_sha256": self.model_sha256}),
         );
-        self.push(on_off(self.topics.unknown.clone(), c.unknown, Kind::State));
+        let topic = self.topics.zones[zone].unknown.clone();
+        self.push(on_off(topic, c.unknown, Kind::State));
     }
 
     fn finish(&mut self, _summary: &WatchSummary) {
@@ -219,76 +257,6 @@ impl Sink for MqttSink {
             }
         }
     }
-}
-
-/// Which labels are ON now.
-struct LabelStates {
-    labels: Vec<bool>,
-    unknown: bool,
-}
-
-/// Every topic the sink publishes on.
-struct Topics {
-    event: String,
-    state: String,
-    availability: String,
-    unknown: String,
-    /// `BASE/label/<slug>`, per label.
-    labels: Vec<String>,
-    /// The slug of each label (topic level and discovery object id).
-    slugs: Vec<String>,
-    /// The Home Assistant node id: the base topic as a slug.
-    node: String,
-}
-
-impl Topics {
-    fn new(base: &str, labels: &[String]) -> Self {
-        let slugs = label_slugs(labels);
-        Topics {
-            event: format!("{base}/event"),
-            state: format!("{base}/state"),
-            availability: format!("{base}/availability"),
-            unknown: format!("{base}/unknown"),
-            labels: slugs.iter().map(|s| format!("{base}/label/{s}")).collect(),
-            slugs,
-            node: slug(base),
-        }
-    }
-
-    fn offline(&self) -> Message {
-        Message {
-            topic: self.availability.clone(),
-            payload: b"offline".to_vec(),
-            retain: true,
-            kind: Kind::Session,
-        }
-    }
-}
-
-/// A topic level and id for each label: lower case, `[a-z0-9_]`; a label whose slug repeats another's gets
-/// its index appended.
-fn label_slugs(labels: &[String]) -> Vec<String> {
-    let mut slugs: Vec<String> = Vec::with_capacity(labels.len());
-    for (i, label) in labels.iter().enumerate() {
-        let mut s = slug(label);
-        if s.is_empty() || slugs.contains(&s) {
-            s = format!("{s}_{i}").trim_start_matches('_').to_string();
-        }
-        slugs.push(s);
-    }
-    slugs
-}
-
-fn slug(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_string()
 }
 
 fn on_off(topic: String, on: bool, kind: Kind) -> Message {
@@ -363,112 +331,4 @@ fn system_roots() -> Result<rustls::ClientConfig, MqttError> {
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// What each (re)connection sends first: `online`, the discovery configs, the current states.
-fn session_messages(
-    config: &MqttConfig,
-    topics: &Topics,
-    states: Arc<Mutex<LabelStates>>,
-) -> Box<dyn Fn() -> Vec<Message> + Send> {
-    let mut fixed = vec![Message {
-        topic: topics.availability.clone(),
-        payload: b"online".to_vec(),
-        retain: true,
-        kind: Kind::Session,
-    }];
-    if let Some(prefix) = &config.discovery_prefix {
-        fixed.extend(discovery(prefix, config, topics));
-    }
-    let label_topics = topics.labels.clone();
-    let unknown_topic = config.on_unknown.then(|| topics.unknown.clone());
-    Box::new(move || {
-        let mut messages = fixed.clone();
-        let (labels, unknown) = match states.lock() {
-            Ok(s) => (s.labels.clone(), s.unknown),
-            Err(_) => (vec![false; label_topics.len()], false),
-        };
-        for (topic, on) in label_topics.iter().zip(labels) {
-            messages.push(on_off(topic.clone(), on, Kind::Session));
-        }
-        if let Some(topic) = &unknown_topic {
-            messages.push(on_off(topic.clone(), unknown, Kind::Session));
-        }
-        messages
-    })
-}
-
-/// Home Assistant MQTT discovery: one `binary_sensor` per label (and for "unknown"), one `sensor` for the
-/// current label with `--mqtt-frames`, all of one device, all retained.
-fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message> {
-    let device = json!({
-        "identifiers": [topics.node],
-        "name": format!("Lookout {}", config.target.base_topic),
-        "manufacturer": "Lookout",
-        "model": format!("lookout-edge ({})", config.labels.join(", ")),
-        "sw_version": env!("CARGO_PKG_VERSION"),
-    });
-    let binary = |object: &str, name: &str, state_topic: &str| Message {
-        topic: format!("{prefix}/binary_sensor/{}/{object}/config", topics.node),
-        payload: json!({
-            "name": name,
-            "unique_id": format!("{}_{object}", topics.node),
-            "state_topic": state_topic,
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "availability_topic": topics.availability,
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "device": device,
-        })
-        .to_string()
-        .into_bytes(),
-        retain: true,
-        kind: Kind::Session,
-    };
-    let mut messages: Vec<Message> = config
-        .labels
-        .iter()
-        .zip(&topics.slugs)
-        .zip(&topics.labels)
-        .map(|((label, slug), topic)| binary(slug, label, topic))
-        .collect();
-    if config.on_unknown {
-        messages.push(binary("unknown", "unknown", &topics.unknown));
-    }
-    if config.frames {
-        messages.push(Message {
-            topic: format!("{prefix}/sensor/{}/label/config", topics.node),
-            payload: json!({
-                "name": "label",
-                "unique_id": format!("{}_label", topics.node),
-                "state_topic": topics.state,
-                "value_template": "{{ value_json.label }}",
-                "json_attributes_topic": topics.state,
-                "availability_topic": topics.availability,
-                "device": device,
-            })
-            .to_string()
-            .into_bytes(),
-            retain: true,
-            kind: Kind::Session,
-        });
-    }
-    messages
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{label_slugs, slug, Topics};
-
-    #[test]
-    fn labels_become_topic_levels_and_ids() {
-        assert_eq!(slug("lookout/cam1"), "lookout_cam1");
-        assert_eq!(slug("Golden Retriever!"), "golden_retriever");
-        let labels: Vec<String> = ["Cat", "cat", "#", "Dog"].map(String::from).to_vec();
-        assert_eq!(label_slugs(&labels), ["cat", "cat_1", "2", "dog"]);
-        let topics = Topics::new("lookout/cam1", &labels[..1]);
-        assert_eq!(topics.labels, ["lookout/cam1/label/cat"]);
-        assert_eq!(topics.node, "lookout_cam1");
-    }
 }

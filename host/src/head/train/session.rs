@@ -104,6 +104,16 @@ pub fn train_features(
         Vec::new()
     };
     let view_count = views.len();
+    // Camera calibration: the views in the same pooled, normalised space, before training consumes them.
+    let normalized_views = match unknown {
+        Some(u) if u.on_views => views
+            .iter()
+            .map(|view| {
+                normalized_rows(&view.features, &manifest.feature_shape).map(|(rows, _)| rows)
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
     let trained = train(
         train_split.rows,
         views,
@@ -128,12 +138,24 @@ pub fn train_features(
     let detector = match (unknown, normalized) {
         (Some(unknown), Some((rows, dim))) => {
             let (bank_rows, valid_rows) = split_rows(&rows, dim, &trained.valid_rows);
-            Some(UnknownDetector::fit(&bank_rows, &valid_rows, dim, unknown)?)
+            // The validation photos' views only: the bank's photos' views would be scored against themselves.
+            let valid_views: Vec<f32> = normalized_views
+                .iter()
+                .flat_map(|view| split_rows(view, dim, &trained.valid_rows).1)
+                .collect();
+            Some(UnknownDetector::fit_with_views(
+                &bank_rows,
+                &valid_rows,
+                &valid_views,
+                dim,
+                unknown,
+            )?)
         }
         _ => None,
     };
     let mut run = trained.into_run(&config, manifest.classes.clone(), features_record);
     run.config.unknown = detector.as_ref().map(UnknownDetector::record);
+    run.config.background = manifest.background.map(|index| index as usize);
     run.save(run_dir)?;
     if let Some(detector) = &detector {
         detector.save_bank(run_dir)?;
@@ -166,6 +188,7 @@ impl Trained {
                 format: RUN_FORMAT.into(),
                 version: RUN_FORMAT_VERSION,
                 classes,
+                background: None,
                 output: self.output,
                 threshold: 0.5,
                 head: HeadSpec {

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The user's own camera, measured: a fixed camera at night (tests/src/scene.rs: a real scene photo, real cats and
+# other animals pasted at the bowl, dim light, sensor noise, JPEG), fitted as a user would on day one, each
+# mechanism added in turn. Lite0 (the shared ONNX file), the tutorial head, 5 epochs, f32 bundles.
+#
+#   benches/camera_scene.sh WORK_DIR
+#
+# Variants (each a whole `lookout fit` with --conditions):
+#   photos       the cats-vs-dogs photos only (zero-shot on the camera)
+#   day1         + the 6 day-one cat frames' bowl crops in Cat/
+#   day1-bg      + --background: the 20 day-one empty frames' bowl crops
+#   day1-bg-cam  + --augment 4 --augment-policy camera (rejection calibrated on the views, the default)
+#   day1-bg-cam-clean  the same features and head, the rejection calibrated on clean photos (--unknown-clean)
+# For each: the later frames through `lookout-edge classify --roi BOWL` (cats called Cat, empty and other animals
+# called no pet: nothing or unknown), the test photos under the seven conditions (right label and kept), the 216
+# ImageNet photos of other things, accepted. Writes WORK_DIR/*.json and prints one table.
+set -euo pipefail
+work=$(realpath -m "$1")
+shared=$(realpath "${LOOKOUT_TEST_DATA:-../shared}")
+bin=${LOOKOUT_BIN:-target/release}
+backbone=$shared/models/efficientnet_lite0_features_dynbatch.onnx
+bowl=0.3,0.4,0.4,0.55
+mkdir -p "$work"
+
+[ -d "$work/scene/later" ] || cargo run --release -q -p lookout-e2e --example camera_scene -- "$work/scene" >/dev/null
+if [ ! -d "$work/others" ]; then # ImageNet photos that are no dogs or cats (classes 151-285 left out)
+    mkdir -p "$work/others"
+    awk -F, 'NR > 1 && ($2 < 151 || $2 > 285) { print $1 }' "$shared/data/imagenet-sample/labels.csv" |
+        while read -r f; do cp "$shared/data/imagenet-sample/$f" "$work/others/"; done
+fi
+
+data_for() { # variant -> data folder
+    local dir=$work/data-$1
+    if [ ! -d "$dir" ]; then
+        cp -r "$work/scene/PetImages" "$dir"
+        [ "$1" = photos ] || cp "$work/scene/day1-bowl/cat/"* "$dir/Cat/"
+    fi
+    echo "$dir"
+}
+
+fit() { # name, data variant, extra args (the features of another variant are reused with WORK_OF=NAME)
+    local name=$1 data; data=$(data_for "$2"); shift 2
+    local features=${WORK_OF:-$name}
+    [ -f "$work/$name.json" ] && return
+    "$bin/lookout" fit --data "$data" --backbone "$backbone" --preprocess tf-inception --work "$work/work-$features" \
+        --out "$work/$name.lookout" --precision f32 --conditions --json "$@" > "$work/$name.fit.json"
+    for set in cat empty visitor; do
+        "$bin/lookout-edge" classify --model "$work/$name.lookout" --roi "$bowl" --json "$work/scene/later/$set" \
+            > "$work/$name.$set.jsonl"
+    done
+    "$bin/lookout-edge" classify --model "$work/$name.lookout" --json "$work/others" > "$work/$name.others.jsonl"
+    touch "$work/$name.json"
+}
+
+fit photos photos
+fit day1 day1
+fit day1-bg day1 --background "$work/scene/day1-bowl/empty"
+fit day1-bg-cam day1 --background "$work/scene/day1-bowl/empty" --augment 4 --augment-policy camera
+WORK_OF=day1-bg-cam fit day1-bg-cam-clean day1 --background "$work/scene/day1-bowl/empty" --augment 4 \
+    --augment-policy camera --unknown-clean
+
+python3 - "$work" photos day1 day1-bg day1-bg-cam day1-bg-cam-clean <<'PY'
+import json, sys
+work, names = sys.argv[1], sys.argv[2:]
+def lines(path):
+    return [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+def frames(name, s):
+    return [l for l in lines(f"{work}/{name}.{s}.jsonl") if "label" in l and "path" in l]
+def pet(l):  # called a pet: a label that is not the background, and not unknown
+    return not l.get("unknown") and not l.get("background")
+rows = {}
+for n in names:
+    fit = json.load(open(f"{work}/{n}.fit.json"))
+    cats, empty, vis, others = (frames(n, s) for s in ("cat", "empty", "visitor", "others"))
+    c = fit["conditions"]
+    rows[n] = {
+        "later cats called Cat": f'{sum(pet(l) and l["label"] == "Cat" for l in cats)}/{len(cats)}',
+        "later empty called no pet": f'{sum(not pet(l) for l in empty)}/{len(empty)}',
+        "other animals called no pet": f'{sum(not pet(l) for l in vis)}/{len(vis)}',
+        "ImageNet others accepted": f'{sum(pet(l) for l in others) / max(len(others), 1) * 100:.1f} %',
+        "clean (bundle)": f'{c["clean"]["accuracy"] * 100:.2f} %',
+        "mean of the conditions": f'{c["mean_accuracy"] * 100:.2f} %',
+        **{k["name"]: f'{k["accuracy"] * 100:.1f} (label {k["label_accuracy"] * 100:.1f})' for k in c["conditions"]},
+    }
+keys = list(rows[names[0]])
+print("| | " + " | ".join(names) + " |")
+print("|---|" + "---|" * len(names))
+for k in keys:
+    print(f"| {k} | " + " | ".join(rows[n][k] for n in names) + " |")
+PY

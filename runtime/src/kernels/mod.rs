@@ -1,0 +1,93 @@
+//! Depthwise-convolution kernels tract 0.23.9 lacks, registered into its kernel registry.
+//!
+//! tract-linalg picks each single-winner kernel from a registry: `Routine` values collected with
+//! `inventory`, looked up per function (`Func::DepthwiseW`, `Func::DepthwiseC`, …) by
+//! `tract_linalg::routines::best_for` (an architecture kernel over generic Rust, then the higher
+//! instruction-set level plus `boost`, then the name) and cached on first use. Every field of a
+//! `Routine` is public, so a crate that links tract-linalg can add its own with
+//! `inventory::submit!`; nothing here forks tract.
+//!
+//! What this module adds, and why tract then uses it:
+//! - **x86_64, AVX2 + FMA** (`x86_64.rs`): `DepthwiseC` (tract has none on x86, so its depthwise
+//!   convolutions stay channel-first there: `Conv::suggested_axis_changes` asks for channel-last
+//!   only where a `DepthwiseC` kernel exists) and `DepthwiseW` with stride 2 and masked tails
+//!   (tract's is AVX, stride 1 only, scalar on the last `len % 8` points of every row). Both need
+//!   a higher level than tract's AVX kernel, so they win `best_for`.
+//! - **aarch64** (`aarch64.rs`): `DepthwiseW` for stride 2 at any tap count (tract vectorises
+//!   stride 2 only up to four taps, so 3×3 and 5×5 stride-2 layers ran scalar); stride 1 and the
+//!   rest go to tract's own kernel. Same level as tract's, so it carries `boost` 1.
+//! - **armv7 NEON** (`armv7.rs`): `DepthwiseW` and `DepthwiseC` (tract has none for 32-bit ARM).
+//!   NEON intrinsics are unstable on 32-bit ARM, so these are `global_asm!` functions.
+//!
+//! A registration lives in an object file the linker keeps only when something references it:
+//! [`ensure_linked`] does, and [`crate::Model`] calls it before optimising a plan. Tests in
+//! `runtime/tests/kernels_registered.rs` assert what tract resolves on the machine they run on.
+
+use tract_core::prelude::DatumType;
+use tract_linalg::routines::{best_for, Func};
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "arm")]
+mod armv7;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+/// Every kernel name this crate registers starts with this.
+pub const NAME_PREFIX: &str = "lookout_";
+
+/// The depthwise kernels of this crate for the architecture it was built for: function and name.
+pub fn registered() -> &'static [(Func, &'static str)] {
+    #[cfg(target_arch = "x86_64")]
+    return x86_64::REGISTERED;
+    #[cfg(target_arch = "aarch64")]
+    return aarch64::REGISTERED;
+    #[cfg(target_arch = "arm")]
+    return armv7::REGISTERED;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")))]
+    &[]
+}
+
+/// Keeps the object file holding the registrations in every binary that loads a model. Cheap;
+/// call it before the first optimisation (tract resolves and caches kernels on first use).
+#[inline(never)]
+pub fn ensure_linked() {
+    #[cfg(target_arch = "x86_64")]
+    x86_64::ensure_linked();
+    #[cfg(target_arch = "aarch64")]
+    aarch64::ensure_linked();
+    #[cfg(target_arch = "arm")]
+    armv7::ensure_linked();
+}
+
+/// The name of the f32 kernel tract resolves for `func` on this machine (`None`: no kernel, tract
+/// keeps its scalar loop).
+pub fn resolved(func: Func) -> Option<&'static str> {
+    ensure_linked();
+    best_for(func, DatumType::F32, &tract_linalg::isa::native()).map(|r| r.name())
+}
+
+/// The kernels of `registered` this machine can run, given its instruction set: what
+/// [`resolved`] must answer for each function.
+pub fn expected_here() -> Vec<(Func, &'static str)> {
+    let isa = tract_linalg::isa::native();
+    tract_linalg::routines::declared()
+        .filter(|r| r.name().starts_with(NAME_PREFIX) && r.runnable_on(&isa))
+        .map(|r| (r.func, r.name()))
+        .collect()
+}
+
+/// One line per depthwise function: which kernel tract resolves here, for `bench --profile`.
+pub fn describe() -> String {
+    [Func::DepthwiseW, Func::DepthwiseC]
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f.name(),
+                resolved(*f).unwrap_or("none (scalar loop)")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,417 @@
+//! x86_64 AVX2 + FMA depthwise kernels, registered for machines offering both.
+//!
+//! Contracts are tract-linalg 0.23.9's `DepthwiseWF32` and `DepthwiseCF32`
+//! (`tract_linalg::routines`). Products are fused (one FMA per tap), so results differ from
+//! tract's scalar walk by rounding only.
+
+use std::arch::x86_64::*;
+use tract_linalg::isa::{Arch, Isa, IsaReq};
+use tract_linalg::routines::{Func, Routine, RoutineFactory};
+
+pub const W_NAME: &str = "lookout_x86_64_fma_depthwise_w_f32";
+pub const C_NAME: &str = "lookout_x86_64_fma_depthwise_c_f32";
+pub static REGISTERED: &[(Func, &str)] = &[(Func::DepthwiseW, W_NAME), (Func::DepthwiseC, C_NAME)];
+
+const NEEDS: IsaReq = IsaReq::ANY.needing(&[Isa::X86_64Avx2, Isa::X86_64Fma]);
+
+inventory::submit! {
+    Routine {
+        func: Func::DepthwiseW,
+        arch: Some(Arch::X86_64),
+        isa: NEEDS,
+        boost: 0,
+        round_trip: false,
+        factory: RoutineFactory::DepthwiseWF32 { name: W_NAME, run: depthwise_w_f32 },
+    }
+}
+
+inventory::submit! {
+    Routine {
+        func: Func::DepthwiseC,
+        arch: Some(Arch::X86_64),
+        isa: NEEDS,
+        boost: 0,
+        round_trip: false,
+        factory: RoutineFactory::DepthwiseCF32 { name: C_NAME, run: depthwise_c_f32 },
+    }
+}
+
+/// Referenced from [`super::ensure_linked`]: keeps this object file, and the registrations above
+/// in it, in the binary.
+#[inline(never)]
+pub fn ensure_linked() {
+    std::hint::black_box((depthwise_w_f32 as *const (), depthwise_c_f32 as *const ()));
+}
+
+/// Mask of the first `n` lanes (`n` at most 8).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn first_lanes(n: usize) -> __m256i {
+    const M: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    let n = n.min(8);
+    // SAFETY: `8 - n` is at most 8, so the 8 lanes read stay inside the 16 of `M`.
+    unsafe { _mm256_loadu_si256(M.as_ptr().add(8 - n) as *const __m256i) }
+}
+
+/// `DepthwiseWF32`: `len` contiguous output points, each `bias` plus every
+/// `taps[t] * input[offsets[t] + i * in_stride]`.
+///
+/// # Safety
+/// tract-linalg's contract for `DepthwiseWF32`; the CPU must offer AVX2 and FMA (the registration
+/// requires both, so tract resolves this kernel only there).
+pub unsafe fn depthwise_w_f32(
+    input: *const f32,
+    output: *mut f32,
+    taps: &[f32],
+    offsets: &[isize],
+    bias: f32,
+    len: usize,
+    in_stride: isize,
+) {
+    let n = taps.len().min(offsets.len());
+    let (taps, offsets) = (&taps[..n], &offsets[..n]);
+    let gather_fits = in_stride > 0
+        && in_stride
+            .checked_mul(8)
+            .is_some_and(|s| s <= i32::MAX as isize);
+    // SAFETY: the caller's contract covers every read and write, and the CPU features (above).
+    unsafe {
+        match in_stride {
+            1 => w_stride1(input, output, taps, offsets, bias, len),
+            2 => w_stride2(input, output, taps, offsets, bias, len),
+            _ if gather_fits => w_gather(input, output, taps, offsets, bias, 0, len, in_stride),
+            _ => w_scalar(input, output, taps, offsets, bias, 0, len, in_stride),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn w_stride1(
+    input: *const f32,
+    output: *mut f32,
+    taps: &[f32],
+    offsets: &[isize],
+    bias: f32,
+    len: usize,
+) {
+    // SAFETY: every load reads `input[offsets[t] + j]` for `j < len`, every store `output[j]`
+    // for `j < len` (the tail is masked), which the caller guarantees.
+    unsafe {
+        let biasv = _mm256_set1_ps(bias);
+        let mut i = 0usize;
+        while i + 32 <= len {
+            let (mut a0, mut a1, mut a2, mut a3) = (biasv, biasv, biasv, biasv);
+            for (tap, offset) in taps.iter().zip(offsets) {
+                let k = _mm256_set1_ps(*tap);
+                let p = input.offset(*offset).add(i);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p), k, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(8)), k, a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(16)), k, a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(24)), k, a3);
+            }
+            _mm256_storeu_ps(output.add(i), a0);
+            _mm256_storeu_ps(output.add(i + 8), a1);
+            _mm256_storeu_ps(output.add(i + 16), a2);
+            _mm256_storeu_ps(output.add(i + 24), a3);
+            i += 32;
+        }
+        while i + 16 <= len {
+            let (mut a0, mut a1) = (biasv, biasv);
+            for (tap, offset) in taps.iter().zip(offsets) {
+                let k = _mm256_set1_ps(*tap);
+                let p = input.offset(*offset).add(i);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p), k, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(8)), k, a1);
+            }
+            _mm256_storeu_ps(output.add(i), a0);
+            _mm256_storeu_ps(output.add(i + 8), a1);
+            i += 16;
+        }
+        while i < len {
+            let rest = len - i;
+            let mut acc = biasv;
+            if rest >= 8 {
+                for (tap, offset) in taps.iter().zip(offsets) {
+                    let x = _mm256_loadu_ps(input.offset(*offset).add(i));
+                    acc = _mm256_fmadd_ps(x, _mm256_set1_ps(*tap), acc);
+                }
+                _mm256_storeu_ps(output.add(i), acc);
+            } else {
+                let m = first_lanes(rest);
+                for (tap, offset) in taps.iter().zip(offsets) {
+                    let x = _mm256_maskload_ps(input.offset(*offset).add(i), m);
+                    acc = _mm256_fmadd_ps(x, _mm256_set1_ps(*tap), acc);
+                }
+                _mm256_maskstore_ps(output.add(i), m, acc);
+            }
+            i += 8;
+        }
+    }
+}
+
+/// The even lanes of the 16 floats from `p`: eight stride-2 points.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn evens(p: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees 16 readable floats from `p`.
+    unsafe {
+        let a = _mm256_loadu_ps(p);
+        let b = _mm256_loadu_ps(p.add(8));
+        // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs reordered to a0 a2 a4 a6 b0 b2 b4 b6.
+        let s = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(s)))
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn w_stride2(
+    input: *const f32,
+    output: *mut f32,
+    taps: &[f32],
+    offsets: &[isize],
+    bias: f32,
+    len: usize,
+) {
+    // SAFETY: eight points from `i` read `input[offsets[t] + 2i ..= offsets[t] + 2i + 15]`; the
+    // loops run only while `2i + 15 <= 2 (len - 1)`, i.e. `i + 8 < len`, so every read is one the
+    // caller guarantees. The rest goes through the masked gather.
+    unsafe {
+        let biasv = _mm256_set1_ps(bias);
+        let mut i = 0usize;
+        while i + 16 < len {
+            let (mut a0, mut a1) = (biasv, biasv);
+            for (tap, offset) in taps.iter().zip(offsets) {
+                let k = _mm256_set1_ps(*tap);
+                let p = input.offset(*offset).add(2 * i);
+                a0 = _mm256_fmadd_ps(evens(p), k, a0);
+                a1 = _mm256_fmadd_ps(evens(p.add(16)), k, a1);
+            }
+            _mm256_storeu_ps(output.add(i), a0);
+            _mm256_storeu_ps(output.add(i + 8), a1);
+            i += 16;
+        }
+        while i + 8 < len {
+            let mut acc = biasv;
+            for (tap, offset) in taps.iter().zip(offsets) {
+                acc = _mm256_fmadd_ps(
+                    evens(input.offset(*offset).add(2 * i)),
+                    _mm256_set1_ps(*tap),
+                    acc,
+                );
+            }
+            _mm256_storeu_ps(output.add(i), acc);
+            i += 8;
+        }
+        w_gather(input, output, taps, offsets, bias, i, len, 2);
+    }
+}
+
+/// Points `from..len` at any positive stride, eight at a time through masked gathers.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn w_gather(
+    input: *const f32,
+    output: *mut f32,
+    taps: &[f32],
+    offsets: &[isize],
+    bias: f32,
+    from: usize,
+    len: usize,
+    in_stride: isize,
+) {
+    // SAFETY: lane `l` of a gather reads `input[offsets[t] + (i + l) * in_stride]` only where
+    // `i + l < len` (masked), which the caller guarantees; `8 * in_stride` fits an i32 (checked by
+    // `depthwise_w_f32`). Stores are masked the same way.
+    unsafe {
+        let biasv = _mm256_set1_ps(bias);
+        let s = in_stride as i32;
+        let index = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+        let mut i = from;
+        while i < len {
+            let m = first_lanes(len - i);
+            let mf = _mm256_castsi256_ps(m);
+            let mut acc = biasv;
+            for (tap, offset) in taps.iter().zip(offsets) {
+                let base = input.offset(*offset + i as isize * in_stride);
+                let x = _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), base, index, mf);
+                acc = _mm256_fmadd_ps(x, _mm256_set1_ps(*tap), acc);
+            }
+            _mm256_maskstore_ps(output.add(i), m, acc);
+            i += 8;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn w_scalar(
+    input: *const f32,
+    output: *mut f32,
+    taps: &[f32],
+    offsets: &[isize],
+    bias: f32,
+    from: usize,
+    len: usize,
+    in_stride: isize,
+) {
+    // SAFETY: reads and writes exactly the points of the caller's contract.
+    unsafe {
+        for i in from..len {
+            let mut sum = bias;
+            for (tap, offset) in taps.iter().zip(offsets) {
+                sum += tap * *input.offset(offset + i as isize * in_stride);
+            }
+            *output.add(i) = sum;
+        }
+    }
+}
+
+/// `DepthwiseCF32`: `len` output positions of `channels` contiguous channels each.
+///
+/// # Safety
+/// tract-linalg's contract for `DepthwiseCF32`; the CPU must offer AVX2 and FMA (the registration
+/// requires both, so tract resolves this kernel only there).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn depthwise_c_f32(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    let n = tap_indices.len().min(offsets.len());
+    let g = Geometry {
+        input,
+        output,
+        kernel,
+        tap_indices: &tap_indices[..n],
+        offsets: &offsets[..n],
+        bias,
+        k_stride,
+        len,
+        in_stride,
+        out_stride,
+    };
+    // SAFETY: the caller's contract and the CPU features (above).
+    unsafe { c_all(&g, channels) }
+}
+
+/// The arguments of one `DepthwiseCF32` call.
+struct Geometry<'a> {
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &'a [usize],
+    offsets: &'a [isize],
+    bias: *const f32,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+}
+
+/// Channel blocks outer (16, then 8, then a masked rest), output positions inner, four at a time:
+/// a block's kernel vectors are loaded once per tap for four positions.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn c_all(g: &Geometry, channels: usize) {
+    // SAFETY: `c_block` reads and writes channels `c..c + 8 * V` (or the masked part of them) of
+    // the caller's positions, all below `channels`.
+    unsafe {
+        let mut c = 0usize;
+        while c + 16 <= channels {
+            c_positions::<2, false>(g, c, _mm256_setzero_si256());
+            c += 16;
+        }
+        if c + 8 <= channels {
+            c_positions::<1, false>(g, c, _mm256_setzero_si256());
+            c += 8;
+        }
+        if c < channels {
+            c_positions::<1, true>(g, c, first_lanes(channels - c));
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn c_positions<const V: usize, const MASKED: bool>(g: &Geometry, c: usize, m: __m256i) {
+    // SAFETY: positions `i < len` only; see `c_block`.
+    unsafe {
+        let mut i = 0usize;
+        while i + 4 <= g.len {
+            c_block::<4, V, MASKED>(g, c, i, m);
+            i += 4;
+        }
+        while i < g.len {
+            c_block::<1, V, MASKED>(g, c, i, m);
+            i += 1;
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load<const MASKED: bool>(p: *const f32, m: __m256i) -> __m256 {
+    // SAFETY: the caller guarantees the 8 floats (or the masked ones) are readable.
+    unsafe {
+        if MASKED {
+            _mm256_maskload_ps(p, m)
+        } else {
+            _mm256_loadu_ps(p)
+        }
+    }
+}
+
+/// `P` positions from `i`, `V` vectors of channels from `c`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn c_block<const P: usize, const V: usize, const MASKED: bool>(
+    g: &Geometry,
+    c: usize,
+    i: usize,
+    m: __m256i,
+) {
+    // SAFETY: position `i + p < len`, channels `c + 8v + lane < channels` (masked where not
+    // whole): exactly the reads and writes tract's `DepthwiseCF32` contract guarantees.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); V]; P];
+        for v in 0..V {
+            let b = load::<MASKED>(g.bias.add(c + 8 * v), m);
+            for row in acc.iter_mut() {
+                row[v] = b;
+            }
+        }
+        let mut inputs = [std::ptr::null::<f32>(); P];
+        for (p, ip) in inputs.iter_mut().enumerate() {
+            *ip = g.input.offset((i + p) as isize * g.in_stride).add(c);
+        }
+        for (&kix, &off) in g.tap_indices.iter().zip(g.offsets) {
+            let kp = g.kernel.add(kix * g.k_stride + c);
+            let mut k = [_mm256_setzero_ps(); V];
+            for (v, kv) in k.iter_mut().enumerate() {
+                *kv = load::<MASKED>(kp.add(8 * v), m);
+            }
+            for (row, ip) in acc.iter_mut().zip(&inputs) {
+                let xp = ip.offset(off);
+                for v in 0..V {
+                    row[v] = _mm256_fmadd_ps(load::<MASKED>(xp.add(8 * v), m), k[v], row[v]);
+                }
+            }
+        }
+        for (p, row) in acc.iter().enumerate() {
+            let op = g.output.offset((i + p) as isize * g.out_stride).add(c);
+            for (v, a) in row.iter().enumerate() {
+                if MASKED {
+                    _mm256_maskstore_ps(op.add(8 * v), m, *a);
+                } else {
+                    _mm256_storeu_ps(op.add(8 * v), *a);
+                }
+            }
+        }
+    }
+}
