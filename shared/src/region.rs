@@ -49,7 +49,7 @@ pub enum RegionError {
 }
 
 /// Slack for fractions written with a few decimals (`0.333,0.333,0.334,…` adds up to 1.000 only roughly).
-const EDGE_SLACK: f32 = 1e-4;
+const EDGE_SLACK: f32 = 1e-3;
 
 impl Region {
     /// The whole frame.
@@ -85,7 +85,8 @@ impl Region {
     /// rounded to the nearest pixel, at least one pixel each way, never past the frame.
     pub fn pixels(&self, width: u32, height: u32) -> (u32, u32, u32, u32) {
         let edge = |fraction: f32, size: u32| -> u32 {
-            let px = (fraction.clamp(0.0, 1.0) * size as f32).round();
+            // Rounded half up by hand: `f32::round` needs std, and firmware builds this crate without it.
+            let px = fraction.clamp(0.0, 1.0) * size as f32 + 0.5;
             (px as u32).min(size)
         };
         let left = edge(self.x, width).min(width.saturating_sub(1));

@@ -181,9 +181,12 @@ fn assert_damage_detected(bytes: &[u8], at: usize, error: &BundleError) {
     let model_len_at = HEADER_AT + header_len(bytes);
     let ok = match at {
         0..=7 => matches!(error, BundleError::NotABundle { .. }),
+        // A flipped version bit that lands on another readable version is caught by the checksum.
         8..=9 => matches!(
             error,
-            BundleError::NewerVersion { .. } | BundleError::OlderVersion { .. }
+            BundleError::NewerVersion { .. }
+                | BundleError::OlderVersion { .. }
+                | BundleError::ChecksumMismatch
         ),
         // A damaged length points the reader elsewhere: past the end, over the cap, or at a wrong checksum.
         10..=13 => matches!(
