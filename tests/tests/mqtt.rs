@@ -1,9 +1,10 @@
 //! `watch --mqtt`: against a real broker (Debian's mosquitto, started here on a free loopback port), read by a
 //! real client (mosquitto_sub). Events arrive as JSON, Home Assistant finds the labels, availability is
 //! retained (and is the last will), events during a broker restart are delivered after it, credentials are
-//! checked and never echoed, TLS works with the broker's own CA.
+//! checked and never echoed, TLS works with the broker's own CA; with zones, each zone has its topics and its Home
+//! Assistant entities.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -249,19 +250,72 @@ fn bundle_sha(bundle: &Path) -> String {
         .collect()
 }
 
-/// (type, label, frame) of each event/clear line a `watch --json` printed.
-fn printed_events(stdout: &[u8]) -> BTreeSet<(String, String, u64)> {
+/// `lookout-edge watch ARGS --model BUNDLE --source dir:CAMERA`.
+fn watch_command(bundle: &Path, camera: &Path, args: &[&str]) -> Command {
+    let mut cmd = command("lookout-edge");
+    cmd.arg("watch")
+        .args(args)
+        .arg("--model")
+        .arg(bundle)
+        .arg("--source")
+        .arg(format!("dir:{}", camera.display()));
+    cmd
+}
+
+/// The `"type": "mqtt"` summary line of what a `watch --json` printed.
+fn mqtt_summary(lines: &[serde_json::Value]) -> serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["type"] == "mqtt")
+        .expect("the mqtt summary line")
+        .clone()
+}
+
+/// (type, label, frame) of an event (or clear) line or message.
+fn event_key(e: &serde_json::Value) -> (String, String, u64) {
+    (
+        e["type"].as_str().unwrap_or_default().to_string(),
+        e["label"].as_str().unwrap_or_default().to_string(),
+        e["frame"].as_u64().unwrap_or_default(),
+    )
+}
+
+/// (type, label, frame) of each event/clear line a `watch --json` printed in `zone` (`None`: without zones).
+fn printed_events(stdout: &[u8], zone: Option<&str>) -> BTreeSet<(String, String, u64)> {
     json_lines(stdout)
         .iter()
         .filter(|l| l["type"] == "event" || l["type"] == "clear")
-        .map(|l| {
-            (
-                l["type"].as_str().unwrap_or_default().to_string(),
-                l["label"].as_str().unwrap_or_default().to_string(),
-                l["frame"].as_u64().unwrap_or_default(),
-            )
+        .filter(|l| l["zone"].as_str() == zone)
+        .map(event_key)
+        .collect()
+}
+
+/// The payloads received on `topic`, as JSON.
+fn json_on(received: &[Received], topic: &str) -> Vec<serde_json::Value> {
+    received
+        .iter()
+        .filter(|m| m.topic == topic)
+        .map(|m| {
+            serde_json::from_str(&m.payload).unwrap_or_else(|e| panic!("{topic} ({e}): {m:?}"))
         })
         .collect()
+}
+
+/// The message retained on `topic`, as [`retained`] found it.
+fn retained_on(kept: &[Received], topic: &str) -> Received {
+    kept.iter()
+        .find(|m| m.topic == topic)
+        .unwrap_or_else(|| panic!("nothing retained on {topic}: {kept:?}"))
+        .clone()
+}
+
+/// What a label's retained state should be after the printed events: its last change, `ON` or `OFF`.
+fn last_state(printed: &BTreeSet<(String, String, u64)>, label: &str) -> Option<&'static str> {
+    printed
+        .iter()
+        .filter(|(_, l, _)| l == label)
+        .max_by_key(|(_, _, frame)| *frame)
+        .map(|(kind, _, _)| if kind == "event" { "ON" } else { "OFF" })
 }
 
 #[test]
@@ -285,11 +339,7 @@ fn events_discovery_and_availability_reach_the_broker_through_a_restart() {
     // The subscriber's session must exist before anything is published.
     std::thread::sleep(Duration::from_millis(300));
 
-    let watch = command("lookout-edge")
-        .args(["watch", "--json", "--fps", "10", "--smooth", "2", "--model"])
-        .arg(bundle)
-        .arg("--source")
-        .arg(format!("dir:{}", camera.display()))
+    let watch = watch_command(bundle, &camera, &["--json", "--fps", "10", "--smooth", "2"])
         .args([
             "--mqtt",
             &format!("mqtt://127.0.0.1:{}/{base}", broker.port),
@@ -321,11 +371,8 @@ fn events_discovery_and_availability_reach_the_broker_through_a_restart() {
         "{stderr}"
     );
     let lines = json_lines(&out.stdout);
-    let summary = lines
-        .iter()
-        .find(|l| l["type"] == "mqtt")
-        .expect("the mqtt summary line");
-    let printed = printed_events(&out.stdout);
+    let summary = mqtt_summary(&lines);
+    let printed = printed_events(&out.stdout, None);
     assert!(printed.len() >= 10, "too few events to test: {printed:?}");
     assert!(summary["outages"].as_u64() >= Some(1), "{summary}");
     assert!(
@@ -343,30 +390,20 @@ fn events_discovery_and_availability_reach_the_broker_through_a_restart() {
     // Every event printed reached the subscriber (at least once: QoS 1), with what an automation needs.
     let sha = bundle_sha(bundle);
     let ok = subscriber.wait_for(Duration::from_secs(20), |r| {
-        let got: BTreeSet<u64> = r
+        let got: BTreeSet<u64> = json_on(r, &event_topic)
             .iter()
-            .filter(|m| m.topic == event_topic)
-            .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).ok())
             .filter_map(|v| v["frame"].as_u64())
             .collect();
         printed.iter().all(|(_, _, frame)| got.contains(frame))
     });
-    let events: Vec<serde_json::Value> = subscriber
-        .on(&event_topic)
-        .iter()
-        .map(|m| serde_json::from_str(&m.payload).expect("event JSON"))
-        .collect();
+    let events = json_on(&subscriber.on(&event_topic), &event_topic);
     let received: BTreeSet<(String, String, u64)> = events
         .iter()
         .map(|e| {
             assert_eq!(e["model_sha256"], sha.as_str(), "{e}");
             assert!(e["score"].as_f64().is_some() && e["time"].as_f64() > Some(1.7e9));
             assert!(e["label_index"].as_u64().is_some(), "{e}");
-            (
-                e["type"].as_str().unwrap_or_default().to_string(),
-                e["label"].as_str().unwrap_or_default().to_string(),
-                e["frame"].as_u64().unwrap_or_default(),
-            )
+            event_key(e)
         })
         .collect();
     assert!(
@@ -382,12 +419,7 @@ fn events_discovery_and_availability_reach_the_broker_through_a_restart() {
 
     // What a fresh client (Home Assistant starting later) finds retained.
     let kept = retained(broker.port, &["lookout/cam1/#", "homeassistant/#"], &[]);
-    let find = |topic: &str| {
-        kept.iter()
-            .find(|m| m.topic == topic)
-            .unwrap_or_else(|| panic!("nothing retained on {topic}: {kept:?}"))
-            .clone()
-    };
+    let find = |topic: &str| retained_on(&kept, topic);
     assert!(kept.iter().all(|m| m.retained));
     assert_eq!(find("lookout/cam1/availability").payload, "offline");
     for (label, slug) in [("Cat", "cat"), ("Dog", "dog")] {
@@ -408,20 +440,172 @@ fn events_discovery_and_availability_reach_the_broker_through_a_restart() {
         );
         assert_eq!(config["device"]["identifiers"][0], "lookout_cam1");
         // The retained state is the label's last change as printed.
-        let last = printed
-            .iter()
-            .filter(|(_, l, _)| l == label)
-            .max_by_key(|(_, _, frame)| *frame)
-            .map(|(kind, _, _)| if kind == "event" { "ON" } else { "OFF" });
         assert_eq!(
             Some(find(&format!("{base}/label/{slug}")).payload.as_str()),
-            last
+            last_state(&printed, label)
         );
     }
     let sensor: serde_json::Value =
         serde_json::from_str(&find("homeassistant/sensor/lookout_cam1/label/config").payload)
             .expect("sensor discovery JSON");
     assert_eq!(sensor["state_topic"], format!("{base}/state"));
+}
+
+#[test]
+fn zones_publish_their_own_topics_and_home_assistant_entities() {
+    let shared = require_shared!();
+    if !have_mosquitto(module_path!()) {
+        return;
+    }
+    let bundle = bundle(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // 5 cats, 5 dogs, twice; each half of every photo is classified on its own.
+    let camera = alternating_camera(&shared, tmp.path(), 5, 2);
+    let broker = Broker::start(tmp.path(), "allow_anonymous true");
+    let (base, node) = ("lookout/yard", "lookout_yard");
+    let subscriber = Subscriber::start(
+        broker.port,
+        "test-zones",
+        &["lookout/yard/#", "homeassistant/#"],
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = watch_command(
+        bundle,
+        &camera,
+        &["--json", "--fps", "10", "--no-drop", "--smooth", "2"],
+    )
+    .args(["--zone", "left=0,0,0.5,1", "--zone", "right=0.5,0,0.5,1"])
+    .args([
+        "--mqtt",
+        &format!("mqtt://127.0.0.1:{}/{base}", broker.port),
+    ])
+    .args(["--mqtt-discovery", "homeassistant", "--mqtt-frames"])
+    .args(["--mqtt-flush-timeout", "30"])
+    .output()
+    .expect("watch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "watch failed: {stderr}");
+    let lines = json_lines(&out.stdout);
+    let summary = mqtt_summary(&lines);
+    assert_eq!(summary["undelivered"], 0, "{summary}");
+    // "offline" is the last message sent: after it arrives, everything published before it has too.
+    assert!(
+        subscriber.wait_for(Duration::from_secs(20), |r| {
+            r.iter()
+                .any(|m| m.topic == format!("{base}/availability") && m.payload == "offline")
+        }),
+        "no offline"
+    );
+    let labels = ["Cat", "Dog"];
+
+    let mut unique_ids = BTreeSet::new();
+    let mut states = 0;
+    let kept = retained(broker.port, &["lookout/yard/#", "homeassistant/#"], &[]);
+    for zone in ["left", "right"] {
+        // What the zone's state should say at each frame: its label as printed (or unknown / nothing).
+        let frames: BTreeMap<u64, &str> = lines
+            .iter()
+            .filter(|l| l["type"] == "frame" && l["zone"] == zone)
+            .map(|l| {
+                let label = match (&l["unknown"], &l["background"]) {
+                    (serde_json::Value::Bool(true), _) => "unknown",
+                    (_, serde_json::Value::Bool(true)) => "nothing",
+                    _ => l["label"].as_str().unwrap_or_default(),
+                };
+                (l["frame"].as_u64().expect("frame number"), label)
+            })
+            .collect();
+        assert_eq!(frames.len(), 20, "one line per frame in {zone}");
+        let printed = printed_events(&out.stdout, Some(zone));
+        assert!(!printed.is_empty(), "no event in {zone}: {lines:?}");
+
+        // The zone's events, all of them, on its own topic; its frame states too (QoS 0, only the newest waits:
+        // nearly all of them, whatever the other zone's frames do).
+        let (event_topic, state_topic) = (
+            format!("{base}/{zone}/event"),
+            format!("{base}/{zone}/state"),
+        );
+        let arrived = subscriber.wait_for(Duration::from_secs(20), |r| {
+            let events: BTreeSet<_> = json_on(r, &event_topic).iter().map(event_key).collect();
+            events == printed && json_on(r, &state_topic).len() * 4 >= frames.len() * 3
+        });
+        let events = json_on(&subscriber.on(&event_topic), &event_topic);
+        let received = json_on(&subscriber.on(&state_topic), &state_topic);
+        assert!(
+            arrived,
+            "{zone}: printed {printed:?}, received {events:?} and {} of {} frame states",
+            received.len(),
+            frames.len()
+        );
+        assert!(events.iter().all(|e| e["zone"] == zone), "{events:?}");
+        for state in received {
+            assert_eq!(state["zone"], zone, "{state}");
+            let frame = state["frame"].as_u64().expect("frame");
+            assert_eq!(state["label"], frames[&frame], "{state}");
+            let scores: Vec<&String> = state["scores"]
+                .as_object()
+                .expect("scores")
+                .keys()
+                .collect();
+            assert_eq!(scores, labels, "{state}");
+            states += 1;
+        }
+
+        // Home Assistant: one entity per label in this zone, its state the last change printed there.
+        for label in labels {
+            let slug = label.to_lowercase();
+            let topic = format!("homeassistant/binary_sensor/{node}/{zone}_{slug}/config");
+            let config: serde_json::Value =
+                serde_json::from_str(&retained_on(&kept, &topic).payload).expect("discovery JSON");
+            assert_eq!(config["name"], format!("{zone} {label}"), "{config}");
+            assert_eq!(config["unique_id"], format!("{node}_{zone}_{slug}"));
+            assert_eq!(config["state_topic"], format!("{base}/{zone}/label/{slug}"));
+            assert_eq!(config["availability_topic"], format!("{base}/availability"));
+            assert_eq!(config["device"]["identifiers"][0], node);
+            unique_ids.insert(config["unique_id"].to_string());
+            let state = retained_on(&kept, &format!("{base}/{zone}/label/{slug}"));
+            assert_eq!(
+                state.payload,
+                last_state(&printed, label).unwrap_or("OFF"),
+                "{zone} {label}: {printed:?}"
+            );
+        }
+        let sensor: serde_json::Value = serde_json::from_str(
+            &retained_on(
+                &kept,
+                &format!("homeassistant/sensor/{node}/{zone}_label/config"),
+            )
+            .payload,
+        )
+        .expect("sensor discovery JSON");
+        assert_eq!(sensor["state_topic"], state_topic);
+    }
+    assert_eq!(unique_ids.len(), 4, "{unique_ids:?}");
+    assert_eq!(summary["frames"].as_u64(), Some(states), "{summary}");
+
+    // Nothing for the whole frame: every topic is a zone's (or availability), every entity one of the above.
+    let all = subscriber.received.lock().expect("lock").clone();
+    let entities = all
+        .iter()
+        .filter(|m| m.topic.starts_with("homeassistant/binary_sensor/"))
+        .map(|m| m.topic.as_str())
+        .collect::<BTreeSet<_>>();
+    assert_eq!(entities.len(), 4, "{entities:?}");
+    for m in &all {
+        let level = m
+            .topic
+            .strip_prefix("lookout/yard/")
+            .map(|t| t.split('/').next());
+        assert!(
+            matches!(level, None | Some(Some("left" | "right" | "availability"))),
+            "published outside the zones: {m:?}"
+        );
+    }
+    assert_eq!(
+        retained_on(&kept, "lookout/yard/availability").payload,
+        "offline"
+    );
 }
 
 #[test]
@@ -452,11 +636,7 @@ fn credentials_are_checked_never_echoed_and_the_last_will_says_offline() {
     let address = format!("mqtt://pi@127.0.0.1:{}/lookout/door", broker.port);
 
     // A wrong password: one line that says what to check; the password is never printed.
-    let out = command("lookout-edge")
-        .args(["watch", "--model"])
-        .arg(bundle)
-        .arg("--source")
-        .arg(format!("dir:{}", camera.display()))
+    let out = watch_command(bundle, &camera, &[])
         .args(["--mqtt", &address])
         .env("LOOKOUT_MQTT_PASSWORD", "wrong staple")
         .output()
@@ -483,11 +663,7 @@ fn credentials_are_checked_never_echoed_and_the_last_will_says_offline() {
         &["lookout/door/availability"],
         &["-u", "pi", "-P", "correct horse battery"],
     );
-    let mut watch = command("lookout-edge")
-        .args(["watch", "--loop", "--fps", "5", "--model"])
-        .arg(bundle)
-        .arg("--source")
-        .arg(format!("dir:{}", camera.display()))
+    let mut watch = watch_command(bundle, &camera, &["--loop", "--fps", "5"])
         .args(["--mqtt", &address, "--mqtt-password-file"])
         .arg(&password_file)
         .stdout(Stdio::null())
@@ -526,24 +702,15 @@ fn an_unreachable_broker_is_reported_once_and_the_watch_goes_on() {
     let port = free_port();
     // --no-drop: every photo is classified even when the machine is too busy for 10 frames/s (a loaded CI
     // runner once dropped one), so the count below is about MQTT, not about load.
-    let out = command("lookout-edge")
-        .args([
-            "watch",
-            "--json",
-            "--fps",
-            "10",
-            "--no-drop",
-            "--smooth",
-            "2",
-            "--model",
-        ])
-        .arg(bundle)
-        .arg("--source")
-        .arg(format!("dir:{}", camera.display()))
-        .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}/lookout/yard")])
-        .args(["--mqtt-flush-timeout", "0.5"])
-        .output()
-        .expect("watch");
+    let out = watch_command(
+        bundle,
+        &camera,
+        &["--json", "--fps", "10", "--no-drop", "--smooth", "2"],
+    )
+    .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}/lookout/yard")])
+    .args(["--mqtt-flush-timeout", "0.5"])
+    .output()
+    .expect("watch");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let reports: Vec<&str> = stderr.lines().filter(|l| l.starts_with("mqtt:")).collect();
@@ -555,11 +722,8 @@ fn an_unreachable_broker_is_reported_once_and_the_watch_goes_on() {
     );
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.iter().filter(|l| l["type"] == "frame").count(), 6);
-    let summary = lines
-        .iter()
-        .find(|l| l["type"] == "mqtt")
-        .expect("mqtt summary");
-    let events = printed_events(&out.stdout).len() as u64;
+    let summary = mqtt_summary(&lines);
+    let events = printed_events(&out.stdout, None).len() as u64;
     assert!(events >= 1, "{stderr}");
     assert_eq!(summary["undelivered"].as_u64(), Some(events), "{summary}");
     assert_eq!(
@@ -657,11 +821,7 @@ fn tls_with_the_brokers_own_ca() {
     lookout_e2e::copy_into(&camera, &photos(&shared, "Cat")[300..305]);
     let address = format!("mqtts://localhost:{}/lookout/tls", broker.port);
     let watch = |flush: &str, extra: &[&str]| {
-        command("lookout-edge")
-            .args(["watch", "--json", "--fps", "10", "--smooth", "2", "--model"])
-            .arg(bundle)
-            .arg("--source")
-            .arg(format!("dir:{}", camera.display()))
+        watch_command(bundle, &camera, &["--json", "--fps", "10", "--smooth", "2"])
             .args(["--mqtt", &address, "--mqtt-flush-timeout", flush])
             .args(extra)
             .output()
@@ -673,10 +833,7 @@ fn tls_with_the_brokers_own_ca() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("mqtt:"), "{stderr}");
-    let summary = json_lines(&out.stdout)
-        .into_iter()
-        .find(|l| l["type"] == "mqtt")
-        .expect("mqtt summary");
+    let summary = mqtt_summary(&json_lines(&out.stdout));
     assert!(summary["delivered"].as_u64() >= Some(1), "{summary}");
     assert_eq!(summary["undelivered"], 0, "{summary}");
     let kept = retained(

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use lookout_e2e::browser::Browser;
+use lookout_e2e::scene::{scene, write_frames, BOWL};
 use lookout_e2e::{command, copy_into, fit_small_lite0, free_port, photos, require_shared, run_ok};
+use lookout_shared::Region;
 
 /// A running `watch` that loops over a folder of cats with a preview; killed when dropped.
 struct Watching {
@@ -22,13 +25,14 @@ impl Drop for Watching {
     }
 }
 
-fn watch_with_preview(bundle: &Path, camera: &Path, preview: &str) -> Watching {
+fn watch_with_preview(bundle: &Path, camera: &Path, preview: &str, extra: &[&str]) -> Watching {
     let mut child = command("lookout-edge")
         .args(["watch", "--json", "--loop", "--fps", "8", "--model"])
         .arg(bundle)
         .arg("--source")
         .arg(format!("dir:{}", camera.display()))
         .args(["--preview", preview])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -167,7 +171,7 @@ fn the_preview_page_stream_and_token_work_as_a_viewer_sees_them() {
 
     // Loopback: no token asked.
     let host_port = format!("127.0.0.1:{}", free_port());
-    let watching = watch_with_preview(&bundle, &camera, &host_port);
+    let watching = watch_with_preview(&bundle, &camera, &host_port, &[]);
     assert_eq!(watching.url, format!("http://{host_port}/"));
     assert_eq!(get(&host_port, "/healthz", 100), (200, b"ok\n".to_vec()));
     let status = wait_until_classifying(&host_port);
@@ -257,7 +261,7 @@ fn the_preview_page_stream_and_token_work_as_a_viewer_sees_them() {
 
     // Any other address: the token, or 401.
     let port = free_port();
-    let watching = watch_with_preview(&bundle, &camera, &format!("0.0.0.0:{port}"));
+    let watching = watch_with_preview(&bundle, &camera, &format!("0.0.0.0:{port}"), &[]);
     let host_port = format!("127.0.0.1:{port}");
     let token = watching
         .url
@@ -273,4 +277,92 @@ fn the_preview_page_stream_and_token_work_as_a_viewer_sees_them() {
         get(&host_port, &format!("/status.json?token={token}"), 1 << 20).0,
         200
     );
+}
+
+/// Pixels of `picture` within 24 of `colour` on every channel.
+fn pixels_near(picture: &image::RgbImage, colour: [u8; 3]) -> usize {
+    picture
+        .pixels()
+        .filter(|p| (0..3).all(|c| p.0[c].abs_diff(colour[c]) <= 24))
+        .count()
+}
+
+#[test]
+fn zones_are_drawn_on_the_live_image_and_a_drag_gives_the_flag_to_paste() {
+    let shared = require_shared!();
+    let Some(chromium) = lookout_e2e::which("chromium") else {
+        return lookout_testdata::missing(
+            "zones_are_drawn_on_the_live_image_and_a_drag_gives_the_flag_to_paste",
+            "chromium (apt-get install chromium)",
+        );
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let bundle = fit_small_lite0(&shared, tmp.path(), 40);
+    // The fixed camera of the scene test: a porch at night, a cat at the bowl.
+    let camera = tmp.path().join("camera");
+    let cats = photos(&shared, "Cat");
+    write_frames(&camera, "f", &scene(&shared), &cats[..3], "cat", 6, 7);
+    let host_port = format!("127.0.0.1:{}", free_port());
+    let bowl = format!("bowl={BOWL}");
+    let watching = watch_with_preview(
+        &bundle,
+        &camera,
+        &host_port,
+        &["--zone", &bowl, "--zone", "step=0,0.75,0.3,0.25"],
+    );
+
+    let mut browser = Browser::open(&chromium, &watching.url, (1100, 600));
+    // Both zones listed beside the image with their answers, over a frame that has arrived.
+    browser.wait_for(
+        "document.querySelectorAll('#zonelist .zone').length === 2 \
+         && document.getElementById('frame').naturalWidth > 0",
+        Duration::from_secs(60),
+    );
+    let listed = browser.eval(
+        "[...document.querySelectorAll('#zonelist .zone b')].map(b => b.textContent).join(',')",
+    );
+    assert_eq!(listed, "bowl,step");
+
+    // A person drags out a rectangle on the image: the page shows the flag that names it, in fractions of
+    // the frame (the image as laid out, not the canvas drawn over it).
+    let rect = browser.eval(
+        "(() => { const r = document.getElementById('frame').getBoundingClientRect(); \
+         return [r.left, r.top, r.width, r.height]; })()",
+    );
+    let [left, top, width, height] =
+        [0, 1, 2, 3].map(|i| rect[i].as_f64().expect("a rectangle of numbers"));
+    assert!(
+        width > 300.0 && height > 200.0,
+        "the image is {width}x{height}"
+    );
+    let at = |x: f64, y: f64| (left + x * width, top + y * height);
+    browser.drag(at(0.6, 0.1), at(0.9, 0.35));
+    let flag = browser.eval("document.querySelector('#newzone code').textContent");
+    let flag = flag.as_str().expect("a flag to paste");
+    let region = flag
+        .strip_prefix("--zone zone3=")
+        .unwrap_or_else(|| panic!("not a --zone flag for a third zone: {flag}"));
+    let region: Region = region
+        .parse()
+        .expect("the flag's region parses as --zone does");
+    let expected = [0.6, 0.1, 0.3, 0.25];
+    let got = [region.x, region.y, region.w, region.h];
+    assert!(
+        got.iter()
+            .zip(expected)
+            .all(|(g, e)| (f64::from(*g) - e).abs() < 0.01),
+        "dragged {expected:?}, the flag says {flag}"
+    );
+
+    // What the person sees: the frame, the two zones outlined in the colour of their answer (a label or
+    // unknown), the dragged rectangle in white.
+    let png = browser.screenshot();
+    if let Some(path) = std::env::var_os("LOOKOUT_PREVIEW_SCREENSHOT") {
+        std::fs::write(&path, &png).expect("writing the screenshot");
+    }
+    let picture = image::load_from_memory(&png).expect("a PNG").to_rgb8();
+    let outlined =
+        pixels_near(&picture, [0x44, 0xaa, 0x99]) + pixels_near(&picture, [0xff, 0x99, 0x00]);
+    // Two 2-pixel outlines around zones of about 400x260 and 300x120 CSS pixels: thousands of pixels.
+    assert!(outlined > 1500, "{outlined} pixels in the zones' colours");
 }

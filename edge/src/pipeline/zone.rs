@@ -41,6 +41,11 @@ pub enum ZoneError {
     /// Two zones have one name.
     #[error("--zone {0} is given twice: each zone needs a name of its own")]
     Duplicate(String),
+    /// Two names that become one id (case, `-` and `_` are not told apart in MQTT ids and Home Assistant).
+    #[error(
+        "--zone {0} and --zone {1} become the same id in MQTT and Home Assistant ({2}): rename one"
+    )]
+    SameId(String, String, String),
 }
 
 fn valid_name(name: &str) -> bool {
@@ -97,6 +102,10 @@ impl Regions {
         for (i, zone) in zones.iter().enumerate() {
             if zones[..i].iter().any(|z| z.name == zone.name) {
                 return Err(ZoneError::Duplicate(zone.name.clone()));
+            }
+            let id = super::mqtt::slug(&zone.name);
+            if let Some(other) = zones[..i].iter().find(|z| super::mqtt::slug(&z.name) == id) {
+                return Err(ZoneError::SameId(other.name.clone(), zone.name.clone(), id));
             }
         }
         if zones.is_empty() {
@@ -297,6 +306,15 @@ mod tests {
         assert_eq!(
             Regions::zones(twice.to_vec()),
             Err(ZoneError::Duplicate("a".into()))
+        );
+        let alike = ["door-1=0,0,0.5,1", "Door_1=0.5,0,0.5,1"].map(|t| t.parse::<Zone>().expect(t));
+        let error = Regions::zones(alike.to_vec())
+            .expect_err("one id")
+            .to_string();
+        assert!(
+            error.contains("door-1 and --zone Door_1 become the same id")
+                && error.contains("door_1"),
+            "{error}"
         );
         assert_eq!(
             Regions::zones(twice[..2].to_vec())

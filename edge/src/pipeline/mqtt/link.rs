@@ -29,7 +29,7 @@ pub(super) enum Kind {
     State,
     /// Sent at each (re)connection: availability, discovery, the current states.
     Session,
-    /// A frame's state (QoS 0): only the newest waits, never through an outage.
+    /// A frame's state (QoS 0): only the newest of each topic (each zone's) waits, never through an outage.
     Frame,
 }
 
@@ -64,8 +64,8 @@ struct State {
     outbox: VecDeque<Message>,
     /// The one QoS 1 message sent and not yet acknowledged.
     in_flight: Option<Message>,
-    /// The newest frame state, waiting.
-    frame: Option<Message>,
+    /// The newest frame state of each topic (one per zone), waiting, the oldest first.
+    frames: Vec<Message>,
     connected: bool,
     /// Builds the session messages (availability, discovery, current states) at each connection.
     session: Box<dyn Fn() -> Vec<Message> + Send>,
@@ -119,7 +119,7 @@ impl Link {
             state: Mutex::new(State {
                 outbox: VecDeque::new(),
                 in_flight: None,
-                frame: None,
+                frames: Vec::new(),
                 connected: false,
                 session,
                 capacity: options.capacity.max(1),
@@ -177,13 +177,14 @@ impl Link {
     }
 
     /// Queues a message. Events go through outages (the oldest dropped when full); states wait only while
-    /// connected (the next connection sends the current ones); a frame replaces the waiting one.
+    /// connected (the next connection sends the current ones); a frame replaces the one waiting on its topic
+    /// (with zones, each zone's frames have a topic of their own: one zone's never replaces another's).
     pub fn push(&self, message: Message) {
         let mut state = self.shared.lock();
         match message.kind {
             Kind::Frame => {
                 if state.connected {
-                    state.frame = Some(message);
+                    keep_newest(&mut state.frames, message);
                 }
             }
             Kind::State | Kind::Session if !state.connected => {}
@@ -391,6 +392,14 @@ fn sleep_unless(done: &AtomicBool, duration: Duration) {
     }
 }
 
+/// Adds a frame state to those waiting, in place of the one waiting on its topic, if any.
+fn keep_newest(frames: &mut Vec<Message>, frame: Message) {
+    match frames.iter_mut().find(|m| m.topic == frame.topic) {
+        Some(waiting) => *waiting = frame,
+        None => frames.push(frame),
+    }
+}
+
 /// Publishes from the outbox while connected: one QoS 1 message at a time, each kept until acknowledged; frame
 /// states (QoS 0) in between.
 fn publish(client: &Client, shared: &Shared) {
@@ -415,7 +424,8 @@ fn publish(client: &Client, shared: &Shared) {
                     // rumqttc's request channel is full (it is reconnecting): wait, then try again.
                     Err(_) => state.outbox.push_front(message),
                 }
-            } else if let Some(frame) = state.frame.take() {
+            } else if !state.frames.is_empty() {
+                let frame = state.frames.remove(0);
                 if client
                     .try_publish(frame.topic, QoS::AtMostOnce, false, frame.payload)
                     .is_ok()
@@ -435,7 +445,7 @@ fn publish(client: &Client, shared: &Shared) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Kind, Link, LinkOptions, Message};
+    use super::{keep_newest, Kind, Link, LinkOptions, Message};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -446,6 +456,32 @@ mod tests {
             retain: false,
             kind: Kind::Event,
         }
+    }
+
+    /// Each zone's newest frame waits: a frame replaces only the one of its own topic.
+    #[test]
+    fn a_frame_replaces_only_the_waiting_frame_of_its_zone() {
+        let frame = |topic: &str, n: u32| Message {
+            topic: topic.into(),
+            kind: Kind::Frame,
+            ..event(n)
+        };
+        let mut frames = Vec::new();
+        for message in [
+            frame("t/a/state", 1),
+            frame("t/b/state", 1),
+            frame("t/a/state", 2),
+        ] {
+            keep_newest(&mut frames, message);
+        }
+        let waiting: Vec<(&str, &[u8])> = frames
+            .iter()
+            .map(|m| (m.topic.as_str(), m.payload.as_slice()))
+            .collect();
+        assert_eq!(
+            waiting,
+            [("t/a/state", &b"2"[..]), ("t/b/state", &b"1"[..])]
+        );
     }
 
     /// A broker that is not there (a closed loopback port): what the outbox keeps, drops and counts.

@@ -25,6 +25,8 @@ mod link;
 pub mod target;
 mod topics;
 
+pub(crate) use topics::slug;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -92,7 +92,8 @@ fn label_slugs(labels: &[String]) -> Vec<String> {
     slugs
 }
 
-pub(super) fn slug(s: &str) -> String {
+/// `s` as an MQTT topic level and an entity id: lower-case letters and digits, runs of anything else one `_`.
+pub(crate) fn slug(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_ascii_alphanumeric() {
