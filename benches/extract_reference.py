@@ -4,7 +4,9 @@ to 256 (PIL's bilinear resize, antialiased like torchvision's; torchvision itsel
 (x/255 - 0.5)/0.5, onnxruntime EfficientNet-Lite0 features, batch 1. Exits 0 with a message when
 onnxruntime / PIL / numpy are missing.
 
-Usage: python3 benches/extract_reference.py [SHARED_DIR]   (N images from LOOKOUT_BENCH_IMAGES, default 200)
+Usage: python3 benches/extract_reference.py [SHARED_DIR] [IMAGE_DIR]
+  (without IMAGE_DIR: cat.1 dog.1 cat.2 ... of the shared photos, N from LOOKOUT_BENCH_IMAGES, default 200;
+   with it: every .jpg under IMAGE_DIR, as `lookout extract --data IMAGE_DIR` reads them)
 """
 import os
 import sys
@@ -31,6 +33,9 @@ def main():
         for cls, prefix in (("Cat", "cat"), ("Dog", "dog")):
             paths.append(os.path.join(shared, "data/cats-vs-dogs", cls, f"{prefix}.{i}.jpg"))
     paths = paths[:n]
+    if len(sys.argv) > 2:
+        paths = sorted(os.path.join(root, f) for root, _, files in os.walk(sys.argv[2])
+                       for f in files if f.lower().endswith(".jpg"))
     sess = ort.InferenceSession(
         os.path.join(shared, "models/efficientnet_lite0_features_dynbatch.onnx"),
         providers=["CPUExecutionProvider"])
