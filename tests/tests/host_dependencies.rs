@@ -12,7 +12,7 @@ const DEVICE_ONLY: &[&str] = &[
     "serialport",
     "bindgen",
     "clang-sys",
-    "ctrlc",
+    "signal-hook",
 ];
 
 fn dependency_names(package: &str) -> Vec<String> {
@@ -62,7 +62,7 @@ fn the_host_links_no_device_io_and_needs_no_libclang() {
 fn the_check_sees_device_io_where_it_is() {
     // The same query on the edge finds them: the test above is not blind.
     let edge = dependency_names("lookout-edge");
-    for name in ["serialport", "ctrlc"] {
+    for name in ["serialport", "signal-hook"] {
         assert!(edge.iter().any(|n| n == name), "{name} not in {edge:?}");
     }
     if cfg!(target_os = "linux") {

@@ -13,12 +13,21 @@ pub fn load_model(
     weights: WeightsArg,
     unknown: &UnknownArgs,
 ) -> anyhow::Result<Model> {
-    let options = RuntimeOptions {
+    Model::load(path, &runtime_options(threads, weights, unknown))
+        .with_context(|| format!("loading model {}", path.display()))
+}
+
+/// How `--threads`, `--weights` and the rejection flags load a bundle.
+pub fn runtime_options(
+    threads: usize,
+    weights: WeightsArg,
+    unknown: &UnknownArgs,
+) -> RuntimeOptions {
+    RuntimeOptions {
         threads,
         unknown: unknown.policy(),
         weights: weights.into(),
-    };
-    Model::load(path, &options).with_context(|| format!("loading model {}", path.display()))
+    }
 }
 
 /// `--roi x,y,w,h`, with the flag in its one-line error.

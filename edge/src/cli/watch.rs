@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,11 +14,12 @@ use lookout_edge::pipeline::actions::{ExecSink, GpioSink, LabelRule, SerialSink,
 use lookout_edge::pipeline::mqtt::{MqttConfig, MqttCounts, MqttSink, MqttTarget};
 use lookout_edge::pipeline::output::OutputSink;
 use lookout_edge::pipeline::preview::{PreviewOptions, PreviewSink};
+use lookout_edge::pipeline::reload::{ModelInfo, ReloadOptions};
 use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
-use lookout_edge::pipeline::{Pipeline, Regions, Sink, WatchOptions, Zone};
+use lookout_edge::pipeline::{Pipeline, Regions, Sink, StopHandle, WatchOptions, Zone};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
 
-use super::common::{load_model, parse_roi, UnknownArgs, WeightsArg};
+use super::common::{load_model, parse_roi, runtime_options, UnknownArgs, WeightsArg};
 use super::pins::{open_gpio, open_serial};
 use super::EXIT_SOME_FAILED;
 
@@ -36,9 +38,13 @@ use super::EXIT_SOME_FAILED;
     (score = smoothed score), or one per frame with --serial-frames (score = the frame's own score)."
 )]
 pub struct Args {
-    /// The .lookout bundle.
+    /// The .lookout bundle. Replaced on disk (a rename, as scp and rsync leave it) or on SIGHUP, it is loaded
+    /// again, checked and self-tested on recent frames, and switched in between two frames without a restart.
     #[arg(long, short)]
     model: PathBuf,
+    /// Keep the bundle loaded at start: ignore SIGHUP and a replaced bundle file.
+    #[arg(long)]
+    no_reload: bool,
     /// Where frames come from: v4l2:/dev/videoN, mjpeg:-, mjpeg:FILE or dir:PATH.
     #[arg(long)]
     source: String,
@@ -189,8 +195,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let regions = regions(&args)?;
     let mut model = load_model(&args.model, args.threads, args.weights, &args.unknown)?;
-    // Which model saved a frame or sent an event: the bundle's own checksum, read once.
-    let model_sha256 = bundle_checksum(&args.model)?;
+    // Which model saved a frame or sent an event: the bundle's own checksum (sinks hear of a new one).
+    let model_info = ModelInfo::of(&args.model, &model)
+        .with_context(|| format!("reading the checksum of {}", args.model.display()))?;
+    let model_sha256 = model_info.sha256.clone();
     let labels = model.labels().to_vec();
     let background = model.background_label();
     let when = match &args.when {
@@ -266,7 +274,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => (None, None),
     };
 
-    let pipeline = Pipeline::new(WatchOptions {
+    let mut pipeline = Pipeline::new(WatchOptions {
         fps: args.fps,
         no_drop: args.no_drop,
         smooth: args.smooth,
@@ -276,6 +284,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         on_unknown: args.on_unknown,
         regions,
     });
+    let reload_signal = (!args.no_reload).then(|| Arc::new(AtomicBool::new(false)));
+    if let Some(signal) = &reload_signal {
+        let options = ReloadOptions {
+            path: args.model.clone(),
+            runtime: runtime_options(args.threads, args.weights, &args.unknown),
+            signal: Arc::clone(signal),
+            poll: Duration::from_secs(1),
+        };
+        pipeline = pipeline.with_reload(options, model_info);
+    }
     let source_opts = SourceOptions {
         fps: (args.fps > 0.0).then_some(args.fps),
         stop: pipeline.stop_flag(),
@@ -286,8 +304,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         open_source(&spec, &source_opts)?
     };
-    let stop = pipeline.stop_handle();
-    ctrlc::set_handler(move || stop.stop()).context("installing the Ctrl-C / SIGTERM handler")?;
+    handle_signals(pipeline.stop_handle(), reload_signal)?;
 
     // The GPIO line first, so it is low again before the summary is printed; then the output, so events are
     // printed before the serial message or command they trigger.
@@ -484,15 +501,22 @@ fn print_mqtt_summary(c: &MqttCounts, json: bool) {
     }
 }
 
-/// The bundle's own checksum (its last 32 bytes: SHA-256 of everything before them), hex: which model saved a
-/// frame, without hashing the file again.
-fn bundle_checksum(path: &std::path::Path) -> anyhow::Result<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut checksum = [0u8; 32];
-    file.seek(SeekFrom::End(-32))
-        .and_then(|_| file.read_exact(&mut checksum))
-        .with_context(|| format!("reading the checksum of {}", path.display()))?;
-    Ok(checksum.iter().map(|b| format!("{b:02x}")).collect())
+/// Ctrl-C and SIGTERM end the run (the loop finishes its frame, then the summary); SIGHUP asks for the bundle
+/// again (`reload`), or ends the run too with `--no-reload`, as a hang-up does.
+fn handle_signals(stop: StopHandle, reload: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the Ctrl-C / SIGTERM / SIGHUP handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                match (&reload, signal) {
+                    (Some(reload), SIGHUP) => reload.store(true, Ordering::SeqCst),
+                    _ => stop.stop(),
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }

@@ -21,6 +21,7 @@ pub mod capture;
 pub mod mqtt;
 pub mod output;
 pub mod preview;
+pub mod reload;
 mod report;
 pub mod save;
 pub mod zone;
@@ -36,6 +37,7 @@ use crate::error::EdgeError;
 use crate::slot::LatestSlot;
 use crate::source::FrameSource;
 use capture::{spawn_capture, Frame};
+use reload::{Answer, ModelEvent, ModelInfo, ReloadOptions, Reloaded, Reloader};
 pub(crate) use report::FrameChanges;
 pub use report::{
     answer, ChangeKind, FrameReport, LabelChange, SceneChange, WatchSummary, ZoneSummary,
@@ -79,6 +81,9 @@ pub trait Sink {
     fn scene(&mut self, _change: &SceneChange<'_>) {}
     /// The frame is done (every zone of it); `active` tells which labels are in an event now, and where.
     fn after_frame(&mut self, _active: &Active<'_>) {}
+    /// The running bundle: at start, at a switch to a new one, or a new one refused (`frame`: the last frame
+    /// classified before, 0 at start). After a switch, reports come from the new bundle.
+    fn model(&mut self, _info: &ModelInfo, _event: &ModelEvent, _frame: u64) {}
     /// The run ended (the source ended, failed, or was stopped).
     fn finish(&mut self, _summary: &WatchSummary) {}
 }
@@ -112,6 +117,7 @@ pub struct Pipeline {
     options: WatchOptions,
     stop: Arc<AtomicBool>,
     slot: Arc<LatestSlot<Frame>>,
+    reload: Option<(ReloadOptions, ModelInfo)>,
 }
 
 impl Pipeline {
@@ -121,7 +127,15 @@ impl Pipeline {
             options,
             stop: Arc::new(AtomicBool::new(false)),
             slot: Arc::new(LatestSlot::new()),
+            reload: None,
         }
+    }
+
+    /// Tells the sinks of the running bundle (`info`) at start, and loads it again from `options.path` when
+    /// asked ([`reload`]): checked, self-tested on recent frames, switched in between two frames.
+    pub fn with_reload(mut self, options: ReloadOptions, info: ModelInfo) -> Self {
+        self.reload = Some((options, info));
+        self
     }
 
     /// The flag sources watch to stop retrying a missing camera ([`crate::source::SourceOptions::stop`]).
@@ -160,6 +174,13 @@ impl Pipeline {
         let mut fps_meter = FpsMeter::default();
         let mut summary = WatchSummary::default();
         let stop = self.stop_handle();
+        let mut running = self.reload.as_ref().map(|(_, info)| info.clone());
+        let reloader = self.reload.clone().map(|(options, info)| {
+            for sink in sinks.iter_mut() {
+                sink.model(&info, &ModelEvent::Start, 0);
+            }
+            Reloader::spawn(options, info, self.options.regions.clone())
+        });
 
         while let Some(frame) = self.slot.take() {
             // With newest-frame-wins this is 0 (or 1, racing the capture thread): a queue would make it grow.
@@ -167,11 +188,11 @@ impl Pipeline {
             summary.max_newer_at_start = summary.max_newer_at_start.max(newer_at_start);
             let name = frame.raw.name().map(|p| p.display().to_string());
             // Every zone is classified before any is told: a frame is reported whole, or failed whole.
-            let results = frame
-                .raw
-                .decode()
-                .and_then(|image| classify_regions(model, &image, &zones));
-            let results = match results {
+            let results = frame.raw.decode().and_then(|image| {
+                let results = classify_regions(model, &image, &zones)?;
+                Ok((image, results))
+            });
+            let (image, results) = match results {
                 Ok(results) => results,
                 Err(e) => {
                     summary.failed += 1;
@@ -217,6 +238,36 @@ impl Pipeline {
             let active = Active { zones: &zones };
             for sink in sinks.iter_mut() {
                 sink.after_frame(&active);
+            }
+            if let Some(reloader) = &reloader {
+                if let Ok(mut recent) = reloader.recent.lock() {
+                    if recent.wants(now) {
+                        let answers = results.iter().map(|(p, _)| Answer::of(p)).collect();
+                        recent.push(now, image, answers);
+                    }
+                }
+                // Between two frames: the next one is classified by the new bundle.
+                match reloader.take() {
+                    Some(Reloaded::Ready {
+                        model: new,
+                        info,
+                        event,
+                    }) => {
+                        *model = *new;
+                        for sink in sinks.iter_mut() {
+                            sink.model(&info, &event, frame.number);
+                        }
+                        running = Some(info);
+                    }
+                    Some(Reloaded::Refused(event)) => {
+                        if let Some(info) = &running {
+                            for sink in sinks.iter_mut() {
+                                sink.model(info, &event, frame.number);
+                            }
+                        }
+                    }
+                    None => {}
+                }
             }
             if self
                 .options

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::reload::{ModelEvent, ModelInfo};
 use super::{FrameReport, LabelChange, SceneChange, Sink, WatchSummary};
 use crate::error::EdgeError;
 use crate::stats::{ms, round3};
@@ -104,6 +105,42 @@ impl Sink for OutputSink {
                 c.fraction * 100.0,
                 c.frame
             );
+        }
+    }
+
+    fn model(&mut self, info: &ModelInfo, event: &ModelEvent, frame: u64) {
+        if self.json {
+            let mut line = json!({"type": "model", "frame": frame});
+            for value in [json!(info), json!(event)] {
+                if let (Some(line), Some(fields)) = (line.as_object_mut(), value.as_object()) {
+                    line.extend(fields.clone());
+                }
+            }
+            println!("{line}");
+            return;
+        }
+        let sha = &info.sha256[..info.sha256.len().min(12)];
+        // Text goes to stderr like the other status lines: stdout stays one line per frame and event.
+        match event {
+            ModelEvent::Start => eprintln!(
+                "model: {} ({sha}, {}, labels {})",
+                info.path.display(),
+                info.precision,
+                info.labels.join(", ")
+            ),
+            ModelEvent::Switch {
+                trigger,
+                self_test,
+                load_ms,
+                ..
+            } => eprintln!(
+                "model: switched to {sha} after frame {frame} ({trigger:?}; loaded and self-tested in {load_ms:.0} ms; \
+                 {} of {} recent answers changed)",
+                self_test.changed, self_test.frames
+            ),
+            ModelEvent::Refused { reason, .. } => {
+                eprintln!("model: new bundle refused, {sha} goes on running: {reason}")
+            }
         }
     }
 

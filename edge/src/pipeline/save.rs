@@ -25,6 +25,7 @@ use serde_json::json;
 
 use image::RgbImage;
 
+use super::reload::{ModelEvent, ModelInfo};
 use super::{FrameReport, LabelChange, Sink, WatchSummary};
 use crate::source::RawFrame;
 
@@ -251,6 +252,10 @@ impl SaveSink {
 }
 
 impl Sink for SaveSink {
+    fn model(&mut self, info: &ModelInfo, _event: &ModelEvent, _frame: u64) {
+        self.options.model_sha256.clone_from(&info.sha256);
+    }
+
     fn frame(&mut self, f: &FrameReport<'_>) {
         let chosen = self.chosen(f);
         let keep = !chosen && self.options.rule == SaveRule::Event;

@@ -34,6 +34,7 @@ use rumqttc::{Client, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use serde_json::json;
 
 use super::actions::Status;
+use super::reload::{ModelEvent, ModelInfo};
 use super::{ChangeKind, FrameReport, LabelChange, SceneChange, Sink, WatchSummary};
 pub use link::MqttCounts;
 use link::{Kind, Link, LinkOptions, Message};
@@ -249,6 +250,23 @@ impl Sink for MqttSink {
         );
         let topic = self.topics.zones[zone].unknown.clone();
         self.push(on_off(topic, c.unknown, Kind::State));
+    }
+
+    fn model(&mut self, info: &ModelInfo, event: &ModelEvent, frame: u64) {
+        self.model_sha256.clone_from(&info.sha256);
+        let mut payload = json!({"frame": frame, "time": unix_seconds()});
+        for value in [json!(info), json!(event)] {
+            if let (Some(payload), Some(fields)) = (payload.as_object_mut(), value.as_object()) {
+                payload.extend(fields.clone());
+            }
+        }
+        let topic = self.topics.model.clone();
+        self.push(Message {
+            topic,
+            payload: payload.to_string().into_bytes(),
+            retain: true,
+            kind: Kind::Event,
+        });
     }
 
     fn finish(&mut self, _summary: &WatchSummary) {

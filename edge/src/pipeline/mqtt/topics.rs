@@ -16,6 +16,8 @@ pub(super) struct LabelStates {
 /// Every topic the sink publishes on.
 pub(super) struct Topics {
     pub availability: String,
+    /// `BASE/model`: the running bundle (retained), at start and at every switch or refusal.
+    pub model: String,
     /// The slug of each label (topic level and discovery object id).
     pub slugs: Vec<String>,
     /// The Home Assistant node id: the base topic as a slug.
@@ -57,6 +59,7 @@ impl Topics {
         };
         Topics {
             availability: format!("{base}/availability"),
+            model: format!("{base}/model"),
             slugs,
             node: slug(base),
             zones,

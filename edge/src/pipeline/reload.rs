@@ -1,0 +1,337 @@
+//! A new bundle while watching, without a restart: the camera, the preview's viewers, the MQTT session and the
+//! smoothing state stay. A thread of its own ([`Reloader`]) loads the bundle when asked (SIGHUP, or the bundle
+//! file replaced, as `scp`/`rsync` leave it: a rename), checks it against the running one and self-tests it on
+//! frames `watch` recently saw; [`super::Pipeline::run`] switches between two frames. A bundle that fails any
+//! check is refused with one line and the running one goes on. Every sink hears of the running bundle at start,
+//! at every switch and at every refusal ([`super::Sink::model`]).
+
+use std::collections::VecDeque;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use lookout_runtime::{Model, RuntimeOptions};
+use serde::Serialize;
+
+use super::zone::Regions;
+
+/// What a bundle is, as `watch` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// The bundle file.
+    pub path: PathBuf,
+    /// SHA-256 of the bundle's contents (its trailing checksum), hex.
+    pub sha256: String,
+    /// Its labels, in order.
+    pub labels: Vec<String>,
+    /// Its numeric precision (`f32`, `q4`, …).
+    pub precision: String,
+}
+
+impl ModelInfo {
+    /// The running `model`, loaded from `path`.
+    pub fn of(path: &Path, model: &Model) -> std::io::Result<ModelInfo> {
+        Ok(ModelInfo {
+            path: path.to_path_buf(),
+            sha256: bundle_sha256(path)?,
+            labels: model.labels().to_vec(),
+            precision: format!("{:?}", model.header().precision).to_lowercase(),
+        })
+    }
+}
+
+/// The bundle's own checksum: its last 32 bytes are the SHA-256 of the rest (checked when it is loaded).
+pub fn bundle_sha256(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut checksum = [0u8; 32];
+    file.seek(SeekFrom::End(-32))?;
+    file.read_exact(&mut checksum)?;
+    Ok(checksum.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Why a bundle was loaded again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// The bundle file was replaced.
+    File,
+}
+
+/// A new bundle run over the frames `watch` recently saw, before it is switched in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SelfTest {
+    /// Frames classified (each zone of each).
+    pub frames: usize,
+    /// Of those, how many the new bundle answers differently from the running one (a label, unknown, nothing).
+    pub changed: usize,
+}
+
+/// What happened to the running bundle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum ModelEvent {
+    /// `watch` started with it.
+    Start,
+    /// It replaced the bundle that ran before.
+    Switch {
+        /// What asked for it.
+        trigger: Trigger,
+        /// The bundle that ran before.
+        previous_sha256: String,
+        /// Its self-test.
+        self_test: SelfTest,
+        /// Loading and self-testing it, milliseconds (the camera kept running meanwhile).
+        load_ms: f64,
+    },
+    /// A new bundle was refused; the running one goes on.
+    Refused {
+        /// What asked for it.
+        trigger: Trigger,
+        /// The refused bundle's checksum, when it could be read.
+        refused_sha256: Option<String>,
+        /// Why, in one line.
+        reason: String,
+    },
+}
+
+/// A bundle loaded, checked and self-tested, ready to switch in; or why not.
+pub(super) enum Reloaded {
+    Ready {
+        model: Box<Model>,
+        info: ModelInfo,
+        event: ModelEvent,
+    },
+    Refused(ModelEvent),
+}
+
+/// What was classified recently: a few frames, each with the running bundle's answer per region.
+#[derive(Default)]
+pub(super) struct RecentFrames {
+    frames: VecDeque<(image::RgbImage, Vec<Answer>)>,
+    last: Option<Instant>,
+}
+
+/// A frame's answer in one region, as far as a self-test compares: a label, unknown, or the empty scene.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    Label(usize),
+    Unknown,
+    Nothing,
+}
+
+impl Answer {
+    pub(super) fn of(prediction: &lookout_runtime::Prediction) -> Answer {
+        if prediction.unknown {
+            Answer::Unknown
+        } else if prediction.background {
+            Answer::Nothing
+        } else {
+            Answer::Label(prediction.label)
+        }
+    }
+}
+
+impl RecentFrames {
+    /// Frames kept for a self-test: enough to catch a bundle that fails on this camera's frames, few enough
+    /// to hold (8 decoded 640×480 frames are 7 MB).
+    const KEEP: usize = 8;
+    /// Consecutive frames are nearly the same picture: keep at most one every so often.
+    const EVERY: Duration = Duration::from_millis(500);
+
+    /// Whether a frame classified now would be kept (so the loop decodes nothing extra when not).
+    pub(super) fn wants(&self, now: Instant) -> bool {
+        self.last.is_none_or(|last| now - last >= Self::EVERY)
+    }
+
+    pub(super) fn push(&mut self, now: Instant, image: image::RgbImage, answers: Vec<Answer>) {
+        if self.frames.len() == Self::KEEP {
+            self.frames.pop_front();
+        }
+        self.frames.push_back((image, answers));
+        self.last = Some(now);
+    }
+}
+
+/// Where and how the bundle is loaded again.
+#[derive(Debug, Clone)]
+pub struct ReloadOptions {
+    /// The bundle file `watch` runs: replaced on disk, it is loaded again.
+    pub path: PathBuf,
+    /// How the running bundle was loaded (threads, weights, rejection): a new one is loaded the same way.
+    pub runtime: RuntimeOptions,
+    /// Set (by a SIGHUP handler) to load the bundle again; cleared when taken.
+    pub signal: Arc<AtomicBool>,
+    /// How often the file is looked at; a changed file is loaded once it has stayed the same for one look.
+    pub poll: Duration,
+}
+
+/// The thread that loads new bundles, and the loop's end of it.
+pub struct Reloader {
+    results: Receiver<Reloaded>,
+    pub(super) recent: Arc<Mutex<RecentFrames>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The file's identity: a rename or a rewrite changes it.
+fn identity(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((inode ^ meta.len().rotate_left(32), meta.modified().ok()?))
+}
+
+impl Reloader {
+    /// Starts the thread for a pipeline classifying `regions` with the bundle `running`.
+    pub fn spawn(options: ReloadOptions, running: ModelInfo, regions: Regions) -> Reloader {
+        let (send, results) = mpsc::sync_channel(1);
+        let recent = Arc::new(Mutex::new(RecentFrames::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (recent, stop) = (Arc::clone(&recent), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("reload".into())
+                .spawn(move || watch_bundle(options, running, regions, recent, stop, send))
+                .ok()
+        };
+        Reloader {
+            results,
+            recent,
+            stop,
+            thread,
+        }
+    }
+
+    /// A bundle ready to switch in (or refused), if one is.
+    pub(super) fn take(&self) -> Option<Reloaded> {
+        self.results.try_recv().ok()
+    }
+}
+
+fn watch_bundle(
+    options: ReloadOptions,
+    mut running: ModelInfo,
+    regions: Regions,
+    recent: Arc<Mutex<RecentFrames>>,
+    stop: Arc<AtomicBool>,
+    send: SyncSender<Reloaded>,
+) {
+    let mut loaded = identity(&options.path);
+    let mut seen = loaded;
+    let tick = Duration::from_millis(50);
+    let mut next_look = Instant::now() + options.poll;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(tick);
+        let trigger = if options.signal.swap(false, Ordering::SeqCst) {
+            Some(Trigger::Signal)
+        } else if Instant::now() >= next_look {
+            next_look = Instant::now() + options.poll;
+            let now = identity(&options.path);
+            // Load once the file has stayed the same for one look: a copy still being written is not read.
+            let settled = now.is_some() && now == seen && now != loaded;
+            seen = now;
+            settled.then_some(Trigger::File)
+        } else {
+            None
+        };
+        let Some(trigger) = trigger else { continue };
+        loaded = identity(&options.path);
+        let reloaded = reload(&options, &running, &regions, &recent, trigger);
+        if let Reloaded::Ready { info, .. } = &reloaded {
+            running = info.clone();
+        }
+        // The loop takes one result per frame; a camera that stalled must not pile bundles up here.
+        if send.send(reloaded).is_err() {
+            return;
+        }
+    }
+}
+
+/// Loads, checks and self-tests the bundle at `options.path` against the `running` one.
+fn reload(
+    options: &ReloadOptions,
+    running: &ModelInfo,
+    regions: &Regions,
+    recent: &Mutex<RecentFrames>,
+    trigger: Trigger,
+) -> Reloaded {
+    let started = Instant::now();
+    let refused_sha256 = bundle_sha256(&options.path).ok();
+    let refuse = |reason: String| {
+        Reloaded::Refused(ModelEvent::Refused {
+            trigger,
+            refused_sha256: refused_sha256.clone(),
+            reason,
+        })
+    };
+    let mut model = match Model::load(&options.path, &options.runtime) {
+        Ok(model) => model,
+        Err(e) => return refuse(format!("{}: {e}", options.path.display())),
+    };
+    let info = match ModelInfo::of(&options.path, &model) {
+        Ok(info) => info,
+        Err(e) => return refuse(format!("{}: {e}", options.path.display())),
+    };
+    // Rules, GPIO lines, MQTT topics and Home Assistant entities were set up per label: a bundle with other
+    // labels needs a restart, which sets them up again.
+    if info.labels != running.labels {
+        return refuse(format!(
+            "its labels ({}) are not the running bundle's ({}): restart watch to change labels",
+            info.labels.join(", "),
+            running.labels.join(", ")
+        ));
+    }
+    let frames: Vec<(image::RgbImage, Vec<Answer>)> = match recent.lock() {
+        Ok(recent) => recent.frames.iter().cloned().collect(),
+        Err(_) => Vec::new(),
+    };
+    let zones = match regions {
+        Regions::Frame(region) => vec![*region],
+        Regions::Zones(zones) => zones.iter().map(|z| z.region).collect(),
+    };
+    let mut self_test = SelfTest::default();
+    for (i, (image, answers)) in frames.iter().enumerate() {
+        for (region, before) in zones.iter().zip(answers) {
+            let crop = (!region.is_full()).then(|| region.crop(image));
+            match model.classify(crop.as_ref().unwrap_or(image)) {
+                Ok(prediction) => {
+                    self_test.frames += 1;
+                    self_test.changed += usize::from(Answer::of(&prediction) != *before);
+                }
+                Err(e) => {
+                    return refuse(format!(
+                        "self-test on recent frame {} of {}: {e}",
+                        i + 1,
+                        frames.len()
+                    ))
+                }
+            }
+        }
+    }
+    Reloaded::Ready {
+        model: Box::new(model),
+        event: ModelEvent::Switch {
+            trigger,
+            previous_sha256: running.sha256.clone(),
+            self_test,
+            load_ms: crate::stats::round3(crate::stats::ms(started.elapsed())),
+        },
+        info,
+    }
+}

@@ -1,0 +1,212 @@
+//! `lookout-edge watch` takes a new bundle without a restart: the bundle file replaced (a rename, as scp and
+//! rsync leave it) or SIGHUP; a truncated bundle and one with other labels are refused while the running one
+//! goes on; no frame is lost or fails across a switch.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use lookout_edge::pipeline::reload::bundle_sha256;
+use lookout_shared::bundle::Bundle;
+use serde_json::Value;
+
+/// A running `watch --json`, its stdout lines read on a thread; killed when dropped.
+struct Watching {
+    child: Child,
+    lines: Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Watching {
+    fn start(args: &[&str]) -> Watching {
+        let mut child = Command::new(common::bin())
+            .arg("watch")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start watch");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if send.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Watching {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line from now on that `wanted` accepts; panics after 30 s.
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no {what} within 30 s; last lines: {:?}",
+                    self.seen.iter().rev().take(3).collect::<Vec<_>>()
+                )
+            });
+            self.seen.push(line.clone());
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    fn frames(&mut self, n: usize) {
+        for _ in 0..n {
+            self.wait_for("frame", |l| l["type"] == "frame");
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+/// Puts `bytes` at `path` as scp and rsync do: a temporary file renamed over it.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("incoming");
+    std::fs::write(&tmp, bytes).expect("writing the new bundle");
+    std::fs::rename(&tmp, path).expect("renaming it over the running one");
+}
+
+fn model_line(event: &'static str) -> impl Fn(&Value) -> bool {
+    move |l| l["type"] == "model" && l["event"] == event
+}
+
+#[test]
+fn a_replaced_bundle_or_sighup_switches_between_two_frames_and_bad_bundles_are_refused() {
+    let shared = lookout_testdata::require_shared!();
+    let bundles = common::bundles(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let camera = tmp.path().join("camera");
+    std::fs::create_dir(&camera).expect("camera folder");
+    for (i, photo) in common::photos(&shared, "Cat", 3)
+        .into_iter()
+        .chain(common::photos(&shared, "Dog", 3))
+        .enumerate()
+    {
+        std::fs::copy(photo, camera.join(format!("{i:02}.jpg"))).expect("copy photo");
+    }
+    // The running bundle, and a retrained one with the same labels (another decision threshold).
+    let running = tmp.path().join("pets.lookout");
+    std::fs::copy(&bundles.sigmoid, &running).expect("copy bundle");
+    let mut retrained = Bundle::read_file(&bundles.sigmoid).expect("read bundle");
+    retrained.header.threshold = 0.2;
+    let retrained_path = tmp.path().join("retrained.lookout");
+    retrained.write_file(&retrained_path).expect("write bundle");
+    let retrained_bytes = std::fs::read(&retrained_path).expect("read bundle");
+    let (old_sha, new_sha) = (
+        bundle_sha256(&running).expect("checksum"),
+        bundle_sha256(&retrained_path).expect("checksum"),
+    );
+    assert_ne!(old_sha, new_sha);
+
+    let source = format!("dir:{}", camera.display());
+    let model = running.to_str().expect("utf-8 path");
+    let mut watching = Watching::start(&[
+        "--json",
+        "--loop",
+        "--no-drop",
+        "--fps",
+        "10",
+        "--model",
+        model,
+        "--source",
+        &source,
+    ]);
+    let start = watching.wait_for("the start line", model_line("start"));
+    assert_eq!(start["sha256"], old_sha.as_str());
+    assert_eq!(start["labels"], serde_json::json!(["dog", "cat"]));
+    assert_eq!(start["precision"], "f32");
+    watching.frames(6);
+
+    // Replaced on disk: loaded, self-tested on the frames seen, switched.
+    replace(&running, &retrained_bytes);
+    let switch = watching.wait_for("a switch", model_line("switch"));
+    assert_eq!(switch["trigger"], "file");
+    assert_eq!(switch["sha256"], new_sha.as_str());
+    assert_eq!(switch["previous_sha256"], old_sha.as_str());
+    let tested = switch["self_test"]["frames"]
+        .as_u64()
+        .expect("self-test frames");
+    assert!((1..=8).contains(&tested), "{switch}");
+    assert!(switch["self_test"]["changed"].as_u64() <= Some(tested));
+    watching.frames(3);
+
+    // SIGHUP loads it again.
+    watching.signal("HUP");
+    let again = watching.wait_for("a switch on SIGHUP", model_line("switch"));
+    assert_eq!(again["trigger"], "signal");
+    assert_eq!(again["sha256"], new_sha.as_str());
+    assert_eq!(again["previous_sha256"], new_sha.as_str());
+    watching.frames(3);
+
+    // A truncated bundle (a copy cut short) and a bundle with other labels: refused, the running one goes on.
+    let original = std::fs::read(&bundles.sigmoid).expect("read bundle");
+    replace(&running, &original[..original.len() / 2]);
+    let refused = watching.wait_for("a refusal", model_line("refused"));
+    assert_eq!(refused["sha256"], new_sha.as_str(), "{refused}");
+    assert_eq!(refused["trigger"], "file");
+    assert!(refused["reason"]
+        .as_str()
+        .is_some_and(|r| !r.contains('\n')));
+    watching.frames(3);
+    replace(
+        &running,
+        &std::fs::read(&bundles.softmax).expect("read bundle"),
+    );
+    let refused = watching.wait_for("a refusal", model_line("refused"));
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("restart watch to change labels")),
+        "{refused}"
+    );
+    assert_eq!(refused["sha256"], new_sha.as_str());
+    watching.frames(3);
+
+    // No frame lost or failed across the switches: with --no-drop every frame number comes once, in order.
+    watching.signal("TERM");
+    watching.wait_for("the summary", |l| l["type"] == "summary");
+    let numbers: Vec<u64> = watching
+        .seen
+        .iter()
+        .filter(|l| l["type"] == "frame")
+        .map(|l| l["frame"].as_u64().expect("frame number"))
+        .collect();
+    assert!(numbers.len() >= 18, "{} frames", numbers.len());
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "frame numbers not continuous: {numbers:?}"
+    );
+    assert!(watching.seen.iter().all(|l| l["type"] != "error"));
+    // The switch fell between two frames that were both classified.
+    let switched_at = switch["frame"].as_u64().expect("switch frame");
+    assert!(numbers.contains(&(switched_at + 1)));
+}
