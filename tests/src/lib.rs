@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod browser;
+pub mod mosquitto;
 pub mod scene;
 
 pub use lookout_testdata::{require_shared, shared_dir};

@@ -11,13 +11,14 @@ use anyhow::{bail, Context as _};
 use lookout_edge::actions::ExecAction;
 use lookout_edge::gpio::LabelPin;
 use lookout_edge::pipeline::actions::{ExecSink, GpioSink, LabelRule, SerialSink, Status};
-use lookout_edge::pipeline::mqtt::{MqttConfig, MqttCounts, MqttSink, MqttTarget};
+use lookout_edge::pipeline::mqtt::{FleetReceiving, MqttConfig, MqttCounts, MqttSink, MqttTarget};
 use lookout_edge::pipeline::output::OutputSink;
 use lookout_edge::pipeline::preview::{PreviewOptions, PreviewSink};
-use lookout_edge::pipeline::reload::{ModelInfo, ReloadOptions};
+use lookout_edge::pipeline::reload::{ModelInfo, ReloadOptions, ReloadRequests};
 use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
 use lookout_edge::pipeline::{Pipeline, Regions, Sink, StopHandle, WatchOptions, Zone};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
+use lookout_fleet::protocol::fleet_of;
 
 use super::common::{load_model, parse_roi, runtime_options, UnknownArgs, WeightsArg};
 use super::pins::{open_gpio, open_serial};
@@ -206,6 +207,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let status: Status = Arc::new(|line: &str| eprintln!("{line}"));
+    // Bundles received over MQTT, for the reload thread.
+    let reload_requests: ReloadRequests = Arc::default();
     let mut gpio = match (&args.gpio, &when) {
         (Some(_), None) => bail!("--gpio needs --when LABEL: the label that switches the line on"),
         (Some(spec), Some(rule)) => Some(GpioSink::new(
@@ -268,6 +271,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 mqtt_config(&args, target, &labels, &model_sha256, Arc::clone(&status))?;
             config.background = background;
             config.zones = regions.names();
+            if !args.no_reload {
+                // A camera at FLEET/NAME takes the bundles published to FLEET (lookout publish).
+                if let Ok((fleet, camera)) = fleet_of(&config.target.base_topic) {
+                    let mut incoming = args.model.clone().into_os_string();
+                    incoming.push(".incoming");
+                    config.fleet = Some(FleetReceiving {
+                        fleet: fleet.to_string(),
+                        camera: camera.to_string(),
+                        incoming: incoming.into(),
+                        requests: reload_requests.clone(),
+                    });
+                }
+            }
             let (sink, counts) = MqttSink::start(config, Duration::from_secs(3))?;
             (Some(sink), Some(counts))
         }
@@ -291,6 +307,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             runtime: runtime_options(args.threads, args.weights, &args.unknown),
             signal: Arc::clone(signal),
             poll: Duration::from_secs(1),
+            requests: reload_requests.clone(),
         };
         pipeline = pipeline.with_reload(options, model_info);
     }
@@ -432,30 +449,12 @@ fn mqtt_config(
     model_sha256: &str,
     status: Status,
 ) -> anyhow::Result<MqttConfig> {
-    let mut target = target.clone();
-    if let Some(user) = &args.mqtt_username {
-        target.username = Some(user.clone());
-    }
-    let password = match &args.mqtt_password_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--mqtt-password-file {}", path.display()))?;
-            Some(text.lines().next().unwrap_or_default().to_string())
-        }
-        None => std::env::var("LOOKOUT_MQTT_PASSWORD").ok(),
-    };
-    if password.is_some() && target.username.is_none() {
-        bail!("an MQTT password needs a user name: --mqtt-username USER or mqtt://USER@host/...");
-    }
-    let ca_pem = match &args.mqtt_ca {
-        Some(path) => {
-            if !target.tls {
-                bail!("--mqtt-ca is for TLS: use an mqtts:// address");
-            }
-            Some(std::fs::read(path).with_context(|| format!("--mqtt-ca {}", path.display()))?)
-        }
-        None => None,
-    };
+    let broker = lookout_fleet::Broker::resolve(
+        target,
+        args.mqtt_username.as_deref(),
+        args.mqtt_password_file.as_deref(),
+        args.mqtt_ca.as_deref(),
+    )?;
     let client_id = args.mqtt_client_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let id = format!("lookout-{}-{}", std::process::id(), host.trim());
@@ -469,9 +468,9 @@ fn mqtt_config(
         );
     }
     Ok(MqttConfig {
-        target,
-        password,
-        ca_pem,
+        target: broker.target,
+        password: broker.password,
+        ca_pem: broker.ca_pem,
         client_id,
         discovery_prefix: args.mqtt_discovery.clone(),
         frames: args.mqtt_frames,
@@ -482,6 +481,7 @@ fn mqtt_config(
         background: None,
         zones: Vec::new(),
         model_sha256: model_sha256.to_string(),
+        fleet: None,
         status,
     })
 }

@@ -60,7 +60,22 @@ pub enum Trigger {
     Signal,
     /// The bundle file was replaced.
     File,
+    /// A bundle published to the fleet over MQTT (`lookout publish`).
+    Mqtt,
 }
+
+/// A bundle to load that is not (yet) the running bundle's file: one received over MQTT, put together in a file
+/// of its own. It replaces the bundle file only once accepted, so a restart runs the last accepted bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRequest {
+    /// The received file.
+    pub path: PathBuf,
+    /// The SHA-256 of the whole file its publisher announced, hex.
+    pub file_sha256: String,
+}
+
+/// Where requests wait for the reload thread: the newest replaces one not yet taken.
+pub type ReloadRequests = Arc<Mutex<Option<ReloadRequest>>>;
 
 /// A new bundle run over the frames `watch` recently saw, before it is switched in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -168,6 +183,8 @@ pub struct ReloadOptions {
     pub signal: Arc<AtomicBool>,
     /// How often the file is looked at; a changed file is loaded once it has stayed the same for one look.
     pub poll: Duration,
+    /// Bundles received over MQTT (see [`ReloadRequest`]).
+    pub requests: ReloadRequests,
 }
 
 /// The thread that loads new bundles, and the loop's end of it.
@@ -238,7 +255,10 @@ fn watch_bundle(
     let mut next_look = Instant::now() + options.poll;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(tick);
-        let trigger = if options.signal.swap(false, Ordering::SeqCst) {
+        let request = options.requests.lock().ok().and_then(|mut r| r.take());
+        let trigger = if request.is_some() {
+            Some(Trigger::Mqtt)
+        } else if options.signal.swap(false, Ordering::SeqCst) {
             Some(Trigger::Signal)
         } else if Instant::now() >= next_look {
             next_look = Instant::now() + options.poll;
@@ -251,8 +271,17 @@ fn watch_bundle(
             None
         };
         let Some(trigger) = trigger else { continue };
+        let reloaded = reload(
+            &options,
+            request.as_ref(),
+            &running,
+            &regions,
+            &recent,
+            trigger,
+        );
+        // What is on disk now is what was looked at (an accepted MQTT bundle was just renamed there).
         loaded = identity(&options.path);
-        let reloaded = reload(&options, &running, &regions, &recent, trigger);
+        seen = loaded;
         if let Reloaded::Ready { info, .. } = &reloaded {
             running = info.clone();
         }
@@ -263,16 +292,55 @@ fn watch_bundle(
     }
 }
 
-/// Loads, checks and self-tests the bundle at `options.path` against the `running` one.
+/// Loads, checks and self-tests the bundle at `options.path` (or the received one of `request`) against the
+/// `running` one; a received bundle that is accepted then replaces the bundle file, one refused is removed.
 fn reload(
     options: &ReloadOptions,
+    request: Option<&ReloadRequest>,
+    running: &ModelInfo,
+    regions: &Regions,
+    recent: &Mutex<RecentFrames>,
+    trigger: Trigger,
+) -> Reloaded {
+    let path = request.map_or(options.path.as_path(), |r| r.path.as_path());
+    let reloaded = load_and_test(options, path, request, running, regions, recent, trigger);
+    let Some(request) = request else {
+        return reloaded;
+    };
+    match reloaded {
+        Reloaded::Ready {
+            model,
+            mut info,
+            event,
+        } => match std::fs::rename(&request.path, &options.path) {
+            Ok(()) => {
+                info.path.clone_from(&options.path);
+                Reloaded::Ready { model, info, event }
+            }
+            Err(e) => Reloaded::Refused(ModelEvent::Refused {
+                trigger,
+                refused_sha256: Some(info.sha256),
+                reason: format!("cannot put it in place of {}: {e}", options.path.display()),
+            }),
+        },
+        refused => {
+            let _ = std::fs::remove_file(&request.path);
+            refused
+        }
+    }
+}
+
+fn load_and_test(
+    options: &ReloadOptions,
+    path: &Path,
+    request: Option<&ReloadRequest>,
     running: &ModelInfo,
     regions: &Regions,
     recent: &Mutex<RecentFrames>,
     trigger: Trigger,
 ) -> Reloaded {
     let started = Instant::now();
-    let refused_sha256 = bundle_sha256(&options.path).ok();
+    let refused_sha256 = bundle_sha256(path).ok();
     let refuse = |reason: String| {
         Reloaded::Refused(ModelEvent::Refused {
             trigger,
@@ -280,13 +348,30 @@ fn reload(
             reason,
         })
     };
-    let mut model = match Model::load(&options.path, &options.runtime) {
+    if let Some(request) = request {
+        // Never load bytes other than the ones announced (a half-received or tampered transfer).
+        let received = std::fs::read(path).map(|bytes| lookout_fleet::protocol::sha256_hex(&bytes));
+        match received {
+            Ok(sha) if sha == request.file_sha256 => {}
+            Ok(sha) => {
+                return refuse(
+                    lookout_fleet::FleetError::Checksum {
+                        announced: request.file_sha256.clone(),
+                        received: sha,
+                    }
+                    .to_string(),
+                )
+            }
+            Err(e) => return refuse(format!("{}: {e}", path.display())),
+        }
+    }
+    let mut model = match Model::load(path, &options.runtime) {
         Ok(model) => model,
-        Err(e) => return refuse(format!("{}: {e}", options.path.display())),
+        Err(e) => return refuse(format!("{}: {e}", path.display())),
     };
-    let info = match ModelInfo::of(&options.path, &model) {
+    let info = match ModelInfo::of(path, &model) {
         Ok(info) => info,
-        Err(e) => return refuse(format!("{}: {e}", options.path.display())),
+        Err(e) => return refuse(format!("{}: {e}", path.display())),
     };
     // Rules, GPIO lines, MQTT topics and Home Assistant entities were set up per label: a bundle with other
     // labels needs a restart, which sets them up again.

@@ -12,6 +12,7 @@ mod extract;
 mod fit;
 mod inspect;
 mod predict;
+mod publish;
 mod train;
 
 /// Transfer learning from a workstation to a camera on a Raspberry Pi.
@@ -45,6 +46,10 @@ enum Command {
     /// Manage pretrained backbones: list, pull, import.
     #[command(subcommand)]
     Backbone(backbone::Command),
+    /// Send a bundle to the cameras of a fleet over MQTT; they check, self-test and switch without a restart.
+    Publish(publish::PublishArgs),
+    /// List what every camera of a fleet runs (their retained MQTT reports).
+    Fleet(publish::FleetArgs),
 }
 
 /// Runs the parsed command line.
@@ -58,5 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(args) => predict::run(args),
         Command::Export(args) => export::run(args),
         Command::Backbone(cmd) => backbone::run(cmd),
+        Command::Publish(args) => publish::run_publish(args),
+        Command::Fleet(args) => publish::run_fleet(args),
     }
 }

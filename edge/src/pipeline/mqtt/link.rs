@@ -104,6 +104,8 @@ pub(super) struct LinkOptions {
     pub status: Status,
     /// `host:port`, for messages.
     pub broker: String,
+    /// Takes the messages that come in (a fleet's bundles), subscribed at every connection.
+    pub receiver: Option<super::fleet::Receiver>,
 }
 
 impl Link {
@@ -133,9 +135,10 @@ impl Link {
         let driver = {
             let shared = Arc::clone(&shared);
             let done = Arc::clone(&done);
+            let client = client.clone();
             std::thread::Builder::new()
                 .name("mqtt-connection".into())
-                .spawn(move || drive(connection, &shared, &done, &options))?
+                .spawn(move || drive(connection, &client, &shared, &done, options))?
         };
         let publisher = {
             let shared = Arc::clone(&shared);
@@ -259,7 +262,13 @@ impl Link {
 
 /// Drives rumqttc's connection: tells the state about connections, losses and acknowledgements; retries with
 /// backoff (0.5 s doubling to 30 s) while the broker is away.
-fn drive(mut connection: Connection, shared: &Shared, done: &AtomicBool, options: &LinkOptions) {
+fn drive(
+    mut connection: Connection,
+    client: &Client,
+    shared: &Shared,
+    done: &AtomicBool,
+    mut options: LinkOptions,
+) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(500);
     let mut backoff = FIRST_BACKOFF;
     let mut ever_connected = false;
@@ -303,6 +312,16 @@ fn drive(mut connection: Connection, shared: &Shared, done: &AtomicBool, options
                 }
                 ever_connected = true;
                 told_unreachable = false;
+                // The session is clean: subscribe again at every connection (never blocking this thread,
+                // which is the one that drains rumqttc's requests).
+                for topic in options.receiver.iter().flat_map(|r| r.subscriptions()) {
+                    let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(message))) => {
+                if let Some(receiver) = options.receiver.as_mut() {
+                    receiver.on_message(client, &message.topic, &message.payload);
+                }
             }
             Ok(Event::Incoming(Packet::PubAck(_))) => {
                 let mut state = shared.lock();
@@ -501,6 +520,7 @@ mod tests {
                 capacity: 3,
                 status: Arc::new(|_| {}),
                 broker: format!("127.0.0.1:{port}"),
+                receiver: None,
             },
         )
         .unwrap();

@@ -21,8 +21,8 @@
 //!
 //! The sink never blocks the loop: it formats a message and hands it to the link's threads.
 
+mod fleet;
 mod link;
-pub mod target;
 mod topics;
 
 pub(crate) use topics::slug;
@@ -30,15 +30,16 @@ pub(crate) use topics::slug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{Client, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use rumqttc::{Client, LastWill, MqttOptions, QoS};
 use serde_json::json;
 
 use super::actions::Status;
 use super::reload::{ModelEvent, ModelInfo};
 use super::{ChangeKind, FrameReport, LabelChange, SceneChange, Sink, WatchSummary};
+pub use fleet::FleetReceiving;
 pub use link::MqttCounts;
 use link::{Kind, Link, LinkOptions, Message};
-pub use target::MqttTarget;
+pub use lookout_fleet::MqttTarget;
 use topics::{session_messages, LabelStates, Topics};
 
 /// Where a finished [`MqttSink`] leaves what its link did (empty until the run ends).
@@ -73,6 +74,8 @@ pub struct MqttConfig {
     pub zones: Vec<String>,
     /// The bundle's sha256 (in events, and the device's model in discovery).
     pub model_sha256: String,
+    /// Take new bundles published to the camera's fleet (`lookout publish`), when set.
+    pub fleet: Option<FleetReceiving>,
     /// Where connection changes are reported.
     pub status: Status,
 }
@@ -88,9 +91,9 @@ pub enum MqttError {
         /// The broker's answer, with what to check.
         reason: String,
     },
-    /// The `--mqtt-ca` file holds no certificate.
-    #[error("--mqtt-ca: {0}")]
-    BadCa(String),
+    /// The broker's settings are not usable (the certificates to trust).
+    #[error(transparent)]
+    Broker(#[from] lookout_fleet::BrokerError),
     /// The threads could not be started.
     #[error("starting the MQTT threads: {0}")]
     Thread(#[source] std::io::Error),
@@ -105,6 +108,8 @@ pub struct MqttSink {
     states: Arc<Mutex<Vec<LabelStates>>>,
     frames: bool,
     model_sha256: String,
+    /// The running bundle's checksum, for the fleet receiver.
+    running: Arc<Mutex<String>>,
     flush_timeout: Duration,
     counts: MqttReport,
 }
@@ -131,6 +136,11 @@ impl MqttSink {
                 .collect(),
         ));
         let session = session_messages(&config, &topics, Arc::clone(&states));
+        let running = Arc::new(Mutex::new(config.model_sha256.clone()));
+        let receiver = config
+            .fleet
+            .clone()
+            .map(|f| fleet::Receiver::new(f, Arc::clone(&running), Arc::clone(&config.status)));
         let link = Link::start(
             client,
             connection,
@@ -139,6 +149,7 @@ impl MqttSink {
                 capacity: config.queue,
                 status: Arc::clone(&config.status),
                 broker: config.target.broker(),
+                receiver,
             },
         )
         .map_err(MqttError::Thread)?;
@@ -158,6 +169,7 @@ impl MqttSink {
                 states,
                 frames: config.frames,
                 model_sha256: config.model_sha256,
+                running,
                 flush_timeout: config.flush_timeout,
                 counts: Arc::clone(&counts),
             },
@@ -254,6 +266,9 @@ impl Sink for MqttSink {
 
     fn model(&mut self, info: &ModelInfo, event: &ModelEvent, frame: u64) {
         self.model_sha256.clone_from(&info.sha256);
+        if let Ok(mut running) = self.running.lock() {
+            running.clone_from(&info.sha256);
+        }
         let mut payload = json!({"frame": frame, "time": unix_seconds()});
         for value in [json!(info), json!(event)] {
             if let (Some(payload), Some(fields)) = (payload.as_object_mut(), value.as_object()) {
@@ -296,59 +311,27 @@ fn unix_seconds() -> f64 {
 
 /// rumqttc's options: client id, keep-alive, the last will, credentials, TLS.
 fn mqtt_options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
-    let target = &config.target;
-    let mut options = MqttOptions::new(config.client_id.clone(), target.host.clone(), target.port);
+    let broker = lookout_fleet::Broker {
+        target: config.target.clone(),
+        password: config.password.clone(),
+        ca_pem: config.ca_pem.clone(),
+    };
+    let mut options = broker.options(&config.client_id)?;
     options
         .set_keep_alive(Duration::from_secs(15))
         .set_clean_session(true)
         // One message in flight: the link's outbox keeps the rest (see `link`).
         .set_inflight(1)
+        // A bundle's chunks come in (see `fleet`); rumqttc refuses packets over 10 kB by default.
+        .set_max_packet_size(
+            lookout_fleet::protocol::MAX_PACKET,
+            lookout_fleet::protocol::MAX_PACKET,
+        )
         .set_last_will(LastWill::new(
             topics.availability.clone(),
             "offline",
             QoS::AtLeastOnce,
             true,
         ));
-    if let Some(user) = &target.username {
-        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
-    }
-    if target.tls {
-        // One process-wide crypto provider (ring); a second install is refused harmlessly.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = match &config.ca_pem {
-            Some(pem) => {
-                if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(MqttError::BadCa(
-                        "the file holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-                    ));
-                }
-                TlsConfiguration::Simple {
-                    ca: pem.clone(),
-                    alpn: None,
-                    client_auth: None,
-                }
-            }
-            None => TlsConfiguration::Rustls(Arc::new(system_roots()?)),
-        };
-        options.set_transport(Transport::tls_with_config(tls));
-    }
     Ok(options)
-}
-
-/// A rustls client configuration trusting the system's certificates.
-fn system_roots() -> Result<rustls::ClientConfig, MqttError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(MqttError::BadCa(
-            "no system certificates found to check the broker with; give the broker's CA with --mqtt-ca FILE"
-                .into(),
-        ));
-    }
-    Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }

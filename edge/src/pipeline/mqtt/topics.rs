@@ -268,6 +268,7 @@ mod tests {
             background,
             zones: zones.iter().map(|z| z.to_string()).collect(),
             model_sha256: "0".into(),
+            fleet: None,
             status: Arc::new(|_: &str| {}),
         }
     }
