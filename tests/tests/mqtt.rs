@@ -508,7 +508,10 @@ fn zones_publish_their_own_topics_and_home_assistant_entities() {
             .strip_prefix("lookout/yard/")
             .map(|t| t.split('/').next());
         assert!(
-            matches!(level, None | Some(Some("left" | "right" | "availability"))),
+            matches!(
+                level,
+                None | Some(Some("left" | "right" | "availability" | "model"))
+            ),
             "published outside the zones: {m:?}"
         );
     }

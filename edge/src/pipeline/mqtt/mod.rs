@@ -110,6 +110,8 @@ pub struct MqttSink {
     model_sha256: String,
     /// The running bundle's checksum, for the fleet receiver.
     running: Arc<Mutex<String>>,
+    /// The last report of the running bundle, sent again at each connection.
+    model_report: Arc<Mutex<Option<Message>>>,
     flush_timeout: Duration,
     counts: MqttReport,
 }
@@ -135,7 +137,17 @@ impl MqttSink {
                 })
                 .collect(),
         ));
-        let session = session_messages(&config, &topics, Arc::clone(&states));
+        // The running bundle's report goes with every (re)connection's messages: it is retained state.
+        let model_report: Arc<Mutex<Option<Message>>> = Arc::default();
+        let session = {
+            let labels = session_messages(&config, &topics, Arc::clone(&states));
+            let report = Arc::clone(&model_report);
+            Box::new(move || {
+                let mut messages = labels();
+                messages.extend(report.lock().ok().and_then(|r| r.clone()));
+                messages
+            })
+        };
         let running = Arc::new(Mutex::new(config.model_sha256.clone()));
         let receiver = config
             .fleet
@@ -170,6 +182,7 @@ impl MqttSink {
                 frames: config.frames,
                 model_sha256: config.model_sha256,
                 running,
+                model_report,
                 flush_timeout: config.flush_timeout,
                 counts: Arc::clone(&counts),
             },
@@ -275,13 +288,16 @@ impl Sink for MqttSink {
                 payload.extend(fields.clone());
             }
         }
-        let topic = self.topics.model.clone();
-        self.push(Message {
-            topic,
+        let report = Message {
+            topic: self.topics.model.clone(),
             payload: payload.to_string().into_bytes(),
             retain: true,
-            kind: Kind::Event,
-        });
+            kind: Kind::State,
+        };
+        if let Ok(mut last) = self.model_report.lock() {
+            *last = Some(report.clone());
+        }
+        self.push(report);
     }
 
     fn finish(&mut self, _summary: &WatchSummary) {
