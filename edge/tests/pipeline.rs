@@ -56,6 +56,7 @@ fn options(max_frames: Option<u64>) -> WatchOptions {
         max_frames,
         on_unknown: false,
         regions: Regions::default(),
+        motion: None,
     }
 }
 

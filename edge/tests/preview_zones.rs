@@ -93,6 +93,7 @@ fn the_page_draws_the_zones_and_shows_the_empty_scene_as_nothing() {
             fps: 10.0,
             behind: 0,
             newer_at_start: 0,
+            model_ran: true,
         });
     }
     let status: Value = serde_json::from_str(&get(&url, "/status.json")).expect("JSON");

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, TlsConfiguration, Transport};
 
 use crate::target::MqttTarget;
 
@@ -117,6 +117,29 @@ impl Broker {
         }
         Ok(options)
     }
+}
+
+/// The broker's refusal of our credentials or identity, in words, if that is what `error` is.
+pub fn refusal(error: &ConnectionError) -> Option<String> {
+    let ConnectionError::ConnectionRefused(code) = error else {
+        return None;
+    };
+    Some(match code {
+        ConnectReturnCode::BadUserNamePassword => {
+            "the broker refused the user name or password (check --mqtt-username and \
+             --mqtt-password-file / LOOKOUT_MQTT_PASSWORD)"
+                .into()
+        }
+        ConnectReturnCode::NotAuthorized => {
+            "the broker says this client is not authorized (check the user name, --mqtt-password-file / \
+             LOOKOUT_MQTT_PASSWORD, and the broker's ACL)"
+                .into()
+        }
+        ConnectReturnCode::BadClientId => {
+            "the broker refused the client id (set another with --mqtt-client-id)".into()
+        }
+        other => format!("the broker refused the connection ({other:?})"),
+    })
 }
 
 /// A rustls client configuration trusting the system's certificates.

@@ -103,7 +103,8 @@ impl Session {
                     }
                     Ok(_) => Ok(()),
                     Err(e) => {
-                        let _ = send.send(Incoming::Failed(e.to_string()));
+                        let reason = crate::broker::refusal(&e).unwrap_or_else(|| e.to_string());
+                        let _ = send.send(Incoming::Failed(reason));
                         return;
                     }
                 };

@@ -211,3 +211,31 @@ pub fn write_zone_crops(frames: &[SceneFrame], dir: &Path) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// A fixed camera's video for `watch --motion`: the porch still for 40 frames, a cat's visit (8), still (40),
+/// another visit (8), still (30), at dusk light with fresh sensor noise in every frame; written to `dir` as
+/// `NNNN.jpg` in that order. Returns which frames are visits.
+pub fn still_with_visits(shared: &Path, dir: &Path) -> Vec<bool> {
+    std::fs::create_dir_all(dir).expect("video folder");
+    let porch = scene(shared);
+    let cats = crate::photos(shared, "Cat");
+    let parts: [(Option<&PathBuf>, usize); 5] = [
+        (None, 40),
+        (Some(&cats[310]), 8),
+        (None, 40),
+        (Some(&cats[311]), 8),
+        (None, 30),
+    ];
+    let mut visits = Vec::new();
+    for (visitor, count) in parts {
+        let frame = visitor.map_or_else(|| porch.clone(), |cat| with_visitor(&porch, cat));
+        for _ in 0..count {
+            let n = visits.len();
+            // Dusk light, fresh sensor noise in every frame.
+            let jpeg = through_camera(&frame, LIGHTS[0], 1000 + n as u64);
+            std::fs::write(dir.join(format!("{n:04}.jpg")), jpeg).expect("frame");
+            visits.push(visitor.is_some());
+        }
+    }
+    visits
+}

@@ -127,22 +127,37 @@ fn checksum(bytes: &[u8]) -> String {
 /// Publishes `announcement` and the chunks of `bytes` with mosquitto_pub, as a forger (or a broken publisher)
 /// would: `lookout publish` itself never sends a bundle it cannot read.
 fn forge(port: u16, dir: &Path, announcement: &Announcement, bytes: &[u8]) {
-    let publish = |topic: &str, payload: &[u8]| {
-        let file = dir.join("payload");
-        std::fs::write(&file, payload).expect("payload");
-        run_ok(
-            std::process::Command::new(which("mosquitto_pub").expect("mosquitto_pub"))
-                .args(["-p", &port.to_string(), "-q", "1", "-r", "-t", topic, "-f"])
-                .arg(&file),
-        );
-    };
     for (topic, chunk) in chunks("home", announcement, bytes) {
-        publish(&topic, chunk);
+        publish_raw(port, dir, &topic, chunk);
     }
-    publish(
-        &announcement_topic("home"),
-        &serde_json::to_vec(announcement).expect("json"),
+    let payload = serde_json::to_vec(announcement).expect("json");
+    publish_raw(port, dir, &announcement_topic("home"), &payload);
+}
+
+/// One retained QoS 1 message, published with mosquitto_pub.
+fn publish_raw(port: u16, dir: &Path, topic: &str, payload: &[u8]) {
+    let file = dir.join("payload");
+    std::fs::write(&file, payload).expect("payload");
+    run_ok(
+        std::process::Command::new(which("mosquitto_pub").expect("mosquitto_pub"))
+            .args(["-p", &port.to_string(), "-q", "1", "-r", "-t", topic, "-f"])
+            .arg(&file),
     );
+}
+
+/// Every frame number once, in order, and no error line: nothing was dropped or failed across a switch.
+fn assert_continuous(name: &str, lines: &[Value]) {
+    let numbers: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "frame")
+        .filter_map(|l| l["frame"].as_u64())
+        .collect();
+    assert!(numbers.len() > 8, "{name}: {} frames", numbers.len());
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "{name}: {numbers:?}"
+    );
+    assert!(lines.iter().all(|l| l["type"] != "error"), "{name}");
 }
 
 fn publish(port: u16, bundle: &Path) -> (bool, Vec<Value>) {
@@ -287,17 +302,61 @@ fn publish_reaches_every_camera_which_switches_without_a_dropped_frame_and_bad_b
     // No frame failed or went missing across the switch: with --no-drop each frame number comes once, in order.
     for camera in cameras.into_iter().chain([late]) {
         let name = camera.name.clone();
-        let lines = camera.stop();
-        let numbers: Vec<u64> = lines
-            .iter()
-            .filter(|l| l["type"] == "frame")
-            .filter_map(|l| l["frame"].as_u64())
-            .collect();
-        assert!(numbers.len() > 8, "{name}: {} frames", numbers.len());
-        assert!(
-            numbers.windows(2).all(|w| w[1] == w[0] + 1),
-            "{name}: {numbers:?}"
-        );
-        assert!(lines.iter().all(|l| l["type"] != "error"), "{name}");
+        assert_continuous(&name, &camera.stop());
     }
+}
+
+#[test]
+fn a_transfer_cut_by_a_broker_restart_resumes_and_nothing_partial_is_loaded() {
+    let shared = require_shared!();
+    if !have_mosquitto("a_transfer_cut_by_a_broker_restart") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let first = fit_small_lite0(&shared, tmp.path(), 40);
+    let next = std::fs::read(variant(&first, tmp.path(), 0.3)).expect("bundle");
+    let frames = tmp.path().join("frames");
+    copy_into(&frames, &photos(&shared, "Cat")[300..304]);
+    let mut broker = Broker::start(tmp.path(), "allow_anonymous true");
+    let camera = Camera::start("porch", tmp.path(), &first, &frames, broker.port);
+    camera.wait_model("start", |l| l["event"] == "start");
+
+    // The announcement and half of the chunks, then the broker goes down (as a publisher cut off would leave it).
+    let announcement = Announcement::of(&next, None, 1).expect("announcement");
+    let parts = chunks("home", &announcement, &next);
+    assert!(parts.len() >= 4, "{} chunks", parts.len());
+    let payload = serde_json::to_vec(&announcement).expect("json");
+    publish_raw(
+        broker.port,
+        tmp.path(),
+        &announcement_topic("home"),
+        &payload,
+    );
+    for (topic, chunk) in &parts[..parts.len() / 2] {
+        publish_raw(broker.port, tmp.path(), topic, chunk);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        camera.models().len(),
+        1,
+        "a partial bundle was acted on: {:?}",
+        camera.models()
+    );
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    broker.run();
+
+    // The rest after the restart: the camera reconnects, gets the retained announcement and every chunk again,
+    // and switches once the file is whole and its checksum the announced one.
+    for (topic, chunk) in &parts[parts.len() / 2..] {
+        publish_raw(broker.port, tmp.path(), topic, chunk);
+    }
+    let switch = camera.wait_model("the switch after the restart", |l| l["event"] == "switch");
+    assert_eq!(switch["sha256"], announcement.sha256.as_str());
+    assert_eq!(switch["trigger"], "mqtt");
+    let bundle = camera.bundle.clone();
+    let lines = camera.stop();
+    assert!(lines.iter().all(|l| l["event"] != "refused"), "{lines:?}");
+    assert_eq!(std::fs::read(bundle).expect("bundle"), next);
+    assert_continuous("porch", &lines);
 }

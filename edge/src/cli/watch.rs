@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use lookout_edge::actions::ExecAction;
 use lookout_edge::gpio::LabelPin;
 use lookout_edge::pipeline::actions::{ExecSink, GpioSink, LabelRule, SerialSink, Status};
+use lookout_edge::pipeline::motion::MotionOptions;
 use lookout_edge::pipeline::mqtt::{FleetReceiving, MqttConfig, MqttCounts, MqttSink, MqttTarget};
 use lookout_edge::pipeline::output::OutputSink;
 use lookout_edge::pipeline::preview::{PreviewOptions, PreviewSink};
@@ -46,9 +47,27 @@ pub struct Args {
     /// Keep the bundle loaded at start: ignore SIGHUP and a replaced bundle file.
     #[arg(long)]
     no_reload: bool,
-    /// Where frames come from: v4l2:/dev/videoN, mjpeg:-, mjpeg:FILE or dir:PATH.
+    /// Run the model only when something moved (a Pi watching a still scene rests): AREA is the share of the
+    /// frame (or of each zone) that must change, 0.01 when not given; a change of the whole scene's brightness
+    /// (a lamp, clouds) is not motion. A still frame keeps the last answer, so events and MQTT go on as before.
+    #[arg(long, value_name = "AREA", num_args = 0..=1, default_missing_value = "0.01")]
+    motion: Option<f32>,
+    /// With --motion: run the model at least every SECONDS anyway, so a still scene's state is refreshed.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30.0,
+        requires = "motion"
+    )]
+    heartbeat: f64,
+    /// Where frames come from: v4l2:/dev/videoN, http(s)://[USER@]CAMERA/PATH (an IP camera's MJPEG stream or
+    /// snapshot URL), mjpeg:-, mjpeg:FILE or dir:PATH.
     #[arg(long)]
     source: String,
+    /// A file whose first line is the IP camera's password (or the LOOKOUT_SOURCE_PASSWORD environment
+    /// variable); the user goes in the address.
+    #[arg(long, value_name = "FILE")]
+    source_password_file: Option<PathBuf>,
     /// Frame rate: paces file and folder sources (0 = as fast as they can be read), is asked of cameras.
     #[arg(long, default_value_t = 10.0)]
     fps: f32,
@@ -195,6 +214,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--fps {} must be 0 or positive", args.fps);
     }
     let regions = regions(&args)?;
+    let motion = match args.motion {
+        Some(area) if !(area > 0.0 && area < 1.0) => {
+            bail!("--motion {area}: the share of the frame that must change is above 0 and below 1, e.g. 0.01")
+        }
+        Some(area) => {
+            if !(args.heartbeat > 0.0 && args.heartbeat.is_finite()) {
+                bail!(
+                    "--heartbeat {} must be a number of seconds above 0",
+                    args.heartbeat
+                );
+            }
+            Some(MotionOptions {
+                area,
+                heartbeat: Duration::from_secs_f64(args.heartbeat),
+                // What left the scene must be seen: keep running for a smoothing window after motion stops.
+                hangover: u32::try_from(args.smooth).unwrap_or(u32::MAX),
+            })
+        }
+        None => None,
+    };
     let mut model = load_model(&args.model, args.threads, args.weights, &args.unknown)?;
     // Which model saved a frame or sent an event: the bundle's own checksum (sinks hear of a new one).
     let model_info = ModelInfo::of(&args.model, &model)
@@ -299,6 +338,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_frames: args.max_frames,
         on_unknown: args.on_unknown,
         regions,
+        motion,
     });
     let reload_signal = (!args.no_reload).then(|| Arc::new(AtomicBool::new(false)));
     if let Some(signal) = &reload_signal {
@@ -311,7 +351,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         pipeline = pipeline.with_reload(options, model_info);
     }
+    let password = match &args.source_password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--source-password-file {}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        None => std::env::var("LOOKOUT_SOURCE_PASSWORD").ok(),
+    };
     let source_opts = SourceOptions {
+        password,
         fps: (args.fps > 0.0).then_some(args.fps),
         stop: pipeline.stop_flag(),
         status: Arc::clone(&status),

@@ -18,6 +18,7 @@
 
 pub mod actions;
 pub mod capture;
+pub mod motion;
 pub mod mqtt;
 pub mod output;
 pub mod preview;
@@ -65,6 +66,8 @@ pub struct WatchOptions {
     pub on_unknown: bool,
     /// What of each frame is classified: the whole frame, one region, or zones.
     pub regions: Regions,
+    /// Run the model only when something moved (`--motion`); `None`: on every frame.
+    pub motion: Option<motion::MotionOptions>,
 }
 
 /// What acts on results. Every method has a default that does nothing, so a sink implements what it needs.
@@ -188,8 +191,9 @@ impl Pipeline {
             summary.max_newer_at_start = summary.max_newer_at_start.max(newer_at_start);
             let name = frame.raw.name().map(|p| p.display().to_string());
             // Every zone is classified before any is told: a frame is reported whole, or failed whole.
+            let motion = self.options.motion;
             let results = frame.raw.decode().and_then(|image| {
-                let results = classify_regions(model, &image, &zones)?;
+                let results = classify_regions(model, &image, &mut zones, motion.as_ref())?;
                 Ok((image, results))
             });
             let (image, results) = match results {
@@ -214,7 +218,8 @@ impl Pipeline {
                 latency,
                 labels: &labels,
             };
-            for (zone, (prediction, crop)) in zones.iter_mut().zip(&results) {
+            for (zone, (prediction, crop, model_ran)) in zones.iter_mut().zip(&results) {
+                summary.model_runs += u64::from(*model_ran);
                 let report = FrameReport {
                     number: frame.number,
                     name: name.as_deref(),
@@ -228,6 +233,7 @@ impl Pipeline {
                     fps,
                     behind,
                     newer_at_start,
+                    model_ran: *model_ran,
                 };
                 for sink in sinks.iter_mut() {
                     sink.frame(&report);
@@ -242,7 +248,7 @@ impl Pipeline {
             if let Some(reloader) = &reloader {
                 if let Ok(mut recent) = reloader.recent.lock() {
                     if recent.wants(now) {
-                        let answers = results.iter().map(|(p, _)| Answer::of(p)).collect();
+                        let answers = results.iter().map(|(p, _, _)| Answer::of(p)).collect();
                         recent.push(now, image, answers);
                     }
                 }
@@ -322,19 +328,44 @@ impl Pipeline {
     }
 }
 
-/// Each region of the frame classified: the prediction and, when the region is not the whole frame, the
-/// pixels the model saw (a sink may save them).
+/// Each region of the frame classified: the prediction, the pixels the model saw when the region is not the
+/// whole frame (a sink may save them), and whether the model ran (with `--motion`, a region where nothing moved
+/// keeps its last answer).
+type RegionResult = (lookout_runtime::Prediction, Option<image::RgbImage>, bool);
+
 fn classify_regions(
     model: &mut Model,
     image: &image::RgbImage,
-    zones: &[ZoneState],
-) -> Result<Vec<(lookout_runtime::Prediction, Option<image::RgbImage>)>, EdgeError> {
+    zones: &mut [ZoneState],
+    motion: Option<&motion::MotionOptions>,
+) -> Result<Vec<RegionResult>, EdgeError> {
+    let now = Instant::now();
     zones
-        .iter()
+        .iter_mut()
         .map(|zone| {
             let crop = (!zone.region.is_full()).then(|| zone.region.crop(image));
-            let prediction = model.classify(crop.as_ref().unwrap_or(image))?;
-            Ok((prediction, crop))
+            let pixels = crop.as_ref().unwrap_or(image);
+            let run = match (zone.gate.as_mut(), motion, &zone.last) {
+                (Some(gate), Some(options), Some(_)) => gate.should_run(pixels, now, options),
+                (Some(gate), Some(options), None) => {
+                    // The first frame always runs; it also starts the background.
+                    gate.should_run(pixels, now, options);
+                    true
+                }
+                _ => true,
+            };
+            let prediction = match (&zone.last, run) {
+                (Some(last), false) => lookout_runtime::Prediction {
+                    preprocess: std::time::Duration::ZERO,
+                    inference: std::time::Duration::ZERO,
+                    ..last.clone()
+                },
+                _ => model.classify(pixels)?,
+            };
+            if zone.gate.is_some() {
+                zone.last = Some(prediction.clone());
+            }
+            Ok((prediction, crop, run))
         })
         .collect()
 }

@@ -33,7 +33,7 @@ impl Sink for OutputSink {
             let mut line = json!({"type": "frame", "frame": f.number, "label": f.label, "label_index": f.prediction.label,
                 "score": f.prediction.score, "unknown": f.prediction.unknown, "background": f.prediction.background,
                 "ood_score": f.prediction.ood_score, "latency_ms": round3(ms(f.latency)), "fps": round3(f.fps),
-                "behind": f.behind, "newer_at_start": f.newer_at_start});
+                "behind": f.behind, "newer_at_start": f.newer_at_start, "model_ran": f.model_ran});
             if let Some(name) = f.name {
                 line["path"] = json!(name);
             }
@@ -153,7 +153,7 @@ impl Sink for OutputSink {
                 .as_ref()
                 .map(|sent| sent.load(Ordering::SeqCst));
             let mut line = json!({"type": "summary", "captured": s.captured, "frames": s.classified, "dropped": s.dropped, "failed": s.failed,
-                "events": s.events, "unknown": s.unknown, "background": s.background, "latency_ms": {"mean": round3(s.latency.mean_ms()),
+                "events": s.events, "unknown": s.unknown, "background": s.background, "model_runs": s.model_runs, "latency_ms": {"mean": round3(s.latency.mean_ms()),
                 "p50": round3(s.latency.quantile_ms(0.5)), "p99": round3(s.latency.quantile_ms(0.99)), "max": round3(s.latency.max_ms())},
                 "max_behind": s.max_behind, "max_newer_at_start": s.max_newer_at_start, "fps": round3(fps), "seconds": round3(secs),
                 "serial_sent": serial_sent});
@@ -179,6 +179,13 @@ impl Sink for OutputSink {
                 s.latency.mean_ms(),
                 s.latency.quantile_ms(0.99),
             );
+            let regions = s.classified * s.zones.len().max(1) as u64;
+            if s.model_runs < regions {
+                eprintln!(
+                    "  --motion: the model ran {} of {regions} times; a still scene kept its last answer",
+                    s.model_runs
+                );
+            }
             for z in &s.zones {
                 eprintln!(
                     "  [{}] {} classified ({} unknown, {} nothing), {} events",

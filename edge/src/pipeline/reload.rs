@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -204,14 +204,14 @@ impl Drop for Reloader {
     }
 }
 
-/// The file's identity: a rename or a rewrite changes it.
-fn identity(path: &Path) -> Option<(u64, SystemTime)> {
+/// The file's identity: a rename (a new inode) or a rewrite (length, time) changes it.
+fn identity(path: &Path) -> Option<(u64, u64, SystemTime)> {
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     #[cfg(not(unix))]
     let inode = 0;
-    Some((inode ^ meta.len().rotate_left(32), meta.modified().ok()?))
+    Some((inode, meta.len(), meta.modified().ok()?))
 }
 
 impl Reloader {
@@ -285,9 +285,18 @@ fn watch_bundle(
         if let Reloaded::Ready { info, .. } = &reloaded {
             running = info.clone();
         }
-        // The loop takes one result per frame; a camera that stalled must not pile bundles up here.
-        if send.send(reloaded).is_err() {
-            return;
+        // The loop takes one result per frame; a camera that stalled must not pile bundles up here, and a loop
+        // that ended (the Reloader joins this thread as it drops) must not leave this send waiting forever.
+        let mut waiting = reloaded;
+        loop {
+            match send.try_send(waiting) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if !stop.load(Ordering::SeqCst) => {
+                    waiting = back;
+                    std::thread::sleep(tick);
+                }
+                Err(_) => return,
+            }
         }
     }
 }

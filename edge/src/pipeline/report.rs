@@ -39,6 +39,8 @@ pub struct FrameReport<'a> {
     pub behind: u64,
     /// Frames captured after this one by the time inference started (0 or 1 with newest-frame-wins).
     pub newer_at_start: u64,
+    /// Whether the model ran on this frame (with `--motion`, a still frame keeps the region's last answer).
+    pub model_ran: bool,
 }
 
 impl FrameReport<'_> {
@@ -141,6 +143,8 @@ pub struct WatchSummary {
     pub background: u64,
     /// Per zone, in the order given (empty without zones).
     pub zones: Vec<ZoneSummary>,
+    /// Times the model ran (each region of each frame); with `--motion`, fewer than the regions classified.
+    pub model_runs: u64,
     /// Largest [`FrameReport::behind`].
     pub max_behind: u64,
     /// Largest [`FrameReport::newer_at_start`].

@@ -140,6 +140,10 @@ pub(crate) struct ZoneState {
     pub trigger: EventTrigger,
     pub scene: SceneWatch,
     pub counts: ZoneCounts,
+    /// With `--motion`: whether the model runs on this region at this frame, and its last answer, which
+    /// stands for the frames it does not run on.
+    pub gate: Option<super::motion::MotionGate>,
+    pub last: Option<lookout_runtime::Prediction>,
 }
 
 /// What one zone saw over the run.
@@ -165,6 +169,8 @@ impl ZoneState {
             trigger: EventTrigger::new(labels, options.threshold, options.hysteresis),
             scene: SceneWatch::new(options),
             counts: ZoneCounts::default(),
+            gate: options.motion.map(|_| super::motion::MotionGate::default()),
+            last: None,
         };
         match regions {
             Regions::Frame(region) => vec![state(None, *region)],

@@ -1,6 +1,7 @@
 //! Where frames come from: a V4L2 camera, an MJPEG byte stream (stdin, file or pipe), or a folder of images.
 
 pub mod dir;
+pub mod http;
 pub mod mjpeg;
 #[cfg(target_os = "linux")]
 pub mod v4l2;
@@ -109,6 +110,8 @@ pub enum SourceSpec {
     MjpegFile(PathBuf),
     /// `dir:PATH`: the images of a folder in sorted order.
     Dir(PathBuf),
+    /// `http://…` or `https://…`: an IP camera's MJPEG stream or snapshot URL.
+    Http(String),
 }
 
 impl std::str::FromStr for SourceSpec {
@@ -116,6 +119,9 @@ impl std::str::FromStr for SourceSpec {
 
     fn from_str(s: &str) -> Result<Self, EdgeError> {
         let bad = || EdgeError::BadSourceSpec(s.to_string());
+        if s.starts_with("http://") || s.starts_with("https://") {
+            return Ok(SourceSpec::Http(s.to_string()));
+        }
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         if rest.is_empty() {
             return Err(bad());
@@ -137,6 +143,7 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::MjpegStdin => write!(f, "mjpeg:-"),
             SourceSpec::MjpegFile(p) => write!(f, "mjpeg:{}", p.display()),
             SourceSpec::Dir(p) => write!(f, "dir:{}", p.display()),
+            SourceSpec::Http(url) => write!(f, "{url}"),
         }
     }
 }
@@ -150,6 +157,8 @@ pub struct SourceOptions {
     pub stop: Arc<AtomicBool>,
     /// Receives one-line status messages (camera missing, reconnected).
     pub status: Arc<dyn Fn(&str) + Send + Sync>,
+    /// The password of an IP camera (`--source-password-file`, `LOOKOUT_SOURCE_PASSWORD`); never printed.
+    pub password: Option<String>,
 }
 
 impl std::fmt::Debug for SourceOptions {
@@ -176,6 +185,11 @@ pub fn open_source(
         SourceSpec::MjpegStdin => Ok(Box::new(mjpeg::MjpegSource::stdin())),
         SourceSpec::MjpegFile(path) => Ok(Box::new(mjpeg::MjpegSource::open(path.clone())?)),
         SourceSpec::Dir(path) => Ok(Box::new(dir::DirSource::open(path.clone())?)),
+        SourceSpec::Http(url) => Ok(Box::new(http::HttpSource::new(
+            url,
+            opts.password.clone(),
+            opts.clone(),
+        )?)),
     }
 }
 
@@ -246,6 +260,10 @@ mod tests {
         assert_eq!(
             "dir:x".parse::<SourceSpec>().ok(),
             Some(SourceSpec::Dir("x".into()))
+        );
+        assert_eq!(
+            "http://cam.local/video.mjpg".parse::<SourceSpec>().ok(),
+            Some(SourceSpec::Http("http://cam.local/video.mjpg".into()))
         );
         for bad in ["", "dir:", "/dev/video0", "rtsp://cam"] {
             let err = bad.parse::<SourceSpec>().expect_err(bad);

@@ -14,9 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    Client, ConnectReturnCode, Connection, ConnectionError, Event, Outgoing, Packet, QoS,
-};
+use rumqttc::{Client, ConnectReturnCode, Connection, Event, Outgoing, Packet, QoS};
 
 use crate::pipeline::actions::Status;
 
@@ -335,7 +333,7 @@ fn drive(
             }
             Ok(_) => {}
             Err(error) => {
-                let refused = refusal(&error);
+                let refused = lookout_fleet::broker::refusal(&error);
                 let mut state = shared.lock();
                 let was_connected = std::mem::replace(&mut state.connected, false);
                 if was_connected {
@@ -379,29 +377,6 @@ fn drive(
     state.connected = false;
     drop(state);
     shared.changed.notify_all();
-}
-
-/// The broker's refusal of our credentials or identity, in words, if that is what `error` is.
-fn refusal(error: &ConnectionError) -> Option<String> {
-    let ConnectionError::ConnectionRefused(code) = error else {
-        return None;
-    };
-    Some(match code {
-        ConnectReturnCode::BadUserNamePassword => {
-            "the broker refused the user name or password (check --mqtt-username and \
-             --mqtt-password-file / LOOKOUT_MQTT_PASSWORD)"
-                .into()
-        }
-        ConnectReturnCode::NotAuthorized => {
-            "the broker says this client is not authorized (check the user name, --mqtt-password-file / \
-             LOOKOUT_MQTT_PASSWORD, and the broker's ACL)"
-                .into()
-        }
-        ConnectReturnCode::BadClientId => {
-            "the broker refused the client id (set another with --mqtt-client-id)".into()
-        }
-        other => format!("the broker refused the connection ({other:?})"),
-    })
 }
 
 fn sleep_unless(done: &AtomicBool, duration: Duration) {

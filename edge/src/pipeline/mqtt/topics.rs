@@ -159,7 +159,7 @@ pub(super) fn session_messages(
 
 /// Home Assistant MQTT discovery: one `binary_sensor` per label but the background (and for "unknown"), one
 /// `sensor` for the current label with `--mqtt-frames`, all of one device, all retained; with zones, all of it
-/// per zone, the zone in each object id and name.
+/// per zone, the zone in each object id and name. One `sensor` for the device: the bundle it runs (`BASE/model`).
 fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message> {
     let device = json!({
         "identifiers": [topics.node],
@@ -186,7 +186,23 @@ fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message>
         retain: true,
         kind: Kind::Session,
     };
-    let mut messages = Vec::new();
+    let mut messages = vec![Message {
+        topic: format!("{prefix}/sensor/{}/lookout_bundle/config", topics.node),
+        payload: json!({
+            "name": "bundle",
+            "unique_id": format!("{}_lookout_bundle", topics.node),
+            "state_topic": topics.model,
+            "value_template": "{{ value_json.sha256[:12] }}",
+            "json_attributes_topic": topics.model,
+            "icon": "mdi:brain",
+            "availability_topic": topics.availability,
+            "device": device,
+        })
+        .to_string()
+        .into_bytes(),
+        retain: true,
+        kind: Kind::Session,
+    }];
     for zone in &topics.zones {
         // Without zones, ids and names are exactly the labels' (what earlier versions announced).
         let object = |id: &str| match &zone.name {
@@ -302,6 +318,7 @@ mod tests {
             "homeassistant/binary_sensor/lookout_cam1/bowl_cat/config",
             "homeassistant/binary_sensor/lookout_cam1/door_1_dog/config",
             "homeassistant/sensor/lookout_cam1/bowl_label/config",
+            "homeassistant/sensor/lookout_cam1/lookout_bundle/config",
         ] {
             assert!(topics.contains(&want), "{want} missing from {topics:?}");
         }
@@ -321,6 +338,13 @@ mod tests {
         assert_eq!(config["unique_id"], "lookout_cam1_bowl_cat");
         assert_eq!(config["name"], "bowl cat");
         assert_eq!(config["state_topic"], "lookout/cam1/bowl/label/cat");
+        let (_, bundle) = messages
+            .iter()
+            .find(|(t, _)| t.ends_with("/lookout_bundle/config"))
+            .expect("bundle entity");
+        let bundle: serde_json::Value = serde_json::from_str(bundle).expect("JSON");
+        assert_eq!(bundle["state_topic"], "lookout/cam1/model");
+        assert_eq!(bundle["unique_id"], "lookout_cam1_lookout_bundle");
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! IP cameras: `watch --source http://…` reads an MJPEG stream (Lookout's own preview stream stands in for the
+//! camera) and reconnects when the camera is killed and comes back; a snapshot URL behind a password is polled,
+//! the password taken from the environment and never printed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use lookout_e2e::{command, copy_into, fit_small_lite0, free_port, photos, require_shared};
+use serde_json::Value;
+
+/// A running process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `watch --preview ADDR` over a folder: a camera that serves `/stream.mjpg`.
+fn camera(bundle: &Path, frames: &Path, port: u16) -> Running {
+    let child = command("lookout-edge")
+        .args(["watch", "--loop", "--fps", "10", "--model"])
+        .arg(bundle)
+        .arg("--source")
+        .arg(format!("dir:{}", frames.display()))
+        .args(["--preview", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the camera");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the camera's preview never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Running(child)
+}
+
+/// `watch --json --source URL`: its stdout lines and stderr lines, each on a channel.
+fn reader(
+    bundle: &Path,
+    url: &str,
+    env: &[(&str, &str)],
+) -> (Running, mpsc::Receiver<Value>, mpsc::Receiver<String>) {
+    let mut child = command("lookout-edge")
+        .args(["watch", "--json", "--fps", "10", "--model"])
+        .arg(bundle)
+        .args(["--source", url])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start watch");
+    let (out_send, out) = mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if out_send.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    let (err_send, err) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if err_send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (Running(child), out, err)
+}
+
+/// Waits for `n` frame lines; panics after 60 s.
+fn frames(lines: &mpsc::Receiver<Value>, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("only {} frames in 60 s", got.len()));
+        match line["type"].as_str() {
+            Some("frame") => got.push(line),
+            Some("error") => panic!("a frame failed: {line}"),
+            _ => {}
+        }
+    }
+    got
+}
+
+#[test]
+fn an_mjpeg_stream_is_read_and_read_again_after_the_camera_restarts() {
+    let shared = require_shared!();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let bundle = fit_small_lite0(&shared, tmp.path(), 40);
+    let frames_dir = tmp.path().join("frames");
+    copy_into(&frames_dir, &photos(&shared, "Cat")[300..306]);
+    let port = free_port();
+    let first = camera(&bundle, &frames_dir, port);
+    let url = format!("http://127.0.0.1:{port}/stream.mjpg");
+    let (_watch, lines, status) = reader(&bundle, &url, &[]);
+    let seen = frames(&lines, 5);
+    assert!(seen
+        .iter()
+        .all(|f| ["Cat", "Dog"].contains(&f["label"].as_str().unwrap_or(""))));
+
+    // The camera dies and comes back on the same address: one line says so, frames flow again.
+    drop(first);
+    std::thread::sleep(Duration::from_secs(2));
+    let _second = camera(&bundle, &frames_dir, port);
+    frames(&lines, 5);
+    let said: Vec<String> = status.try_iter().collect();
+    let lost = said.iter().filter(|l| l.contains("reconnecting")).count();
+    assert_eq!(lost, 1, "one line per outage: {said:?}");
+    assert!(said.iter().any(|l| l.contains("back after")), "{said:?}");
+}
+
+#[test]
+fn a_snapshot_url_behind_a_password_is_polled_and_the_password_never_shown() {
+    let shared = require_shared!();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let bundle = fit_small_lite0(&shared, tmp.path(), 40);
+    let jpeg = std::fs::read(&photos(&shared, "Dog")[300]).expect("photo");
+    // A snapshot camera: one JPEG per GET, only with the right credentials.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    let expected = format!(
+        "authorization: basic {}",
+        base64::engine::general_purpose::STANDARD.encode("viewer:s3cret-pass")
+    )
+    .to_ascii_lowercase();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let response = if head.lines().any(|l| l.trim() == expected) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    jpeg.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&jpeg);
+                r
+            } else {
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec()
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    let url = format!("http://viewer@127.0.0.1:{port}/snapshot.jpg");
+
+    // The wrong password: refused by the camera, said once, retried.
+    let (wrong, _, status) = reader(&bundle, &url, &[("LOOKOUT_SOURCE_PASSWORD", "wrong")]);
+    std::thread::sleep(Duration::from_secs(3));
+    drop(wrong);
+    let said: Vec<String> = status.try_iter().collect();
+    assert_eq!(
+        said.iter()
+            .filter(|l| l.contains("refused the credentials"))
+            .count(),
+        1,
+        "{said:?}"
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+
+    let (_watch, lines, status) =
+        reader(&bundle, &url, &[("LOOKOUT_SOURCE_PASSWORD", "s3cret-pass")]);
+    let seen = frames(&lines, 6);
+    assert!(
+        seen.iter().all(|f| f["label"] == seen[0]["label"]),
+        "one photo, one label"
+    );
+    assert!(served.load(Ordering::SeqCst) >= 6);
+    let said: Vec<String> = status.try_iter().collect();
+    assert!(said.iter().all(|l| !l.contains("s3cret")), "{said:?}");
+    // The address is shown without the user either way, and with a password in it, refused at start.
+    let out = command("lookout-edge")
+        .args(["watch", "--model"])
+        .arg(&bundle)
+        .args([
+            "--source",
+            &format!("http://viewer:s3cret-pass@127.0.0.1:{port}/snapshot.jpg"),
+        ])
+        .output()
+        .expect("run watch");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a password in the address"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
