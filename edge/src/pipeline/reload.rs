@@ -271,14 +271,14 @@ fn watch_bundle(
             None
         };
         let Some(trigger) = trigger else { continue };
-        let reloaded = reload(
-            &options,
-            request.as_ref(),
-            &running,
-            &regions,
-            &recent,
+        let attempt = Attempt {
+            options: &options,
+            running: &running,
+            regions: &regions,
+            recent: &recent,
             trigger,
-        );
+        };
+        let reloaded = attempt.reload(request.as_ref());
         // What is on disk now is what was looked at (an accepted MQTT bundle was just renamed there).
         loaded = identity(&options.path);
         seen = loaded;
@@ -301,131 +301,137 @@ fn watch_bundle(
     }
 }
 
-/// Loads, checks and self-tests the bundle at `options.path` (or the received one of `request`) against the
-/// `running` one; a received bundle that is accepted then replaces the bundle file, one refused is removed.
-fn reload(
-    options: &ReloadOptions,
-    request: Option<&ReloadRequest>,
-    running: &ModelInfo,
-    regions: &Regions,
-    recent: &Mutex<RecentFrames>,
+/// One try at a new bundle: what it is checked against, and why it was asked for.
+struct Attempt<'a> {
+    options: &'a ReloadOptions,
+    running: &'a ModelInfo,
+    regions: &'a Regions,
+    recent: &'a Mutex<RecentFrames>,
     trigger: Trigger,
-) -> Reloaded {
-    let path = request.map_or(options.path.as_path(), |r| r.path.as_path());
-    let reloaded = load_and_test(options, path, request, running, regions, recent, trigger);
-    let Some(request) = request else {
-        return reloaded;
-    };
-    match reloaded {
-        Reloaded::Ready {
-            model,
-            mut info,
-            event,
-        } => match std::fs::rename(&request.path, &options.path) {
-            Ok(()) => {
-                info.path.clone_from(&options.path);
-                Reloaded::Ready { model, info, event }
-            }
-            Err(e) => Reloaded::Refused(ModelEvent::Refused {
-                trigger,
-                refused_sha256: Some(info.sha256),
-                reason: format!("cannot put it in place of {}: {e}", options.path.display()),
-            }),
-        },
-        refused => {
-            let _ = std::fs::remove_file(&request.path);
-            refused
-        }
-    }
 }
 
-fn load_and_test(
-    options: &ReloadOptions,
-    path: &Path,
-    request: Option<&ReloadRequest>,
-    running: &ModelInfo,
-    regions: &Regions,
-    recent: &Mutex<RecentFrames>,
-    trigger: Trigger,
-) -> Reloaded {
-    let started = Instant::now();
-    let refused_sha256 = bundle_sha256(path).ok();
-    let refuse = |reason: String| {
-        Reloaded::Refused(ModelEvent::Refused {
-            trigger,
-            refused_sha256: refused_sha256.clone(),
-            reason,
-        })
-    };
-    if let Some(request) = request {
-        // Never load bytes other than the ones announced (a half-received or tampered transfer).
-        let received = std::fs::read(path).map(|bytes| lookout_fleet::protocol::sha256_hex(&bytes));
-        match received {
-            Ok(sha) if sha == request.file_sha256 => {}
-            Ok(sha) => {
-                return refuse(
-                    lookout_fleet::FleetError::Checksum {
-                        announced: request.file_sha256.clone(),
-                        received: sha,
-                    }
-                    .to_string(),
-                )
+impl Attempt<'_> {
+    /// Loads, checks and self-tests the bundle at `options.path` (or the received one of `request`) against
+    /// the running one; a received bundle that is accepted then replaces the bundle file, one refused is
+    /// removed.
+    fn reload(&self, request: Option<&ReloadRequest>) -> Reloaded {
+        let options = self.options;
+        let path = request.map_or(options.path.as_path(), |r| r.path.as_path());
+        let reloaded = self.load_and_test(path, request);
+        let Some(request) = request else {
+            return reloaded;
+        };
+        match reloaded {
+            Reloaded::Ready {
+                model,
+                mut info,
+                event,
+            } => match std::fs::rename(&request.path, &options.path) {
+                Ok(()) => {
+                    info.path.clone_from(&options.path);
+                    Reloaded::Ready { model, info, event }
+                }
+                Err(e) => Reloaded::Refused(ModelEvent::Refused {
+                    trigger: self.trigger,
+                    refused_sha256: Some(info.sha256),
+                    reason: format!("cannot put it in place of {}: {e}", options.path.display()),
+                }),
+            },
+            refused => {
+                let _ = std::fs::remove_file(&request.path);
+                refused
             }
+        }
+    }
+
+    fn load_and_test(&self, path: &Path, request: Option<&ReloadRequest>) -> Reloaded {
+        let (options, running, regions, recent, trigger) = (
+            self.options,
+            self.running,
+            self.regions,
+            self.recent,
+            self.trigger,
+        );
+        let started = Instant::now();
+        let refused_sha256 = bundle_sha256(path).ok();
+        let refuse = |reason: String| {
+            Reloaded::Refused(ModelEvent::Refused {
+                trigger,
+                refused_sha256: refused_sha256.clone(),
+                reason,
+            })
+        };
+        if let Some(request) = request {
+            // Never load bytes other than the ones announced (a half-received or tampered transfer).
+            let received =
+                std::fs::read(path).map(|bytes| lookout_fleet::protocol::sha256_hex(&bytes));
+            match received {
+                Ok(sha) if sha == request.file_sha256 => {}
+                Ok(sha) => {
+                    return refuse(
+                        lookout_fleet::FleetError::Checksum {
+                            announced: request.file_sha256.clone(),
+                            received: sha,
+                        }
+                        .to_string(),
+                    )
+                }
+                Err(e) => return refuse(format!("{}: {e}", path.display())),
+            }
+        }
+        let mut model = match Model::load(path, &options.runtime) {
+            Ok(model) => model,
             Err(e) => return refuse(format!("{}: {e}", path.display())),
+        };
+        let info = match ModelInfo::of(path, &model) {
+            Ok(info) => info,
+            Err(e) => return refuse(format!("{}: {e}", path.display())),
+        };
+        // Rules, GPIO lines, MQTT topics and Home Assistant entities were set up per label: a bundle with other
+        // labels needs a restart, which sets them up again.
+        if info.labels != running.labels {
+            return refuse(format!(
+                "its labels ({}) are not the running bundle's ({}): restart watch to change labels",
+                info.labels.join(", "),
+                running.labels.join(", ")
+            ));
         }
-    }
-    let mut model = match Model::load(path, &options.runtime) {
-        Ok(model) => model,
-        Err(e) => return refuse(format!("{}: {e}", path.display())),
-    };
-    let info = match ModelInfo::of(path, &model) {
-        Ok(info) => info,
-        Err(e) => return refuse(format!("{}: {e}", path.display())),
-    };
-    // Rules, GPIO lines, MQTT topics and Home Assistant entities were set up per label: a bundle with other
-    // labels needs a restart, which sets them up again.
-    if info.labels != running.labels {
-        return refuse(format!(
-            "its labels ({}) are not the running bundle's ({}): restart watch to change labels",
-            info.labels.join(", "),
-            running.labels.join(", ")
-        ));
-    }
-    let frames: Vec<(image::RgbImage, Vec<Answer>)> = match recent.lock() {
-        Ok(recent) => recent.frames.iter().cloned().collect(),
-        Err(_) => Vec::new(),
-    };
-    let zones = match regions {
-        Regions::Frame(region) => vec![*region],
-        Regions::Zones(zones) => zones.iter().map(|z| z.region).collect(),
-    };
-    let mut self_test = SelfTest::default();
-    for (i, (image, answers)) in frames.iter().enumerate() {
-        for (region, before) in zones.iter().zip(answers) {
-            let crop = (!region.is_full()).then(|| region.crop(image));
-            match model.classify(crop.as_ref().unwrap_or(image)) {
-                Ok(prediction) => {
-                    self_test.frames += 1;
-                    self_test.changed += usize::from(Answer::of(&prediction) != *before);
-                }
-                Err(e) => {
-                    return refuse(format!(
-                        "self-test on recent frame {} of {}: {e}",
-                        i + 1,
-                        frames.len()
-                    ))
+        let frames: Vec<(image::RgbImage, Vec<Answer>)> = match recent.lock() {
+            Ok(recent) => recent.frames.iter().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let zones = match regions {
+            Regions::Frame(region) => vec![*region],
+            Regions::Zones(zones) => zones.iter().map(|z| z.region).collect(),
+        };
+        let mut self_test = SelfTest::default();
+        for (i, (image, answers)) in frames.iter().enumerate() {
+            for (region, before) in zones.iter().zip(answers) {
+                let crop = (!region.is_full()).then(|| region.crop(image));
+                match model.classify(crop.as_ref().unwrap_or(image)) {
+                    Ok(prediction) => {
+                        self_test.frames += 1;
+                        self_test.changed += usize::from(Answer::of(&prediction) != *before);
+                    }
+                    Err(e) => {
+                        return refuse(format!(
+                            "self-test on recent frame {} of {}: {e}",
+                            i + 1,
+                            frames.len()
+                        ))
+                    }
                 }
             }
         }
-    }
-    Reloaded::Ready {
-        model: Box::new(model),
-        event: ModelEvent::Switch {
-            trigger,
-            previous_sha256: running.sha256.clone(),
-            self_test,
-            load_ms: crate::stats::round3(crate::stats::ms(started.elapsed())),
-        },
-        info,
+        Reloaded::Ready {
+            model: Box::new(model),
+            event: ModelEvent::Switch {
+                trigger,
+                previous_sha256: running.sha256.clone(),
+                self_test,
+                load_ms: crate::stats::round3(crate::stats::ms(started.elapsed())),
+            },
+            info,
+        }
     }
 }

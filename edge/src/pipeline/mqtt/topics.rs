@@ -186,15 +186,15 @@ fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message>
         retain: true,
         kind: Kind::Session,
     };
-    let mut messages = vec![Message {
-        topic: format!("{prefix}/sensor/{}/lookout_bundle/config", topics.node),
+    // A sensor whose state is a field of the JSON on `state_topic`, the whole JSON its attributes.
+    let sensor = |object: &str, name: &str, state_topic: &str, field: &str| Message {
+        topic: format!("{prefix}/sensor/{}/{object}/config", topics.node),
         payload: json!({
-            "name": "bundle",
-            "unique_id": format!("{}_lookout_bundle", topics.node),
-            "state_topic": topics.model,
-            "value_template": "{{ value_json.sha256[:12] }}",
-            "json_attributes_topic": topics.model,
-            "icon": "mdi:brain",
+            "name": name,
+            "unique_id": format!("{}_{object}", topics.node),
+            "state_topic": state_topic,
+            "value_template": format!("{{{{ value_json.{field} }}}}"),
+            "json_attributes_topic": state_topic,
             "availability_topic": topics.availability,
             "device": device,
         })
@@ -202,7 +202,13 @@ fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message>
         .into_bytes(),
         retain: true,
         kind: Kind::Session,
-    }];
+    };
+    let mut messages = vec![sensor(
+        "lookout_bundle",
+        "bundle",
+        &topics.model,
+        "sha256[:12]",
+    )];
     for zone in &topics.zones {
         // Without zones, ids and names are exactly the labels' (what earlier versions announced).
         let object = |id: &str| match &zone.name {
@@ -228,23 +234,12 @@ fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message>
             messages.push(binary(&object("unknown"), &name("unknown"), &zone.unknown));
         }
         if config.frames {
-            let object = object("label");
-            messages.push(Message {
-                topic: format!("{prefix}/sensor/{}/{object}/config", topics.node),
-                payload: json!({
-                    "name": name("label"),
-                    "unique_id": format!("{}_{object}", topics.node),
-                    "state_topic": zone.state,
-                    "value_template": "{{ value_json.label }}",
-                    "json_attributes_topic": zone.state,
-                    "availability_topic": topics.availability,
-                    "device": device,
-                })
-                .to_string()
-                .into_bytes(),
-                retain: true,
-                kind: Kind::Session,
-            });
+            messages.push(sensor(
+                &object("label"),
+                &name("label"),
+                &zone.state,
+                "label",
+            ));
         }
     }
     messages
