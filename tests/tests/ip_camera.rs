@@ -113,7 +113,7 @@ fn an_mjpeg_stream_is_read_and_read_again_after_the_camera_restarts() {
     let port = free_port();
     let first = camera(&bundle, &frames_dir, port);
     let url = format!("http://127.0.0.1:{port}/stream.mjpg");
-    let (_watch, lines, status) = reader(&bundle, &url, &[]);
+    let (watch, lines, status) = reader(&bundle, &url, &[]);
     let seen = frames(&lines, 5);
     assert!(seen
         .iter()
@@ -128,6 +128,16 @@ fn an_mjpeg_stream_is_read_and_read_again_after_the_camera_restarts() {
     let lost = said.iter().filter(|l| l.contains("reconnecting")).count();
     assert_eq!(lost, 1, "one line per outage: {said:?}");
     assert!(said.iter().any(|l| l.contains("back after")), "{said:?}");
+    // The summary counts the time without the camera (down for 2 s, plus the restart).
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &watch.0.id().to_string()])
+        .status();
+    let summary = (0..)
+        .map_while(|_| lines.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|l| l["type"] == "summary")
+        .expect("a summary after SIGTERM");
+    let away = summary["camera_away_s"].as_f64().expect("camera_away_s");
+    assert!((1.5..30.0).contains(&away), "{summary}");
 }
 
 #[test]

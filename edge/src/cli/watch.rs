@@ -364,6 +364,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fps: (args.fps > 0.0).then_some(args.fps),
         stop: pipeline.stop_flag(),
         status: Arc::clone(&status),
+        away: pipeline.camera_away(),
     };
     let source: Box<dyn FrameSource> = if args.looping {
         Box::new(Looping::open(spec.clone(), source_opts)?)

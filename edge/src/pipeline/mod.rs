@@ -119,6 +119,7 @@ impl StopHandle {
 pub struct Pipeline {
     options: WatchOptions,
     stop: Arc<AtomicBool>,
+    away: Arc<std::sync::atomic::AtomicU64>,
     slot: Arc<LatestSlot<Frame>>,
     reload: Option<(ReloadOptions, ModelInfo)>,
 }
@@ -129,6 +130,7 @@ impl Pipeline {
         Self {
             options,
             stop: Arc::new(AtomicBool::new(false)),
+            away: Arc::default(),
             slot: Arc::new(LatestSlot::new()),
             reload: None,
         }
@@ -144,6 +146,12 @@ impl Pipeline {
     /// The flag sources watch to stop retrying a missing camera ([`crate::source::SourceOptions::stop`]).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
+    }
+
+    /// Where a live source adds up the time it spent without its camera
+    /// ([`crate::source::SourceOptions::away`]), for the summary.
+    pub fn camera_away(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.away)
     }
 
     /// A handle that stops the run from another thread.
@@ -316,6 +324,7 @@ impl Pipeline {
             })?
         };
         summary.captured = captured.load(Ordering::SeqCst);
+        summary.camera_away = std::time::Duration::from_millis(self.away.load(Ordering::SeqCst));
         summary.dropped = self.slot.dropped();
         summary.elapsed = started.elapsed();
         for sink in sinks.iter_mut() {

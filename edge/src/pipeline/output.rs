@@ -156,6 +156,7 @@ impl Sink for OutputSink {
                 "events": s.events, "unknown": s.unknown, "background": s.background, "model_runs": s.model_runs, "latency_ms": {"mean": round3(s.latency.mean_ms()),
                 "p50": round3(s.latency.quantile_ms(0.5)), "p99": round3(s.latency.quantile_ms(0.99)), "max": round3(s.latency.max_ms())},
                 "max_behind": s.max_behind, "max_newer_at_start": s.max_newer_at_start, "fps": round3(fps), "seconds": round3(secs),
+                "camera_away_s": round3(s.camera_away.as_secs_f64()),
                 "serial_sent": serial_sent});
             if !s.zones.is_empty() {
                 line["zones"] = s
@@ -179,6 +180,12 @@ impl Sink for OutputSink {
                 s.latency.mean_ms(),
                 s.latency.quantile_ms(0.99),
             );
+            if !s.camera_away.is_zero() {
+                eprintln!(
+                    "  the camera was away for {:.1} s of it",
+                    s.camera_away.as_secs_f64()
+                );
+            }
             let regions = s.classified * s.zones.len().max(1) as u64;
             if s.model_runs < regions {
                 eprintln!(

@@ -153,6 +153,8 @@ pub struct WatchSummary {
     pub latency: crate::stats::LatencyHistogram,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Time a live source spent without its camera (outages, a camera missing at start).
+    pub camera_away: Duration,
 }
 
 impl WatchSummary {

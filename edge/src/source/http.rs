@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use super::mjpeg::MjpegSplitter;
-use super::{FrameSource, RawFrame, SourceOptions};
+use super::{FrameSource, Outage, RawFrame, SourceOptions};
 use crate::error::EdgeError;
 
 /// The largest snapshot accepted (a 4K JPEG is a few MB).
@@ -36,7 +36,7 @@ pub struct HttpSource {
     body: Option<Body>,
     opts: SourceOptions,
     backoff: Duration,
-    down_since: Option<Instant>,
+    outage: Outage,
     next_snapshot: Instant,
 }
 
@@ -98,7 +98,7 @@ impl HttpSource {
             body: None,
             opts,
             backoff: Duration::from_millis(500),
-            down_since: None,
+            outage: Outage::default(),
             next_snapshot: Instant::now(),
         })
     }
@@ -183,8 +183,7 @@ impl HttpSource {
 
     fn lost(&mut self, reason: &str) {
         self.body = None;
-        if self.down_since.is_none() {
-            self.down_since = Some(Instant::now());
+        if self.outage.lost() {
             (self.opts.status)(&format!(
                 "camera {}: {reason}; reconnecting with backoff up to 30 s",
                 self.shown
@@ -199,11 +198,11 @@ impl HttpSource {
     }
 
     fn back(&mut self) {
-        if let Some(since) = self.down_since.take() {
+        if let Some(gone) = self.outage.back(&self.opts.away) {
             (self.opts.status)(&format!(
                 "camera {}: back after {:.1} s",
                 self.shown,
-                since.elapsed().as_secs_f64()
+                gone.as_secs_f64()
             ));
         }
         self.backoff = Duration::from_millis(500);

@@ -8,8 +8,9 @@ pub mod v4l2;
 pub mod yuyv;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
@@ -159,6 +160,34 @@ pub struct SourceOptions {
     pub status: Arc<dyn Fn(&str) + Send + Sync>,
     /// The password of an IP camera (`--source-password-file`, `LOOKOUT_SOURCE_PASSWORD`); never printed.
     pub password: Option<String>,
+    /// Milliseconds a live source spent without its camera, added up for the summary
+    /// ([`crate::pipeline::Pipeline::camera_away`]).
+    pub away: Arc<AtomicU64>,
+}
+
+/// A live source's time without its camera: told once when it goes, added up when it is back.
+#[derive(Debug, Default)]
+pub struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// The camera is gone; true the first time (say so once per outage).
+    pub fn lost(&mut self) -> bool {
+        let first = self.since.is_none();
+        self.since.get_or_insert_with(Instant::now);
+        first
+    }
+
+    /// The camera is back: how long it was away (added to `away`), if it was.
+    pub fn back(&mut self, away: &AtomicU64) -> Option<Duration> {
+        let gone = self.since.take()?.elapsed();
+        away.fetch_add(
+            u64::try_from(gone.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+        Some(gone)
+    }
 }
 
 impl std::fmt::Debug for SourceOptions {

@@ -14,7 +14,7 @@ use v4l::prelude::*;
 use v4l::video::Capture;
 use v4l::{Format, FourCC};
 
-use super::{FrameSource, RawFrame, SourceOptions};
+use super::{FrameSource, Outage, RawFrame, SourceOptions};
 use crate::error::EdgeError;
 
 /// Buffers queued in the driver: few, so frames are fresh.
@@ -38,6 +38,7 @@ pub struct V4l2Source {
     opts: SourceOptions,
     open: Option<Open>,
     last_problem: Option<String>,
+    outage: Outage,
     retry: Duration,
 }
 
@@ -57,6 +58,7 @@ impl V4l2Source {
             opts,
             open: None,
             last_problem: None,
+            outage: Outage::default(),
             retry: FIRST_RETRY,
         }
     }
@@ -105,6 +107,7 @@ impl V4l2Source {
     }
 
     fn report(&mut self, problem: String) {
+        self.outage.lost();
         if self.last_problem.as_deref() != Some(problem.as_str()) {
             (self.opts.status)(&format!(
                 "camera {}: {problem}; retrying with backoff",
@@ -142,6 +145,7 @@ impl FrameSource for V4l2Source {
                         if self.last_problem.take().is_some() {
                             (self.opts.status)(&format!("camera {} connected", self.name()));
                         }
+                        self.outage.back(&self.opts.away);
                         self.retry = FIRST_RETRY;
                         self.open = Some(open);
                     }
