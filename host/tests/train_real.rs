@@ -133,6 +133,34 @@ fn cats_vs_dogs_subset_pooled_features_train_evaluate_predict() {
     assert_eq!(labels, ["Cat", "Dog"], "{value}");
     assert!(grid.is_file());
 
+    // A folder, as `lookout-edge classify` takes one: walked in sorted order, a bad file listed with its reason,
+    // the exit status saying that one failed.
+    let folder = tmp.path().join("to-label");
+    link_dataset(
+        &folder,
+        &[("a", vec![cat.clone()]), ("b", vec![dog.clone()])],
+    );
+    std::fs::write(folder.join("b").join("empty.jpg"), b"").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["predict", "--run", run.to_str().unwrap(), "--json"])
+        .arg(&folder)
+        .output()
+        .expect("the lookout binary runs");
+    assert!(
+        !output.status.success(),
+        "a bad file in the folder fails the run"
+    );
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = value["predictions"].as_array().unwrap();
+    let labels: Vec<&str> = rows.iter().filter_map(|p| p["label"].as_str()).collect();
+    assert_eq!(labels, ["Cat", "Dog"], "{value}");
+    let bad: Vec<&serde_json::Value> = rows.iter().filter(|p| !p["error"].is_null()).collect();
+    assert_eq!(bad.len(), 1, "{value}");
+    assert!(
+        bad[0]["path"].as_str().unwrap().ends_with("empty.jpg"),
+        "{value}"
+    );
+
     // Same seed, same features → the same weights, byte for byte.
     let again = tmp.path().join("run-again");
     lookout(&[

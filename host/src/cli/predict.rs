@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lookout_host::features::extractor::{ExtractOptions, FeatureExtractor};
 use lookout_host::head::run::Run;
 use lookout_host::head::unknown::normalized_rows;
+use lookout_host::report::ood::list_images;
 use lookout_host::report::plots::{prediction_grid, GridItem};
 use lookout_models::backbone::Backbone;
 use lookout_shared::Region;
@@ -33,8 +34,9 @@ pub struct Args {
     /// An exported bundle instead of a run: images go through the edge runtime exactly as on the Pi.
     #[arg(long, value_name = "MODEL.lookout")]
     pub model: Option<PathBuf>,
-    /// Photos to label.
-    #[arg(value_name = "IMAGE", required = true)]
+    /// Photos to label, or folders of them (walked as `lookout-edge classify` walks them; bad files in a
+    /// folder are listed with the reason).
+    #[arg(value_name = "IMAGE|DIR", required = true)]
     pub images: Vec<PathBuf>,
     /// Draw a 3×3 grid of the (first nine) photos with their predictions to this PNG.
     #[arg(long, value_name = "PNG")]
@@ -64,13 +66,45 @@ struct Prediction {
     background: bool,
 }
 
+/// The images of the command line, folders walked in sorted order with the one image-file rule; what a folder
+/// holds that is not a readable image comes back as a failed prediction (path and reason).
+fn expand_folders(paths: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<Prediction>)> {
+    let mut images = Vec::new();
+    let mut bad = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            images.push(path.clone());
+            continue;
+        }
+        let (found, skipped) = list_images(path)?;
+        if found.is_empty() && skipped.is_empty() {
+            anyhow::bail!("{}: the folder holds no images", path.display());
+        }
+        images.extend(found);
+        bad.extend(skipped.into_iter().map(|s| Prediction {
+            path: s.path,
+            label: None,
+            score: None,
+            scores: None,
+            error: Some(s.reason),
+            ood_score: None,
+            unknown: false,
+            background: false,
+        }));
+    }
+    Ok((images, bad))
+}
+
 /// Runs `lookout predict`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (classes, predictions) = match (&args.model, &args.run) {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    let (images, bad) = expand_folders(&args.images)?;
+    args.images = images;
+    let (classes, mut predictions) = match (&args.model, &args.run) {
         (Some(model), _) => predict_with_bundle(model, &args)?,
         (None, Some(run_dir)) => predict_with_run(run_dir, &args)?,
         (None, None) => anyhow::bail!("give --run RUN_DIR or --model MODEL.lookout"),
     };
+    predictions.extend(bad);
     let failed = predictions.iter().filter(|p| p.error.is_some()).count();
 
     if args.json {
