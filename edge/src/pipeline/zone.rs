@@ -1,6 +1,6 @@
 //! What of each frame the model judges: the whole frame, one region of it (`--roi`), or named zones
 //! (`--zone NAME=x,y,w,h`), each cropped from the decoded frame before preprocessing, so the model sees a zone
-//! as it would see a photo. Each zone has its own smoothing, events and unknown-scene state ([`ZoneState`]):
+//! as it would see a photo. Each zone has its own smoothing, events and unknown-scene state (`ZoneState`):
 //! a cat at the bowl and a cat at the door are two events, not one label fighting over one frame.
 
 use std::str::FromStr;

@@ -89,7 +89,7 @@ pub fn subsample(test: SplitFeatures, limit: Option<usize>) -> SplitFeatures {
     }
 }
 
-/// Runs the combined f32 graph and the host's float pipeline (the same backbone → [`Head::forward`] →
+/// Runs the combined f32 graph and the host's float pipeline (the same backbone → [`Head::forward`](crate::head::net::Head::forward) →
 /// activation, and the rejection's score) on a few test images; fails if they disagree beyond
 /// [`COMPOSE_TOLERANCE`].
 pub fn check_composition(

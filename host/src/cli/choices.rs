@@ -33,7 +33,7 @@ impl From<HeadChoice> for HeadKind {
 pub enum PoolChoice {
     /// Keep the full feature map.
     None,
-    /// Global average pooling: [C, H, W] → [C] (a much smaller, faster head).
+    /// Global average pooling: `[C, H, W]` → `[C]` (a much smaller, faster head).
     Avg,
 }
 

@@ -99,7 +99,7 @@ pub struct Args {
     /// Take the features from this node instead of the model output (see `lookout inspect`).
     #[arg(long, value_name = "NODE")]
     pub cut: Option<String>,
-    /// Global pooling of the features: `avg` stores [C] per image instead of [C, H, W].
+    /// Global pooling of the features: `avg` stores `[C]` per image instead of `[C, H, W]`.
     #[arg(long, value_enum, default_value_t = PoolChoice::None)]
     pub pool: PoolChoice,
     /// Fraction of every class held out for testing.

@@ -12,7 +12,7 @@ use serde_json::Value;
 /// The broker and its credentials, as `lookout-edge watch` takes them.
 #[derive(Debug, clap::Args)]
 pub struct BrokerArgs {
-    /// The fleet: mqtt://[user@]host[:port]/FLEET (mqtts:// for TLS). A camera watching with
+    /// The fleet: `mqtt://[user@]host[:port]/FLEET` (mqtts:// for TLS). A camera watching with
     /// `--mqtt mqtt://host/FLEET/NAME` is camera NAME of it.
     #[arg(long, value_name = "URL")]
     mqtt: MqttTarget,

@@ -43,7 +43,7 @@ pub struct Args {
     /// Dropout probability after each hidden layer during training.
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f32,
-    /// Pool [C, H, W] features to [C] before the head (`avg`: global average pooling).
+    /// Pool `[C, H, W]` features to `[C]` before the head (`avg`: global average pooling).
     #[arg(long, value_enum, default_value_t = PoolChoice::None)]
     pub pool: PoolChoice,
     /// Maximum number of epochs.

@@ -56,7 +56,7 @@ pub fn pooled_len(shape: &[usize], pool: Pooling) -> Option<usize> {
     }
 }
 
-/// Mean over the spatial positions of one [C, H, W] map (or the vector itself when `shape` is [C]).
+/// Mean over the spatial positions of one `[C, H, W]` map (or the vector itself when `shape` is `[C]`).
 pub fn global_average_pool(sample: &[f32], shape: &[usize]) -> Vec<f32> {
     match shape {
         [_c, h, w] if h * w > 0 => {

@@ -1,5 +1,5 @@
-//! One shard file of a features cache: tensors `features` f32 [n, ...feature_shape], `labels` u32 [n],
-//! `index` u32 [n] (position of each row's image in the split's file list), and the files of its range that
+//! One shard file of a features cache: tensors `features` f32 `[n, ...feature_shape]`, `labels` u32 `[n]`,
+//! `index` u32 `[n]` (position of each row's image in the split's file list), and the files of its range that
 //! gave no features in the metadata.
 
 use std::collections::HashMap;

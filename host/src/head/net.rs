@@ -81,9 +81,9 @@ pub struct Dense {
     pub inputs: usize,
     /// Number of outputs.
     pub outputs: usize,
-    /// [outputs, inputs], row-major.
+    /// `[outputs, inputs]`, row-major.
     pub weight: Vec<f32>,
-    /// [outputs].
+    /// `[outputs]`.
     pub bias: Vec<f32>,
 }
 

@@ -123,7 +123,7 @@ pub struct HeadSpec {
     pub dropout: f32,
     /// Pooling of the cached features before the first layer.
     pub pool: Pooling,
-    /// Shape of one cached feature vector as the head receives it, e.g. [1280, 7, 7] or [960].
+    /// Shape of one cached feature vector as the head receives it, e.g. `[1280, 7, 7]` or `[960]`.
     pub input_shape: Vec<usize>,
     /// Number of inputs of the first layer (after pooling).
     pub input_dim: usize,

@@ -2,7 +2,7 @@
 //!
 //! Topics, under the base topic of the address:
 //! - `BASE/event`: one JSON message per event (`"type"`: `event`, `clear`, `unknown`, `known`), QoS 1, queued
-//!   through a broker outage ([`link`]).
+//!   through a broker outage (`link.rs`).
 //! - `BASE/label/<label>`: `ON` while the label's event is active, `OFF` otherwise; retained, QoS 1.
 //! - `BASE/unknown`: the same for "none of the labels" (with `--on-unknown`).
 //! - `BASE/availability`: `online` (retained, at each connection) / `offline` (at the end, and as the last will
