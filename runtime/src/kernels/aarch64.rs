@@ -68,7 +68,9 @@ pub unsafe fn depthwise_w_f32(
         match (in_stride, tract_w()) {
             (2, _) => stride2(input, output, taps, offsets, bias, len),
             (_, Some(other)) => other(input, output, taps, offsets, bias, len, in_stride),
-            (_, None) => scalar(input, output, taps, offsets, bias, 0, len, in_stride),
+            (_, None) => {
+                super::depthwise_w_points(input, output, taps, offsets, bias, 0, len, in_stride)
+            }
         }
     }
 }
@@ -112,29 +114,6 @@ unsafe fn stride2(
             vst1q_f32(output.add(i), acc);
             i += 4;
         }
-        scalar(input, output, taps, offsets, bias, i, len, 2);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn scalar(
-    input: *const f32,
-    output: *mut f32,
-    taps: &[f32],
-    offsets: &[isize],
-    bias: f32,
-    from: usize,
-    len: usize,
-    in_stride: isize,
-) {
-    // SAFETY: reads and writes exactly the points of the caller's contract.
-    unsafe {
-        for i in from..len {
-            let mut sum = bias;
-            for (tap, offset) in taps.iter().zip(offsets) {
-                sum += tap * *input.offset(offset + i as isize * in_stride);
-            }
-            *output.add(i) = sum;
-        }
+        super::depthwise_w_points(input, output, taps, offsets, bias, i, len, 2);
     }
 }

@@ -247,15 +247,7 @@ pub unsafe fn depthwise_w_f32(
         0
     };
     // SAFETY: the remaining points of the caller's contract, read and written one by one.
-    unsafe {
-        for i in done..len {
-            let mut sum = bias;
-            for (tap, offset) in taps.iter().zip(offsets) {
-                sum += tap * *input.offset(offset + i as isize * in_stride);
-            }
-            *output.add(i) = sum;
-        }
-    }
+    unsafe { super::depthwise_w_points(input, output, taps, offsets, bias, done, len, in_stride) };
 }
 
 /// `DepthwiseCF32`: `len` output positions of `channels` contiguous channels each.

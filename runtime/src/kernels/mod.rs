@@ -33,6 +33,36 @@ mod armv7;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+/// Points `from..len` of a `DepthwiseW` call, one by one (`bias` plus every `taps[t] * input[offsets[t] + i *
+/// in_stride]`): what each ISA's kernel leaves to scalar code (tails, strides or tap counts it does not
+/// vectorise), in tract's own order of additions.
+///
+/// # Safety
+/// tract-linalg's contract for `DepthwiseWF32`, for the points `from..len`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn depthwise_w_points(
+    input: *const f32,
+    output: *mut f32,
+    taps: &[f32],
+    offsets: &[isize],
+    bias: f32,
+    from: usize,
+    len: usize,
+    in_stride: isize,
+) {
+    // SAFETY: reads and writes exactly the points of the caller's contract.
+    unsafe {
+        for i in from..len {
+            let mut sum = bias;
+            for (tap, offset) in taps.iter().zip(offsets) {
+                sum += tap * *input.offset(offset + i as isize * in_stride);
+            }
+            *output.add(i) = sum;
+        }
+    }
+}
+
 /// Every kernel name this crate registers starts with this.
 pub const NAME_PREFIX: &str = "lookout_";
 

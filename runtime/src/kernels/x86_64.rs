@@ -80,7 +80,7 @@ pub unsafe fn depthwise_w_f32(
             1 => w_stride1(input, output, taps, offsets, bias, len),
             2 => w_stride2(input, output, taps, offsets, bias, len),
             _ if gather_fits => w_gather(input, output, taps, offsets, bias, 0, len, in_stride),
-            _ => w_scalar(input, output, taps, offsets, bias, 0, len, in_stride),
+            _ => super::depthwise_w_points(input, output, taps, offsets, bias, 0, len, in_stride),
         }
     }
 }
@@ -238,29 +238,6 @@ unsafe fn w_gather(
             }
             _mm256_maskstore_ps(output.add(i), m, acc);
             i += 8;
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn w_scalar(
-    input: *const f32,
-    output: *mut f32,
-    taps: &[f32],
-    offsets: &[isize],
-    bias: f32,
-    from: usize,
-    len: usize,
-    in_stride: isize,
-) {
-    // SAFETY: reads and writes exactly the points of the caller's contract.
-    unsafe {
-        for i in from..len {
-            let mut sum = bias;
-            for (tap, offset) in taps.iter().zip(offsets) {
-                sum += tap * *input.offset(offset + i as isize * in_stride);
-            }
-            *output.add(i) = sum;
         }
     }
 }
