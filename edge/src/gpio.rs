@@ -27,6 +27,12 @@ impl<P: OutputPin> LabelPin<P> {
         self.label
     }
 
+    /// Makes `label` the one that drives the pin (a new bundle numbered it otherwise); the line follows at the
+    /// next [`LabelPin::update`].
+    pub fn set_label(&mut self, label: usize) {
+        self.label = label;
+    }
+
     /// Whether the pin is currently driven high.
     pub fn is_high(&self) -> bool {
         self.high

@@ -35,13 +35,18 @@ impl Smoother {
             self.history.pop_front();
         }
         self.history.push_back(probabilities.to_vec());
-        let mut mean = vec![0f32; probabilities.len()];
+        self.mean()
+    }
+
+    /// The mean per label over the window so far (empty before the first frame).
+    pub fn mean(&self) -> Vec<f32> {
+        let mut mean = vec![0f32; self.history.back().map_or(0, Vec::len)];
         for frame in &self.history {
             for (m, p) in mean.iter_mut().zip(frame) {
                 *m += p;
             }
         }
-        let n = self.history.len() as f32;
+        let n = self.history.len().max(1) as f32;
         mean.iter_mut().for_each(|m| *m /= n);
         mean
     }
@@ -90,6 +95,19 @@ impl EventTrigger {
         self.active.get(label).copied().unwrap_or(false)
     }
 
+    /// Ends every active label's event at once (its label is gone: the bundle changed), whatever its score
+    /// (`smoothed`, reported with the end). Returns the ends.
+    pub fn end_all(&mut self, smoothed: &[f32]) -> Vec<Trigger> {
+        let mut changes = Vec::new();
+        for (label, active) in self.active.iter_mut().enumerate() {
+            if std::mem::take(active) {
+                let score = smoothed.get(label).copied().unwrap_or(0.0);
+                changes.push(Trigger::Cleared { label, score });
+            }
+        }
+        changes
+    }
+
     /// Feeds one frame's smoothed scores; returns the changes, clears before fires.
     pub fn update(&mut self, smoothed: &[f32]) -> Vec<Trigger> {
         let mut changes = Vec::new();
@@ -121,6 +139,29 @@ mod tests {
         assert_eq!(s.push(&[0.0, 1.0]), vec![0.5, 0.5]);
         assert!(s.is_full());
         assert_eq!(s.push(&[0.0, 1.0]), vec![0.0, 1.0]);
+        assert_eq!(s.mean(), vec![0.0, 1.0]);
+        assert_eq!(Smoother::new(3).mean(), Vec::<f32>::new());
+    }
+
+    #[test]
+    fn end_all_clears_only_the_active_labels_once() {
+        let mut t = EventTrigger::new(3, 0.8, 0.1);
+        t.update(&[0.9, 0.1, 0.85]);
+        assert_eq!(
+            t.end_all(&[0.9, 0.1, 0.85]),
+            vec![
+                Trigger::Cleared {
+                    label: 0,
+                    score: 0.9
+                },
+                Trigger::Cleared {
+                    label: 2,
+                    score: 0.85
+                }
+            ]
+        );
+        assert!(!t.is_active(0) && !t.is_active(2));
+        assert_eq!(t.end_all(&[]), vec![]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `lookout-edge watch` takes a new bundle without a restart: the bundle file replaced (a rename, as scp and
-//! rsync leave it) or SIGHUP; a truncated bundle and one with other labels are refused while the running one
-//! goes on; no frame is lost or fails across a switch.
+//! rsync leave it) or SIGHUP; a truncated bundle is refused while the running one goes on; no frame is lost or
+//! fails across a switch. A bundle with other labels switches in too: the old labels' events end at the switch,
+//! actions follow their label by name, and one without a label an action names is refused.
 
 mod common;
 
@@ -167,7 +168,7 @@ fn a_replaced_bundle_or_sighup_switches_between_two_frames_and_bad_bundles_are_r
     assert_eq!(again["previous_sha256"], new_sha.as_str());
     watching.frames(3);
 
-    // A truncated bundle (a copy cut short) and a bundle with other labels: refused, the running one goes on.
+    // A truncated bundle (a copy cut short): refused, the running one goes on.
     let original = std::fs::read(&bundles.sigmoid).expect("read bundle");
     replace(&running, &original[..original.len() / 2]);
     let refused = watching.wait_for("a refusal", model_line("refused"));
@@ -176,19 +177,6 @@ fn a_replaced_bundle_or_sighup_switches_between_two_frames_and_bad_bundles_are_r
     assert!(refused["reason"]
         .as_str()
         .is_some_and(|r| !r.contains('\n')));
-    watching.frames(3);
-    replace(
-        &running,
-        &std::fs::read(&bundles.softmax).expect("read bundle"),
-    );
-    let refused = watching.wait_for("a refusal", model_line("refused"));
-    assert!(
-        refused["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("restart watch to change labels")),
-        "{refused}"
-    );
-    assert_eq!(refused["sha256"], new_sha.as_str());
     watching.frames(3);
 
     // No frame lost or failed across the switches: with --no-drop every frame number comes once, in order.
@@ -209,4 +197,143 @@ fn a_replaced_bundle_or_sighup_switches_between_two_frames_and_bad_bundles_are_r
     // The switch fell between two frames that were both classified.
     let switched_at = switch["frame"].as_u64().expect("switch frame");
     assert!(numbers.contains(&(switched_at + 1)));
+}
+
+/// The sigmoid bundle's weights under other labels (index 0 answers dog photos, index 1 cat photos).
+fn relabelled(sigmoid: &Path, labels: [&str; 2], path: &Path) -> Vec<u8> {
+    let mut bundle = Bundle::read_file(sigmoid).expect("read bundle");
+    bundle.header.labels = labels.map(String::from).to_vec();
+    bundle.write_file(path).expect("write bundle");
+    std::fs::read(path).expect("read bundle")
+}
+
+#[test]
+fn a_bundle_with_other_labels_ends_the_old_events_and_actions_follow_their_label_by_name() {
+    let shared = lookout_testdata::require_shared!();
+    let bundles = common::bundles(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let camera = tmp.path().join("camera");
+    std::fs::create_dir(&camera).expect("camera folder");
+    // Runs of three: each label's event fires and clears within a loop.
+    for (i, photo) in common::photos(&shared, "Dog", 3)
+        .into_iter()
+        .chain(common::photos(&shared, "Cat", 3))
+        .enumerate()
+    {
+        std::fs::copy(photo, camera.join(format!("{i:02}.jpg"))).expect("copy photo");
+    }
+    let running = tmp.path().join("pets.lookout");
+    std::fs::copy(&bundles.sigmoid, &running).expect("copy bundle");
+    let hound_cat = relabelled(
+        &bundles.sigmoid,
+        ["hound", "cat"],
+        &tmp.path().join("a.lookout"),
+    );
+    let hound_kitten = relabelled(
+        &bundles.sigmoid,
+        ["hound", "kitten"],
+        &tmp.path().join("b.lookout"),
+    );
+    let source = format!("dir:{}", camera.display());
+    let mut watching = Watching::start(&[
+        "--json",
+        "--loop",
+        "--no-drop",
+        "--fps",
+        "10",
+        "--smooth",
+        "2",
+        "--when",
+        "cat",
+        "--exec",
+        "true",
+        "--model",
+        running.to_str().expect("utf-8 path"),
+        "--source",
+        &source,
+    ]);
+    watching.wait_for("the start line", model_line("start"));
+    // A dog event and a cat event, and enough frames for the self-test to hold dog photos.
+    watching.wait_for("a dog event", |l| {
+        l["type"] == "event" && l["label"] == "dog"
+    });
+    watching.wait_for("a cat event", |l| {
+        l["type"] == "event" && l["label"] == "cat"
+    });
+    watching.frames(6);
+
+    // Other labels, but `cat` (which --when acts on) is still there: switched.
+    replace(&running, &hound_cat);
+    let switch = watching.wait_for("a switch", model_line("switch"));
+    assert_eq!(switch["labels"], serde_json::json!(["hound", "cat"]));
+    assert_eq!(
+        switch["labels_changed"]["added"],
+        serde_json::json!(["hound"])
+    );
+    assert_eq!(
+        switch["labels_changed"]["removed"],
+        serde_json::json!(["dog"])
+    );
+    // The dog photos it saw are now `hound`: by name, those answers changed.
+    let changed = switch["self_test"]["changed"].as_u64().expect("changed");
+    assert!(changed >= 1, "{switch}");
+    let switch_at = watching.seen.len() - 1;
+    watching.wait_for("a hound event", |l| {
+        l["type"] == "event" && l["label"] == "hound"
+    });
+    watching.wait_for("a cat event", |l| {
+        l["type"] == "event" && l["label"] == "cat"
+    });
+
+    // `cat` is gone from this one: refused, the running bundle goes on.
+    replace(&running, &hound_kitten);
+    let refused = watching.wait_for("a refusal", model_line("refused"));
+    let reason = refused["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("no label \"cat\", which --when acts on"),
+        "{reason}"
+    );
+    assert_eq!(refused["labels"], serde_json::json!(["hound", "cat"]));
+    watching.wait_for("a cat event", |l| {
+        l["type"] == "event" && l["label"] == "cat"
+    });
+
+    watching.signal("TERM");
+    watching.wait_for("the summary", |l| l["type"] == "summary");
+    // Every event ends before its label goes: at the switch no `dog` event is open, and none comes after.
+    let (before, after) = watching.seen.split_at(switch_at);
+    let count = |lines: &[Value], kind: &str, label: &str| {
+        lines
+            .iter()
+            .filter(|l| l["type"] == kind && l["label"] == label)
+            .count()
+    };
+    assert_eq!(count(before, "event", "dog"), count(before, "clear", "dog"));
+    assert_eq!(
+        count(after, "event", "dog") + count(after, "clear", "dog"),
+        0
+    );
+    // Events and clears alternate per label, across the switch too.
+    for label in ["dog", "hound", "cat"] {
+        let mut open = false;
+        for line in watching.seen.iter().filter(|l| l["label"] == label) {
+            match line["type"].as_str() {
+                Some("event") => {
+                    assert!(!std::mem::replace(&mut open, true), "{label}: two events")
+                }
+                Some("clear") => assert!(
+                    std::mem::take(&mut open),
+                    "{label}: a clear without an event"
+                ),
+                _ => {}
+            }
+        }
+    }
+    let numbers: Vec<u64> = watching
+        .seen
+        .iter()
+        .filter(|l| l["type"] == "frame")
+        .map(|l| l["frame"].as_u64().expect("frame number"))
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
 }

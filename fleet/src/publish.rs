@@ -298,10 +298,23 @@ fn row(camera: &str, before: Option<&Value>, after: Option<&Value>, sha256: &str
         None => Outcome::NoAnswer,
     };
     let detail = match (outcome, after) {
-        (Outcome::Switched, Some(r)) => format!(
-            "self-test: {} frames, {} changed; {} ms",
-            r["self_test"]["frames"], r["self_test"]["changed"], r["load_ms"]
-        ),
+        (Outcome::Switched, Some(r)) => {
+            let names = |field: &str| {
+                let names: Vec<&str> = r["labels_changed"][field]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                names.join(", ")
+            };
+            let labels = match (names("added"), names("removed")) {
+                (added, removed) if added.is_empty() && removed.is_empty() => String::new(),
+                (added, removed) => format!("; labels added: {added}; removed: {removed}"),
+            };
+            format!(
+                "self-test: {} frames, {} changed; {} ms{labels}",
+                r["self_test"]["frames"], r["self_test"]["changed"], r["load_ms"]
+            )
+        }
         (Outcome::Refused, Some(r)) => r["reason"].as_str().unwrap_or_default().to_string(),
         (Outcome::NoAnswer, _) => "no answer: the bundle stays retained for when it is back".into(),
         _ => String::new(),

@@ -99,3 +99,42 @@ impl Drop for Broker {
         }
     }
 }
+
+/// One message as mosquitto_sub printed it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Whether the broker sent it as retained.
+    pub retained: bool,
+    pub topic: String,
+    pub payload: String,
+}
+
+/// The retained messages under `topics` now, as a fresh client sees them on subscribing; `extra` are more
+/// mosquitto_sub arguments (credentials, TLS).
+pub fn retained(port: u16, topics: &[&str], extra: &[&str]) -> Vec<Received> {
+    let mut cmd = Command::new(which("mosquitto_sub").expect("mosquitto_sub"));
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--retained-only",
+    ])
+    .args(["-W", "2", "-F", "%r\t%t\t%p"])
+    .args(extra);
+    for topic in topics {
+        cmd.args(["-t", topic]);
+    }
+    let out = cmd.output().expect("mosquitto_sub");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '\t');
+            Some(Received {
+                retained: parts.next()? == "1",
+                topic: parts.next()?.to_string(),
+                payload: parts.next()?.to_string(),
+            })
+        })
+        .collect()
+}

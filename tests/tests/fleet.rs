@@ -2,7 +2,8 @@
 //! `watch --mqtt` cameras, which check, self-test and switch without dropping a frame, and the table says so; a
 //! camera started after the publish gets the retained bundle; a bundle whose announced checksum is wrong and
 //! a corrupted bundle are refused by every camera, which keep running the last good one; `lookout fleet` lists
-//! what each runs.
+//! what each runs. A bundle with other labels switches in: Home Assistant loses the entities of the labels that
+//! went and finds the new ones.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookout_e2e::mosquitto::{have_mosquitto, Broker};
+use lookout_e2e::mosquitto::{have_mosquitto, retained, Broker};
 use lookout_e2e::{command, copy_into, fit_small_lite0, photos, require_shared, run_ok, which};
 use lookout_fleet::protocol::{announcement_topic, chunks, sha256_hex, Announcement};
 use lookout_shared::bundle::Bundle;
@@ -33,6 +34,18 @@ impl Drop for Camera {
 
 impl Camera {
     fn start(name: &str, dir: &Path, bundle: &Path, frames: &Path, port: u16) -> Camera {
+        Camera::start_with(name, dir, bundle, frames, port, &[])
+    }
+
+    /// [`Camera::start`] with more `watch` arguments.
+    fn start_with(
+        name: &str,
+        dir: &Path,
+        bundle: &Path,
+        frames: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> Camera {
         let own = dir.join(format!("{name}.lookout"));
         std::fs::copy(bundle, &own).expect("the camera's bundle");
         let mut child = command("lookout-edge")
@@ -50,6 +63,7 @@ impl Camera {
             .arg(format!("dir:{}", frames.display()))
             .arg("--mqtt")
             .arg(format!("mqtt://127.0.0.1:{port}/home/{name}"))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -358,5 +372,95 @@ fn a_transfer_cut_by_a_broker_restart_resumes_and_nothing_partial_is_loaded() {
     let lines = camera.stop();
     assert!(lines.iter().all(|l| l["event"] != "refused"), "{lines:?}");
     assert_eq!(std::fs::read(bundle).expect("bundle"), next);
+    assert_continuous("porch", &lines);
+}
+
+#[test]
+fn a_bundle_with_other_labels_removes_the_old_entities_and_announces_the_new() {
+    let shared = require_shared!();
+    if !have_mosquitto("a_bundle_with_other_labels") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let first = fit_small_lite0(&shared, tmp.path(), 40);
+    let mut relabelled = Bundle::read_file(&first).expect("read bundle");
+    let labels = relabelled.header.labels.clone();
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    // The second label is gone, `fox` is new.
+    relabelled.header.labels[1] = "fox".into();
+    let relabelled_path = tmp.path().join("relabelled.lookout");
+    relabelled
+        .write_file(&relabelled_path)
+        .expect("write bundle");
+    let frames = tmp.path().join("frames");
+    copy_into(&frames, &photos(&shared, "Cat")[300..304]);
+    copy_into(&frames, &photos(&shared, "Dog")[300..304]);
+    let broker = Broker::start(tmp.path(), "allow_anonymous true");
+    let discovery = ["--mqtt-discovery", "homeassistant"];
+    let camera = Camera::start_with(
+        "porch",
+        tmp.path(),
+        &first,
+        &frames,
+        broker.port,
+        &discovery,
+    );
+    camera.wait_model("start", |l| l["event"] == "start");
+
+    let (old, new) = (labels[1].to_lowercase(), "fox");
+    let config = |label: &str| format!("homeassistant/binary_sensor/home_porch/{label}/config");
+    let state = |label: &str| format!("home/porch/label/{label}");
+    let kept = || retained(broker.port, &["homeassistant/#", "home/porch/#"], &[]);
+    let has = |kept: &[lookout_e2e::mosquitto::Received], topic: &str| {
+        kept.iter()
+            .any(|m| m.topic == topic && !m.payload.is_empty())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = kept();
+        if has(&now, &config(&old)) && has(&now, &state(&old)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no entity for {old}: {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let (ok, rows) = publish(broker.port, &relabelled_path);
+    assert!(ok, "{rows:?}");
+    let detail = rows[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.ends_with(&format!("labels added: fox; removed: {}", labels[1])),
+        "{detail}"
+    );
+    let switch = camera.wait_model("a switch", |l| l["event"] == "switch");
+    assert_eq!(switch["labels_changed"]["added"], serde_json::json!([new]));
+    assert_eq!(
+        switch["labels_changed"]["removed"],
+        serde_json::json!([labels[1]])
+    );
+    // What a fresh client (Home Assistant after a restart) finds: no trace of the old label, the new one there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = kept();
+        let done = !has(&now, &config(&old))
+            && !has(&now, &state(&old))
+            && has(&now, &config(new))
+            && has(&now, &state(new));
+        if done {
+            let device = now
+                .iter()
+                .find(|m| m.topic == config(new))
+                .map(|m| m.payload.clone())
+                .unwrap_or_default();
+            assert!(
+                device.contains("fox") && !device.contains(&labels[1]),
+                "{device}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "after the switch: {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lines = camera.stop();
     assert_continuous("porch", &lines);
 }

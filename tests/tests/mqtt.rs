@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use lookout_e2e::mosquitto::{have_mosquitto, Broker};
+use lookout_e2e::mosquitto::{have_mosquitto, retained, Broker, Received};
 use lookout_e2e::{command, fit_small_lite0, free_port, json_lines, photos, require_shared, which};
 
 /// One bundle for every test here, fitted once.
@@ -40,14 +40,6 @@ fn alternating_camera(shared: &Path, dir: &Path, run: usize, cycles: usize) -> P
         }
     }
     camera
-}
-
-/// One message as mosquitto_sub printed it.
-#[derive(Debug, Clone)]
-struct Received {
-    retained: bool,
-    topic: String,
-    payload: String,
 }
 
 /// A mosquitto_sub client collecting what it receives; killed when dropped.
@@ -120,35 +112,6 @@ impl Drop for Subscriber {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The retained messages under `topics` now, as a fresh client sees them on subscribing.
-fn retained(port: u16, topics: &[&str], extra: &[&str]) -> Vec<Received> {
-    let mut cmd = Command::new(which("mosquitto_sub").expect("mosquitto_sub"));
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "--retained-only",
-    ])
-    .args(["-W", "2", "-F", "%r\t%t\t%p"])
-    .args(extra);
-    for topic in topics {
-        cmd.args(["-t", topic]);
-    }
-    let out = cmd.output().expect("mosquitto_sub");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, '\t');
-            Some(Received {
-                retained: parts.next()? == "1",
-                topic: parts.next()?.to_string(),
-                payload: parts.next()?.to_string(),
-            })
-        })
-        .collect()
 }
 
 /// The bundle's own checksum (its last 32 bytes), hex.

@@ -15,7 +15,7 @@ use lookout_edge::pipeline::motion::MotionOptions;
 use lookout_edge::pipeline::mqtt::{FleetReceiving, MqttConfig, MqttCounts, MqttSink, MqttTarget};
 use lookout_edge::pipeline::output::OutputSink;
 use lookout_edge::pipeline::preview::{PreviewOptions, PreviewSink};
-use lookout_edge::pipeline::reload::{ModelInfo, ReloadOptions, ReloadRequests};
+use lookout_edge::pipeline::reload::{LabelNeeds, ModelInfo, ReloadOptions, ReloadRequests};
 use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
 use lookout_edge::pipeline::{Pipeline, Regions, Sink, StopHandle, WatchOptions, Zone};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
@@ -253,7 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(spec), Some(rule)) => Some(GpioSink::new(
             LabelPin::new(open_gpio(spec)?, rule.label)
                 .map_err(|e| anyhow::anyhow!("setting GPIO {spec} low: {e:?}"))?,
-            rule.zone.clone(),
+            rule.clone(),
             Arc::clone(&status),
         )),
         (None, _) => None,
@@ -348,6 +348,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             signal: Arc::clone(signal),
             poll: Duration::from_secs(1),
             requests: reload_requests.clone(),
+            labels: LabelNeeds {
+                named: when.iter().map(|rule| rule.name.clone()).collect(),
+                keep_indices: args.serial.is_some(),
+            },
         };
         pipeline = pipeline.with_reload(options, model_info);
     }
@@ -486,6 +490,7 @@ fn label_rule(
         }
     }
     Ok(LabelRule {
+        name: labels[label].clone(),
         label,
         zone: zone.map(str::to_string),
     })

@@ -24,13 +24,24 @@ pub type Status = Arc<dyn Fn(&str) + Send + Sync>;
 /// Which events an action follows: one label, in one zone or in any (`--when LABEL[@ZONE]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelRule {
-    /// The label's index.
+    /// The label's name: a new bundle may number it otherwise.
+    pub name: String,
+    /// The label's index in the running bundle.
     pub label: usize,
     /// The zone; `None`: any zone (and the whole frame without zones).
     pub zone: Option<String>,
 }
 
 impl LabelRule {
+    /// Follows the label to its index in a new bundle's `labels` (which the reload check made sure hold it;
+    /// a label not there matches nothing).
+    pub fn follow(&mut self, labels: &[String]) {
+        self.label = labels
+            .iter()
+            .position(|l| *l == self.name)
+            .unwrap_or(usize::MAX);
+    }
+
     fn matches(&self, c: &LabelChange<'_>) -> bool {
         c.label == self.label && (self.zone.is_none() || self.zone.as_deref() == c.zone)
     }
@@ -39,25 +50,40 @@ impl LabelRule {
 /// Keeps a GPIO line high while one label's event is active (in one zone, or in any); drives it low at the end.
 pub struct GpioSink<P: OutputPin> {
     pin: Option<LabelPin<P>>,
-    zone: Option<String>,
+    rule: LabelRule,
     status: Status,
 }
 
 impl<P: OutputPin> GpioSink<P> {
-    /// Drives `pin` for events of its label in `zone` (`None`: in any zone).
-    pub fn new(pin: LabelPin<P>, zone: Option<String>, status: Status) -> Self {
+    /// Drives `pin` for events of `rule`'s label in its zone (`None`: in any zone); the pin follows the
+    /// rule's label.
+    pub fn new(mut pin: LabelPin<P>, rule: LabelRule, status: Status) -> Self {
+        pin.set_label(rule.label);
         Self {
             pin: Some(pin),
-            zone,
+            rule,
             status,
         }
     }
 }
 
 impl<P: OutputPin> Sink for GpioSink<P> {
+    fn model(
+        &mut self,
+        info: &super::reload::ModelInfo,
+        _event: &super::reload::ModelEvent,
+        _frame: u64,
+    ) {
+        self.rule.follow(&info.labels);
+        if let Some(pin) = self.pin.as_mut() {
+            pin.set_label(self.rule.label);
+        }
+    }
+
     fn after_frame(&mut self, active: &Active<'_>) {
         if let Some(pin) = self.pin.as_mut() {
-            if let Err(e) = pin.update(|label| active.is_active(self.zone.as_deref(), label)) {
+            let zone = self.rule.zone.as_deref();
+            if let Err(e) = pin.update(|label| active.is_active(zone, label)) {
                 (self.status)(&format!("--gpio: cannot set the line: {e:?}"));
             }
         }
@@ -164,6 +190,17 @@ impl ExecSink {
 }
 
 impl Sink for ExecSink {
+    fn model(
+        &mut self,
+        info: &super::reload::ModelInfo,
+        _event: &super::reload::ModelEvent,
+        _frame: u64,
+    ) {
+        if let Some(rule) = self.when.as_mut() {
+            rule.follow(&info.labels);
+        }
+    }
+
     fn change(&mut self, c: &LabelChange<'_>) {
         if c.kind == ChangeKind::Fired && self.when.as_ref().is_none_or(|w| w.matches(c)) {
             if let Err(e) = self.action.fire(c.label_name, c.score, c.frame, c.zone) {

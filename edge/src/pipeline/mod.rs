@@ -170,7 +170,7 @@ impl Pipeline {
         model: &mut Model,
         sinks: &mut [&mut dyn Sink],
     ) -> Result<WatchOutcome, EdgeError> {
-        let labels = model.labels().to_vec();
+        let mut labels = model.labels().to_vec();
         let captured = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let capture = spawn_capture(
             source,
@@ -267,6 +267,17 @@ impl Pipeline {
                         info,
                         event,
                     }) => {
+                        if info.labels != labels {
+                            let changes = FrameChanges {
+                                frame: frame.number,
+                                latency,
+                                labels: &labels,
+                            };
+                            for zone in &mut zones {
+                                zone.relabel(info.labels.len(), &changes, &self.options, sinks);
+                            }
+                            labels.clone_from(&info.labels);
+                        }
                         *model = *new;
                         for sink in sinks.iter_mut() {
                             sink.model(&info, &event, frame.number);

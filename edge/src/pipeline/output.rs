@@ -110,12 +110,8 @@ impl Sink for OutputSink {
 
     fn model(&mut self, info: &ModelInfo, event: &ModelEvent, frame: u64) {
         if self.json {
-            let mut line = json!({"type": "model", "frame": frame});
-            for value in [json!(info), json!(event)] {
-                if let (Some(line), Some(fields)) = (line.as_object_mut(), value.as_object()) {
-                    line.extend(fields.clone());
-                }
-            }
+            let mut line = super::reload::model_report(info, event, frame);
+            line["type"] = json!("model");
             println!("{line}");
             return;
         }
@@ -132,12 +128,26 @@ impl Sink for OutputSink {
                 trigger,
                 self_test,
                 load_ms,
+                labels_changed,
                 ..
-            } => eprintln!(
-                "model: switched to {sha} after frame {frame} ({trigger:?}; loaded and self-tested in {load_ms:.0} ms; \
-                 {} of {} recent answers changed)",
-                self_test.changed, self_test.frames
-            ),
+            } => {
+                let labels = if labels_changed.added.is_empty() && labels_changed.removed.is_empty()
+                {
+                    String::new()
+                } else {
+                    format!(
+                        "; labels now {} (added: {}; removed: {})",
+                        info.labels.join(", "),
+                        labels_changed.added.join(", "),
+                        labels_changed.removed.join(", ")
+                    )
+                };
+                eprintln!(
+                    "model: switched to {sha} after frame {frame} ({trigger:?}; loaded and self-tested in {load_ms:.0} ms; \
+                     {} of {} recent answers changed{labels})",
+                    self_test.changed, self_test.frames
+                )
+            }
             ModelEvent::Refused { reason, .. } => {
                 eprintln!("model: new bundle refused, {sha} goes on running: {reason}")
             }

@@ -268,6 +268,22 @@ impl Sink for PreviewSink {
         self.shared.new_frame.notify_all();
     }
 
+    fn model(
+        &mut self,
+        info: &super::reload::ModelInfo,
+        _event: &super::reload::ModelEvent,
+        _frame: u64,
+    ) {
+        if info.labels != self.labels {
+            // The bars are per label: they start again with the new bundle's.
+            self.labels.clone_from(&info.labels);
+            self.smoothers
+                .iter_mut()
+                .for_each(|s| *s = Smoother::new(s.window()));
+        }
+        self.background = info.background_index();
+    }
+
     fn change(&mut self, c: &LabelChange<'_>) {
         self.push_event(json!({"type": c.kind.as_str(), "label": c.label_name, "frame": c.frame, "score": c.score,
             "zone": c.zone}));

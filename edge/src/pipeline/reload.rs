@@ -27,6 +27,9 @@ pub struct ModelInfo {
     pub sha256: String,
     /// Its labels, in order.
     pub labels: Vec<String>,
+    /// The label that is the empty scene, when it has one (never an event, no entity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
     /// Its numeric precision (`f32`, `q4`, …).
     pub precision: String,
 }
@@ -38,8 +41,91 @@ impl ModelInfo {
             path: path.to_path_buf(),
             sha256: bundle_sha256(path)?,
             labels: model.labels().to_vec(),
+            background: model
+                .background_label()
+                .and_then(|i| model.labels().get(i).cloned()),
             precision: format!("{:?}", model.header().precision).to_lowercase(),
         })
+    }
+
+    /// The index of the empty-scene label.
+    pub fn background_index(&self) -> Option<usize> {
+        let background = self.background.as_deref()?;
+        self.labels.iter().position(|l| l == background)
+    }
+}
+
+/// The report of the running bundle, as `watch --json` prints it and `BASE/model` carries it: what it is,
+/// what happened to it, and at which frame (the last one classified before; 0 at start).
+pub fn model_report(info: &ModelInfo, event: &ModelEvent, frame: u64) -> serde_json::Value {
+    let mut report = serde_json::json!({"frame": frame});
+    for value in [serde_json::json!(info), serde_json::json!(event)] {
+        if let (Some(report), Some(fields)) = (report.as_object_mut(), value.as_object()) {
+            report.extend(fields.clone());
+        }
+    }
+    report
+}
+
+/// What the running sinks need of a new bundle's labels. Without these, a bundle may bring other labels:
+/// their events end, the sinks are told ([`super::Sink::model`]) and follow by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelNeeds {
+    /// Labels an action names (`--when`): the new bundle must have each, and not as its empty scene.
+    pub named: Vec<String>,
+    /// Label indices leave the process as numbers (`--serial`): a receiver maps them with a table of its own,
+    /// so every running label keeps its index; new labels may only come after them.
+    pub keep_indices: bool,
+}
+
+impl LabelNeeds {
+    /// Why the `new` bundle's labels cannot replace `running`'s here, in one line; `Ok` when they can.
+    pub fn check(&self, running: &ModelInfo, new: &ModelInfo) -> Result<(), String> {
+        for name in &self.named {
+            if !new.labels.contains(name) {
+                return Err(format!(
+                    "it has no label {name:?}, which --when acts on (its labels: {}); restart watch with another --when",
+                    new.labels.join(", ")
+                ));
+            }
+            if new.background.as_ref() == Some(name) {
+                return Err(format!(
+                    "its label {name:?}, which --when acts on, is its empty scene and never fires"
+                ));
+            }
+        }
+        if self.keep_indices && !new.labels.starts_with(&running.labels) {
+            return Err(format!(
+                "its labels ({}) do not keep the running ones' numbers ({}), which --serial sends: add new labels after them, or restart watch and update the receiver",
+                new.labels.join(", "),
+                running.labels.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The labels the new bundle has and the running one has not, and the other way round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LabelDiff {
+    /// Labels only the new bundle has.
+    pub added: Vec<String>,
+    /// Labels only the running bundle had: their events ended at the switch.
+    pub removed: Vec<String>,
+}
+
+impl LabelDiff {
+    fn between(running: &[String], new: &[String]) -> LabelDiff {
+        let only =
+            |a: &[String], b: &[String]| a.iter().filter(|l| !b.contains(l)).cloned().collect();
+        LabelDiff {
+            added: only(new, running),
+            removed: only(running, new),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
     }
 }
 
@@ -102,6 +188,9 @@ pub enum ModelEvent {
         self_test: SelfTest,
         /// Loading and self-testing it, milliseconds (the camera kept running meanwhile).
         load_ms: f64,
+        /// Labels added and removed (absent when they are the same).
+        #[serde(skip_serializing_if = "LabelDiff::is_empty")]
+        labels_changed: LabelDiff,
     },
     /// A new bundle was refused; the running one goes on.
     Refused {
@@ -149,6 +238,14 @@ impl Answer {
             Answer::Label(prediction.label)
         }
     }
+
+    /// The answer with its label's name, for comparing answers of bundles with other labels.
+    fn named<'l>(&self, labels: &'l [String]) -> Result<&'l str, Answer> {
+        match self {
+            Answer::Label(i) => labels.get(*i).map(String::as_str).ok_or(*self),
+            other => Err(*other),
+        }
+    }
 }
 
 impl RecentFrames {
@@ -185,6 +282,8 @@ pub struct ReloadOptions {
     pub poll: Duration,
     /// Bundles received over MQTT (see [`ReloadRequest`]).
     pub requests: ReloadRequests,
+    /// What the running sinks need of a new bundle's labels.
+    pub labels: LabelNeeds,
 }
 
 /// The thread that loads new bundles, and the loop's end of it.
@@ -387,14 +486,8 @@ impl Attempt<'_> {
             Ok(info) => info,
             Err(e) => return refuse(format!("{}: {e}", path.display())),
         };
-        // Rules, GPIO lines, MQTT topics and Home Assistant entities were set up per label: a bundle with other
-        // labels needs a restart, which sets them up again.
-        if info.labels != running.labels {
-            return refuse(format!(
-                "its labels ({}) are not the running bundle's ({}): restart watch to change labels",
-                info.labels.join(", "),
-                running.labels.join(", ")
-            ));
+        if let Err(reason) = options.labels.check(running, &info) {
+            return refuse(reason);
         }
         let frames: Vec<(image::RgbImage, Vec<Answer>)> = match recent.lock() {
             Ok(recent) => recent.frames.iter().cloned().collect(),
@@ -411,7 +504,10 @@ impl Attempt<'_> {
                 match model.classify(crop.as_ref().unwrap_or(image)) {
                     Ok(prediction) => {
                         self_test.frames += 1;
-                        self_test.changed += usize::from(Answer::of(&prediction) != *before);
+                        // By name: the new bundle may number its labels otherwise.
+                        let after = Answer::of(&prediction);
+                        self_test.changed +=
+                            usize::from(after.named(&info.labels) != before.named(&running.labels));
                     }
                     Err(e) => {
                         return refuse(format!(
@@ -430,8 +526,74 @@ impl Attempt<'_> {
                 previous_sha256: running.sha256.clone(),
                 self_test,
                 load_ms: crate::stats::round3(crate::stats::ms(started.elapsed())),
+                labels_changed: LabelDiff::between(&running.labels, &info.labels),
             },
             info,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(labels: &[&str], background: Option<&str>) -> ModelInfo {
+        ModelInfo {
+            path: PathBuf::from("b.lookout"),
+            sha256: String::new(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            background: background.map(str::to_string),
+            precision: "f32".into(),
+        }
+    }
+
+    #[test]
+    fn label_needs_refuse_what_a_running_sink_cannot_follow() {
+        let running = info(&["cat", "dog"], None);
+        let free = LabelNeeds::default();
+        assert_eq!(free.check(&running, &info(&["fox"], None)), Ok(()));
+        let when_cat = LabelNeeds {
+            named: vec!["cat".into()],
+            keep_indices: false,
+        };
+        assert_eq!(
+            when_cat.check(&running, &info(&["dog", "cat"], None)),
+            Ok(())
+        );
+        let missing = when_cat.check(&running, &info(&["dog", "kitten"], None));
+        assert!(missing.is_err_and(|e| e.contains("no label \"cat\"") && !e.contains('\n')));
+        let empty_scene = when_cat.check(&running, &info(&["dog", "cat"], Some("cat")));
+        assert!(empty_scene.is_err_and(|e| e.contains("empty scene")));
+        let serial = LabelNeeds {
+            named: Vec::new(),
+            keep_indices: true,
+        };
+        assert_eq!(
+            serial.check(&running, &info(&["cat", "dog", "fox"], None)),
+            Ok(())
+        );
+        for other in [&["dog", "cat"][..], &["cat"], &["cat", "fox"]] {
+            let refused = serial.check(&running, &info(other, None));
+            assert!(refused.is_err_and(|e| e.contains("--serial")), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn label_diff_and_answers_compare_by_name() {
+        let (old, new) = (
+            ["dog", "cat"].map(String::from),
+            ["cat", "fox"].map(String::from),
+        );
+        let diff = LabelDiff::between(&old, &new);
+        assert_eq!(
+            (diff.added, diff.removed),
+            (vec!["fox".to_string()], vec!["dog".to_string()])
+        );
+        assert!(LabelDiff::between(&old, &old).is_empty());
+        // `cat` is index 1 before and 0 after: the same answer.
+        assert_eq!(Answer::Label(1).named(&old), Answer::Label(0).named(&new));
+        assert_ne!(Answer::Label(0).named(&old), Answer::Label(1).named(&new));
+        assert_eq!(Answer::Unknown.named(&old), Answer::Unknown.named(&new));
+        assert_ne!(Answer::Label(7).named(&old), Answer::Unknown.named(&new));
     }
 }

@@ -181,6 +181,23 @@ impl ZoneState {
         }
     }
 
+    /// A bundle with other labels was switched in: the old labels' events end now (the sinks hear each end,
+    /// named by `changes`' old labels), and smoothing, events and the motion gate's last answer start again
+    /// for the `labels` new ones. What the zone counted stays.
+    pub fn relabel(
+        &mut self,
+        labels: usize,
+        changes: &FrameChanges<'_>,
+        options: &super::WatchOptions,
+        sinks: &mut [&mut dyn Sink],
+    ) {
+        let ends = self.trigger.end_all(&self.smoother.mean());
+        changes.tell(ends, self.name.as_deref(), sinks);
+        self.smoother = Smoother::new(options.smooth);
+        self.trigger = EventTrigger::new(labels, options.threshold, options.hysteresis);
+        self.last = None;
+    }
+
     /// Smooths one frame's votes and tells the sinks the label changes (and scene changes, when `on_unknown`);
     /// returns the events fired. A frame that is unknown or the empty scene votes for no label: its
     /// probabilities are for labels it is none of, so no sink can act on it by mistake.

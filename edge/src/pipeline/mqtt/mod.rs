@@ -19,6 +19,11 @@
 //! The bundle's background label (the empty scene) is no entity and has no state topic: it is "nothing", never
 //! an event. A frame of it says `"label": "nothing"` and `"background": true` on the state topic.
 //!
+//! A new bundle with other labels (see [`super::reload`]): the old labels' events end (`clear`, `OFF`), the
+//! retained state and discovery config of each label that is gone are cleared (an empty retained message,
+//! which Home Assistant takes as "remove the entity"), and the new labels are announced with `OFF`. The clears
+//! go out again at every later connection, so a broker that was away at the switch still forgets them.
+//!
 //! The sink never blocks the loop: it formats a message and hands it to the link's threads.
 
 mod fleet;
@@ -40,7 +45,10 @@ pub use fleet::FleetReceiving;
 pub use link::MqttCounts;
 use link::{Kind, Link, LinkOptions, Message};
 pub use lookout_fleet::MqttTarget;
-use topics::{session_messages, LabelStates, Topics};
+use topics::{discovery, session_messages, LabelStates, Topics};
+
+/// What each (re)connection sends first: built for the running labels, and again when they change.
+type SessionMessages = Box<dyn Fn() -> Vec<Message> + Send>;
 
 /// Where a finished [`MqttSink`] leaves what its link did (empty until the run ends).
 pub type MqttReport = Arc<Mutex<Option<MqttCounts>>>;
@@ -102,17 +110,19 @@ pub enum MqttError {
 /// Publishes events, label states, availability and discovery to an MQTT broker.
 pub struct MqttSink {
     link: Option<Link>,
+    /// The running settings (labels and background follow the running bundle).
+    config: MqttConfig,
     topics: Topics,
-    labels: Vec<String>,
+    /// The running labels' session messages.
+    session: Arc<Mutex<SessionMessages>>,
+    /// Topics of labels an earlier bundle had: cleared at the switch and at every connection after.
+    retired: Arc<Mutex<Vec<String>>>,
     /// Current ON/OFF of each label and of "unknown", per zone: what each (re)connection sends.
     states: Arc<Mutex<Vec<LabelStates>>>,
-    frames: bool,
-    model_sha256: String,
     /// The running bundle's checksum, for the fleet receiver.
     running: Arc<Mutex<String>>,
     /// The last report of the running bundle, sent again at each connection.
     model_report: Arc<Mutex<Option<Message>>>,
-    flush_timeout: Duration,
     counts: MqttReport,
 }
 
@@ -139,11 +149,21 @@ impl MqttSink {
         ));
         // The running bundle's report goes with every (re)connection's messages: it is retained state.
         let model_report: Arc<Mutex<Option<Message>>> = Arc::default();
+        let session_now = Arc::new(Mutex::new(session_messages(
+            &config,
+            &topics,
+            Arc::clone(&states),
+        )));
+        let retired: Arc<Mutex<Vec<String>>> = Arc::default();
         let session = {
-            let labels = session_messages(&config, &topics, Arc::clone(&states));
+            let (labels, retired) = (Arc::clone(&session_now), Arc::clone(&retired));
             let report = Arc::clone(&model_report);
             Box::new(move || {
-                let mut messages = labels();
+                let mut messages: Vec<Message> = match retired.lock() {
+                    Ok(retired) => retired.iter().map(|t| cleared(t.clone())).collect(),
+                    Err(_) => Vec::new(),
+                };
+                messages.extend(labels.lock().map(|labels| labels()).unwrap_or_default());
                 messages.extend(report.lock().ok().and_then(|r| r.clone()));
                 messages
             })
@@ -177,13 +197,12 @@ impl MqttSink {
             MqttSink {
                 link: Some(link),
                 topics,
-                labels: config.labels,
+                session: session_now,
+                retired,
                 states,
-                frames: config.frames,
-                model_sha256: config.model_sha256,
                 running,
                 model_report,
-                flush_timeout: config.flush_timeout,
+                config,
                 counts: Arc::clone(&counts),
             },
             counts,
@@ -214,13 +233,14 @@ impl MqttSink {
 
 impl Sink for MqttSink {
     fn frame(&mut self, f: &FrameReport<'_>) {
-        if !self.frames {
+        if !self.config.frames {
             return;
         }
         let Some(topics) = self.topics.zone(f.zone) else {
             return;
         };
         let scores: serde_json::Map<String, serde_json::Value> = self
+            .config
             .labels
             .iter()
             .zip(&f.prediction.probabilities)
@@ -252,7 +272,7 @@ impl Sink for MqttSink {
             }
         }
         self.event(zone, json!({"type": c.kind.as_str(), "label": c.label_name, "label_index": c.label, "score": c.score,
-            "frame": c.frame, "time": unix_seconds(), "model_sha256": self.model_sha256}));
+            "frame": c.frame, "time": unix_seconds(), "model_sha256": self.config.model_sha256}));
         if let Some(topic) = self.topics.zones[zone].labels.get(c.label) {
             self.push(on_off(topic.clone(), on, Kind::State));
         }
@@ -271,23 +291,22 @@ impl Sink for MqttSink {
         self.event(
             zone,
             json!({"type": kind, "fraction": c.fraction, "frame": c.frame, "time": unix_seconds(),
-            "model_sha256": self.model_sha256}),
+            "model_sha256": self.config.model_sha256}),
         );
         let topic = self.topics.zones[zone].unknown.clone();
         self.push(on_off(topic, c.unknown, Kind::State));
     }
 
     fn model(&mut self, info: &ModelInfo, event: &ModelEvent, frame: u64) {
-        self.model_sha256.clone_from(&info.sha256);
+        self.config.model_sha256.clone_from(&info.sha256);
         if let Ok(mut running) = self.running.lock() {
             running.clone_from(&info.sha256);
         }
-        let mut payload = json!({"frame": frame, "time": unix_seconds()});
-        for value in [json!(info), json!(event)] {
-            if let (Some(payload), Some(fields)) = (payload.as_object_mut(), value.as_object()) {
-                payload.extend(fields.clone());
-            }
+        if info.labels != self.config.labels || info.background_index() != self.config.background {
+            self.relabel(info);
         }
+        let mut payload = super::reload::model_report(info, event, frame);
+        payload["time"] = json!(unix_seconds());
         let report = Message {
             topic: self.topics.model.clone(),
             payload: payload.to_string().into_bytes(),
@@ -302,11 +321,77 @@ impl Sink for MqttSink {
 
     fn finish(&mut self, _summary: &WatchSummary) {
         if let Some(link) = self.link.take() {
-            let counts = link.finish(self.topics.offline(), self.flush_timeout);
+            let counts = link.finish(self.topics.offline(), self.config.flush_timeout);
             if let Ok(mut slot) = self.counts.lock() {
                 *slot = Some(counts);
             }
         }
+    }
+}
+
+impl MqttSink {
+    /// The running bundle's labels are now `info`'s (their old events already ended): clears what only the old
+    /// labels had, announces the new ones, and sends the new labels' session from the next connection on.
+    fn relabel(&mut self, info: &ModelInfo) {
+        let mut config = self.config.clone();
+        config.labels.clone_from(&info.labels);
+        config.background = info.background_index();
+        let topics = Topics::new(&config.target.base_topic, &config.labels, &config.zones);
+        let retained = |config: &MqttConfig, topics: &Topics| -> Vec<String> {
+            let prefix = config.discovery_prefix.as_deref();
+            let configs = prefix
+                .map(|p| discovery(p, config, topics))
+                .unwrap_or_default();
+            let states = topics.zones.iter().flat_map(|z| z.labels.iter().cloned());
+            configs.into_iter().map(|m| m.topic).chain(states).collect()
+        };
+        let now = retained(&config, &topics);
+        let gone: Vec<String> = retained(&self.config, &self.topics)
+            .into_iter()
+            .filter(|topic| !now.contains(topic))
+            .collect();
+        if let Ok(mut states) = self.states.lock() {
+            for state in states.iter_mut() {
+                state.labels = vec![false; config.labels.len()];
+            }
+        }
+        let session = session_messages(&config, &topics, Arc::clone(&self.states));
+        for topic in &gone {
+            self.push(Message {
+                kind: Kind::State,
+                ..cleared(topic.clone())
+            });
+        }
+        // Online, every discovery config (the device now lists the new labels) and every state, OFF.
+        for message in session() {
+            self.push(Message {
+                kind: Kind::State,
+                ..message
+            });
+        }
+        if let Ok(mut retired) = self.retired.lock() {
+            retired.retain(|topic| !now.contains(topic));
+            for topic in gone {
+                if !retired.contains(&topic) {
+                    retired.push(topic);
+                }
+            }
+        }
+        if let Ok(mut running) = self.session.lock() {
+            *running = session;
+        }
+        self.topics = topics;
+        self.config = config;
+    }
+}
+
+/// An empty retained message: the broker forgets what `topic` kept (and Home Assistant an entity's config).
+fn cleared(topic: String) -> Message {
+    Message {
+        topic,
+        payload: Vec::new(),
+        retain: true,
+        kind: Kind::Session,
     }
 }
 

@@ -160,7 +160,7 @@ pub(super) fn session_messages(
 /// Home Assistant MQTT discovery: one `binary_sensor` per label but the background (and for "unknown"), one
 /// `sensor` for the current label with `--mqtt-frames`, all of one device, all retained; with zones, all of it
 /// per zone, the zone in each object id and name. One `sensor` for the device: the bundle it runs (`BASE/model`).
-fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message> {
+pub(super) fn discovery(prefix: &str, config: &MqttConfig, topics: &Topics) -> Vec<Message> {
     let device = json!({
         "identifiers": [topics.node],
         "name": format!("Lookout {}", config.target.base_topic),
