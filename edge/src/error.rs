@@ -19,7 +19,7 @@ pub enum EdgeError {
     BadFrame(String),
     /// A frame source specification could not be understood.
     #[error(
-        "unknown frame source {0:?}; use v4l2:/dev/videoN, http(s)://CAMERA/PATH (MJPEG or snapshots), mjpeg:- (stdin), mjpeg:FILE or dir:PATH"
+        "unknown frame source {0:?}; use v4l2:/dev/videoN, http(s)://CAMERA/PATH (MJPEG or snapshots), rtsp://CAMERA/PATH, mjpeg:- (stdin), mjpeg:FILE or dir:PATH"
     )]
     BadSourceSpec(String),
     /// A frame source could not be opened.

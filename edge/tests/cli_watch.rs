@@ -507,7 +507,13 @@ fn bad_watch_arguments_exit_2() {
     let shared = lookout_testdata::require_shared!();
     let bundles = common::bundles(&shared);
     for args in [
-        vec!["--model", s(&bundles.sigmoid), "--source", "rtsp://camera"],
+        vec!["--model", s(&bundles.sigmoid), "--source", "rtmp://camera"],
+        vec![
+            "--model",
+            s(&bundles.sigmoid),
+            "--source",
+            "rtsp://admin:secret@camera/stream1",
+        ],
         vec![
             "--model",
             s(&bundles.sigmoid),

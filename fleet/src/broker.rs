@@ -64,14 +64,14 @@ impl Broker {
         if let Some(user) = username {
             target.username = Some(user.to_string());
         }
-        let password = match password_file {
-            Some(path) => {
-                let text = read("--mqtt-password-file", path)?;
-                let text = String::from_utf8_lossy(&text);
-                Some(text.lines().next().unwrap_or_default().to_string())
-            }
-            None => std::env::var("LOOKOUT_MQTT_PASSWORD").ok(),
-        };
+        let password =
+            secret(password_file, "LOOKOUT_MQTT_PASSWORD").map_err(|source| BrokerError::Read {
+                flag: "--mqtt-password-file",
+                path: password_file
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            })?;
         if password.is_some() && target.username.is_none() {
             return Err(BrokerError::PasswordWithoutUser);
         }
@@ -158,4 +158,17 @@ fn system_roots() -> Result<rustls::ClientConfig, BrokerError> {
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// A password kept out of the command line: the first line of `file` when one is given, else the environment
+/// variable `env` (for a service's environment file), else none. One rule for every `--…-password-file`.
+pub fn secret(file: Option<&Path>, env: &str) -> std::io::Result<Option<String>> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read(path)?;
+            let text = String::from_utf8_lossy(&text);
+            Ok(Some(text.lines().next().unwrap_or_default().to_string()))
+        }
+        None => Ok(std::env::var(env).ok()),
+    }
 }

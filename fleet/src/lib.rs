@@ -11,6 +11,6 @@ pub mod protocol;
 pub mod publish;
 pub mod target;
 
-pub use broker::{Broker, BrokerError};
+pub use broker::{secret, Broker, BrokerError};
 pub use protocol::{Announcement, Assembly, FleetError};
 pub use target::MqttTarget;

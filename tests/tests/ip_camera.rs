@@ -1,6 +1,7 @@
 //! IP cameras: `watch --source http://…` reads an MJPEG stream (Lookout's own preview stream stands in for the
 //! camera) and reconnects when the camera is killed and comes back; a snapshot URL behind a password is polled,
-//! the password taken from the environment and never printed.
+//! the password taken from the environment and never printed; `watch --source rtsp://…` reads a real RTSP
+//! server (GStreamer's, `tests/fixtures/rtsp_camera.py`) behind a password, through ffmpeg, and reconnects.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -11,7 +12,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use lookout_e2e::{command, copy_into, fit_small_lite0, free_port, photos, require_shared};
+use lookout_e2e::{command, copy_into, fit_small_lite0, free_port, photos, require_shared, which};
 use serde_json::Value;
 
 /// A running process, killed when dropped.
@@ -221,4 +222,169 @@ fn a_snapshot_url_behind_a_password_is_polled_and_the_password_never_shown() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a password in the address"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// Whether GStreamer's RTSP server (through Debian's python3-gi) and ffmpeg are here; under CI their absence
+/// fails the test.
+fn have_rtsp(test: &str) -> bool {
+    let server = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let found = server && which("ffmpeg").is_some();
+    if !found {
+        lookout_testdata::missing(
+            test,
+            "ffmpeg or GStreamer's RTSP server is not installed (apt-get install ffmpeg python3-gi \
+             gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good; .ci/run does)",
+        );
+    }
+    found
+}
+
+/// An RTSP camera serving the JPEGs of `frames` (named 0000.jpg, …) at `rtsp://127.0.0.1:PORT/camera`, with
+/// Basic authentication for `login`.
+fn rtsp_camera(frames: &Path, port: u16, login: (&str, &str)) -> Running {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rtsp_camera.py");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(frames)
+        .args([login.0, login.1])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the RTSP camera");
+    let mut ready = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let _ = stdout.read_line(&mut ready);
+    assert_eq!(ready.trim(), "ready", "the RTSP camera did not start");
+    Running(child)
+}
+
+/// The ffmpeg processes whose parent is `parent` (from /proc).
+fn ffmpeg_children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `PID (comm) STATE PPID …`: the name may hold spaces, so read after its closing parenthesis.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let name = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "));
+            name.is_some_and(|(comm, rest)| {
+                comm == "ffmpeg" && rest.split(' ').nth(1) == Some(&parent.to_string())
+            })
+        })
+        .collect()
+}
+
+/// Waits up to `within` for `pid` to be gone (no process, or a zombie awaiting its reaper).
+fn ends(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        if state.is_none_or(|s| s == 'Z') {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn an_rtsp_camera_behind_a_password_is_read_through_ffmpeg_and_again_after_it_restarts() {
+    let shared = require_shared!();
+    if !have_rtsp("an_rtsp_camera") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let bundle = fit_small_lite0(&shared, tmp.path(), 40);
+    let frames_dir = tmp.path().join("frames");
+    std::fs::create_dir(&frames_dir).expect("frames folder");
+    let (cats, dogs) = (photos(&shared, "Cat"), photos(&shared, "Dog"));
+    for (i, photo) in cats[300..303].iter().chain(&dogs[300..303]).enumerate() {
+        std::fs::copy(photo, frames_dir.join(format!("{i:04}.jpg"))).expect("copy photo");
+    }
+    // Characters that must be percent-encoded in the address ffmpeg gets.
+    let (user, password) = ("viewer", "p@ss w:rd/%");
+    let port = free_port();
+    let first = rtsp_camera(&frames_dir, port, (user, password));
+    let url = format!("rtsp://{user}@127.0.0.1:{port}/camera");
+
+    // The wrong password: the camera's 401 is said once (without the password), and retried.
+    let (wrong, _, status) = reader(&bundle, &url, &[("LOOKOUT_SOURCE_PASSWORD", "wr0ng-pass")]);
+    std::thread::sleep(Duration::from_secs(4));
+    drop(wrong);
+    let said: Vec<String> = status.try_iter().collect();
+    let refused: Vec<&String> = said.iter().filter(|l| l.contains("reconnecting")).collect();
+    assert_eq!(refused.len(), 1, "{said:?}");
+    assert!(refused[0].contains("401"), "{said:?}");
+    assert!(said.iter().all(|l| !l.contains("wr0ng")), "{said:?}");
+
+    let (watch, lines, status) = reader(&bundle, &url, &[("LOOKOUT_SOURCE_PASSWORD", password)]);
+    let seen = frames(&lines, 20);
+    let labels: std::collections::BTreeSet<&str> =
+        seen.iter().filter_map(|f| f["label"].as_str()).collect();
+    assert_eq!(
+        labels,
+        ["Cat", "Dog"].into(),
+        "the loop of 3 cats and 3 dogs"
+    );
+
+    // The camera dies and comes back on the same address: one line says so, frames flow again.
+    drop(first);
+    std::thread::sleep(Duration::from_secs(2));
+    let second = rtsp_camera(&frames_dir, port, (user, password));
+    frames(&lines, 5);
+    let said: Vec<String> = status.try_iter().collect();
+    assert_eq!(
+        said.iter().filter(|l| l.contains("reconnecting")).count(),
+        1,
+        "one line per outage: {said:?}"
+    );
+    assert!(said.iter().any(|l| l.contains("back after")), "{said:?}");
+    // One ffmpeg per camera, and none left once watch ends: stopped by a signal, or killed outright.
+    let children = ffmpeg_children(watch.0.id());
+    assert_eq!(children.len(), 1, "{children:?}");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &watch.0.id().to_string()])
+        .status();
+    let summary = (0..)
+        .map_while(|_| lines.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|l| l["type"] == "summary")
+        .expect("a summary after SIGTERM");
+    let away = summary["camera_away_s"].as_f64().expect("camera_away_s");
+    assert!((1.5..30.0).contains(&away), "{summary}");
+    let said: Vec<String> = status.try_iter().collect();
+    assert!(said.iter().all(|l| !l.contains("p@ss")), "{said:?}");
+    assert!(
+        ends(children[0], Duration::from_secs(10)),
+        "ffmpeg {} outlived watch (SIGTERM)",
+        children[0]
+    );
+
+    let (mut killed, lines, _) = reader(&bundle, &url, &[("LOOKOUT_SOURCE_PASSWORD", password)]);
+    frames(&lines, 2);
+    let children = ffmpeg_children(killed.0.id());
+    assert_eq!(children.len(), 1, "{children:?}");
+    // The camera freezes (its connection open, no more frames): ffmpeg waits on it and writes nothing, so
+    // only the kernel's death signal ends it with watch, well before ffmpeg's own 10 s timeout.
+    let signal = |name: &str, pid: u32| {
+        let _ = std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status();
+    };
+    signal("-STOP", second.0.id());
+    std::thread::sleep(Duration::from_millis(500));
+    killed.0.kill().expect("kill -9 watch");
+    let _ = killed.0.wait();
+    let gone = ends(children[0], Duration::from_secs(3));
+    signal("-CONT", second.0.id());
+    assert!(gone, "ffmpeg {} outlived watch (SIGKILL)", children[0]);
 }

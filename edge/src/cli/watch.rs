@@ -1,7 +1,7 @@
 //! `lookout-edge watch`: argument checks and wiring. The loop itself (capture thread, newest-frame-wins slot,
 //! smoothing, events) is `lookout_edge::pipeline`; every output and action is one of its sinks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,8 +60,9 @@ pub struct Args {
         requires = "motion"
     )]
     heartbeat: f64,
-    /// Where frames come from: v4l2:/dev/videoN, http(s)://[USER@]CAMERA/PATH (an IP camera's MJPEG stream or
-    /// snapshot URL), mjpeg:-, mjpeg:FILE or dir:PATH.
+    /// Where frames come from: v4l2:/dev/videoN, rtsp://[USER@]CAMERA/PATH (an IP camera's RTSP stream, read
+    /// through ffmpeg), http(s)://[USER@]CAMERA/PATH (an MJPEG stream or snapshot URL), mjpeg:-, mjpeg:FILE or
+    /// dir:PATH.
     #[arg(long)]
     source: String,
     /// A file whose first line is the IP camera's password (or the LOOKOUT_SOURCE_PASSWORD environment
@@ -355,14 +356,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         pipeline = pipeline.with_reload(options, model_info);
     }
-    let password = match &args.source_password_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--source-password-file {}", path.display()))?;
-            Some(text.lines().next().unwrap_or_default().to_string())
-        }
-        None => std::env::var("LOOKOUT_SOURCE_PASSWORD").ok(),
-    };
+    let password = lookout_fleet::secret(
+        args.source_password_file.as_deref(),
+        "LOOKOUT_SOURCE_PASSWORD",
+    )
+    .with_context(|| {
+        let file = args
+            .source_password_file
+            .as_deref()
+            .unwrap_or(Path::new(""));
+        format!("--source-password-file {}", file.display())
+    })?;
     let source_opts = SourceOptions {
         password,
         fps: (args.fps > 0.0).then_some(args.fps),

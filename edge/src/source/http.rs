@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use super::address::CameraAddress;
 use super::mjpeg::MjpegSplitter;
 use super::{FrameSource, Outage, RawFrame, SourceOptions};
 use crate::error::EdgeError;
@@ -48,42 +49,14 @@ impl HttpSource {
         password: Option<String>,
         opts: SourceOptions,
     ) -> Result<Self, EdgeError> {
-        let bad = |reason: &str| EdgeError::SourceOpen {
-            source_spec: shown(url),
-            reason: reason.into(),
-        };
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad("not an http:// or https:// address"))?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (user, host) = match authority.rsplit_once('@') {
-            Some((user, host)) => (Some(user), host),
-            None => (None, authority),
-        };
-        if user.is_some_and(|u| u.contains(':')) {
-            return Err(bad(
-                "a password in the address would show in `ps` and shell history; give it with \
-                 --source-password-file FILE or the LOOKOUT_SOURCE_PASSWORD environment variable",
-            ));
-        }
-        if host.is_empty() {
-            return Err(bad("the address names no host"));
-        }
-        let authorization = match (user, password) {
-            (Some(user), password) => {
-                let pair = format!("{user}:{}", password.unwrap_or_default());
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(bad(
-                    "a password needs a user name in the address: http://USER@host/…",
-                ))
-            }
-            (None, None) => None,
-        };
+        let address = CameraAddress::parse(url, password.is_some())?;
+        let authorization = address.user.as_ref().map(|user| {
+            let pair = format!("{user}:{}", password.unwrap_or_default());
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_recv_response(Some(Duration::from_secs(10)))
@@ -91,8 +64,8 @@ impl HttpSource {
             .build()
             .into();
         Ok(HttpSource {
-            shown: shown(url),
-            url: format!("{scheme}://{host}/{path}"),
+            shown: address.shown(),
+            url: address.shown(),
             authorization,
             agent,
             body: None,
@@ -238,17 +211,5 @@ impl FrameSource for HttpSource {
 
     fn is_file(&self) -> bool {
         false
-    }
-}
-
-/// The address without its user name, for messages.
-fn shown(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}/{path}")
-        }
-        None => url.to_string(),
     }
 }

@@ -1,8 +1,11 @@
-//! Where frames come from: a V4L2 camera, an MJPEG byte stream (stdin, file or pipe), or a folder of images.
+//! Where frames come from: a V4L2 camera, an IP camera (HTTP MJPEG or snapshots, RTSP), an MJPEG byte stream
+//! (stdin, file or pipe), or a folder of images.
 
+pub mod address;
 pub mod dir;
 pub mod http;
 pub mod mjpeg;
+pub mod rtsp;
 #[cfg(target_os = "linux")]
 pub mod v4l2;
 pub mod yuyv;
@@ -113,6 +116,8 @@ pub enum SourceSpec {
     Dir(PathBuf),
     /// `http://…` or `https://…`: an IP camera's MJPEG stream or snapshot URL.
     Http(String),
+    /// `rtsp://…`: an IP camera's RTSP stream (read through ffmpeg).
+    Rtsp(String),
 }
 
 impl std::str::FromStr for SourceSpec {
@@ -122,6 +127,9 @@ impl std::str::FromStr for SourceSpec {
         let bad = || EdgeError::BadSourceSpec(s.to_string());
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(SourceSpec::Http(s.to_string()));
+        }
+        if s.starts_with("rtsp://") {
+            return Ok(SourceSpec::Rtsp(s.to_string()));
         }
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         if rest.is_empty() {
@@ -144,7 +152,9 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::MjpegStdin => write!(f, "mjpeg:-"),
             SourceSpec::MjpegFile(p) => write!(f, "mjpeg:{}", p.display()),
             SourceSpec::Dir(p) => write!(f, "dir:{}", p.display()),
-            SourceSpec::Http(url) => write!(f, "{url}"),
+            SourceSpec::Http(url) | SourceSpec::Rtsp(url) => {
+                write!(f, "{}", address::shown(url))
+            }
         }
     }
 }
@@ -215,6 +225,11 @@ pub fn open_source(
         SourceSpec::MjpegFile(path) => Ok(Box::new(mjpeg::MjpegSource::open(path.clone())?)),
         SourceSpec::Dir(path) => Ok(Box::new(dir::DirSource::open(path.clone())?)),
         SourceSpec::Http(url) => Ok(Box::new(http::HttpSource::new(
+            url,
+            opts.password.clone(),
+            opts.clone(),
+        )?)),
+        SourceSpec::Rtsp(url) => Ok(Box::new(rtsp::RtspSource::new(
             url,
             opts.password.clone(),
             opts.clone(),
@@ -294,7 +309,11 @@ mod tests {
             "http://cam.local/video.mjpg".parse::<SourceSpec>().ok(),
             Some(SourceSpec::Http("http://cam.local/video.mjpg".into()))
         );
-        for bad in ["", "dir:", "/dev/video0", "rtsp://cam"] {
+        assert_eq!(
+            "rtsp://admin@cam:554/s1".parse::<SourceSpec>().ok(),
+            Some(SourceSpec::Rtsp("rtsp://admin@cam:554/s1".into()))
+        );
+        for bad in ["", "dir:", "/dev/video0", "rtmp://cam"] {
             let err = bad.parse::<SourceSpec>().expect_err(bad);
             assert!(err.to_string().contains("v4l2:/dev/videoN"), "{err}");
         }
