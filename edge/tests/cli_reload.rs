@@ -96,6 +96,19 @@ fn replace(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).expect("renaming it over the running one");
 }
 
+/// A camera folder in `dir`: three photos of the first class, then three of the second.
+fn camera(shared: &Path, dir: &Path, classes: [&str; 2]) -> std::path::PathBuf {
+    let camera = dir.join("camera");
+    std::fs::create_dir(&camera).expect("camera folder");
+    let photos = classes
+        .iter()
+        .flat_map(|class| common::photos(shared, class, 3));
+    for (i, photo) in photos.enumerate() {
+        std::fs::copy(photo, camera.join(format!("{i:02}.jpg"))).expect("copy photo");
+    }
+    camera
+}
+
 fn model_line(event: &'static str) -> impl Fn(&Value) -> bool {
     move |l| l["type"] == "model" && l["event"] == event
 }
@@ -105,15 +118,7 @@ fn a_replaced_bundle_or_sighup_switches_between_two_frames_and_bad_bundles_are_r
     let shared = lookout_testdata::require_shared!();
     let bundles = common::bundles(&shared);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let camera = tmp.path().join("camera");
-    std::fs::create_dir(&camera).expect("camera folder");
-    for (i, photo) in common::photos(&shared, "Cat", 3)
-        .into_iter()
-        .chain(common::photos(&shared, "Dog", 3))
-        .enumerate()
-    {
-        std::fs::copy(photo, camera.join(format!("{i:02}.jpg"))).expect("copy photo");
-    }
+    let camera = camera(&shared, tmp.path(), ["Cat", "Dog"]);
     // The running bundle, and a retrained one with the same labels (another decision threshold).
     let running = tmp.path().join("pets.lookout");
     std::fs::copy(&bundles.sigmoid, &running).expect("copy bundle");
@@ -212,16 +217,8 @@ fn a_bundle_with_other_labels_ends_the_old_events_and_actions_follow_their_label
     let shared = lookout_testdata::require_shared!();
     let bundles = common::bundles(&shared);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let camera = tmp.path().join("camera");
-    std::fs::create_dir(&camera).expect("camera folder");
     // Runs of three: each label's event fires and clears within a loop.
-    for (i, photo) in common::photos(&shared, "Dog", 3)
-        .into_iter()
-        .chain(common::photos(&shared, "Cat", 3))
-        .enumerate()
-    {
-        std::fs::copy(photo, camera.join(format!("{i:02}.jpg"))).expect("copy photo");
-    }
+    let camera = camera(&shared, tmp.path(), ["Dog", "Cat"]);
     let running = tmp.path().join("pets.lookout");
     std::fs::copy(&bundles.sigmoid, &running).expect("copy bundle");
     let hound_cat = relabelled(

@@ -104,6 +104,20 @@ fn frames(lines: &mpsc::Receiver<Value>, n: usize) -> Vec<Value> {
     got
 }
 
+/// Stops `watch` with SIGTERM: its summary counts the time without the camera (down for 2 s, plus the
+/// restart).
+fn assert_camera_away_counted(watch: &Running, lines: &mpsc::Receiver<Value>) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &watch.0.id().to_string()])
+        .status();
+    let summary = (0..)
+        .map_while(|_| lines.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|l| l["type"] == "summary")
+        .expect("a summary after SIGTERM");
+    let away = summary["camera_away_s"].as_f64().expect("camera_away_s");
+    assert!((1.5..30.0).contains(&away), "{summary}");
+}
+
 #[test]
 fn an_mjpeg_stream_is_read_and_read_again_after_the_camera_restarts() {
     let shared = require_shared!();
@@ -129,16 +143,7 @@ fn an_mjpeg_stream_is_read_and_read_again_after_the_camera_restarts() {
     let lost = said.iter().filter(|l| l.contains("reconnecting")).count();
     assert_eq!(lost, 1, "one line per outage: {said:?}");
     assert!(said.iter().any(|l| l.contains("back after")), "{said:?}");
-    // The summary counts the time without the camera (down for 2 s, plus the restart).
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &watch.0.id().to_string()])
-        .status();
-    let summary = (0..)
-        .map_while(|_| lines.recv_timeout(Duration::from_secs(30)).ok())
-        .find(|l| l["type"] == "summary")
-        .expect("a summary after SIGTERM");
-    let away = summary["camera_away_s"].as_f64().expect("camera_away_s");
-    assert!((1.5..30.0).contains(&away), "{summary}");
+    assert_camera_away_counted(&watch, &lines);
 }
 
 #[test]
@@ -352,15 +357,7 @@ fn an_rtsp_camera_behind_a_password_is_read_through_ffmpeg_and_again_after_it_re
     // One ffmpeg per camera, and none left once watch ends: stopped by a signal, or killed outright.
     let children = ffmpeg_children(watch.0.id());
     assert_eq!(children.len(), 1, "{children:?}");
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &watch.0.id().to_string()])
-        .status();
-    let summary = (0..)
-        .map_while(|_| lines.recv_timeout(Duration::from_secs(30)).ok())
-        .find(|l| l["type"] == "summary")
-        .expect("a summary after SIGTERM");
-    let away = summary["camera_away_s"].as_f64().expect("camera_away_s");
-    assert!((1.5..30.0).contains(&away), "{summary}");
+    assert_camera_away_counted(&watch, &lines);
     let said: Vec<String> = status.try_iter().collect();
     assert!(said.iter().all(|l| !l.contains("p@ss")), "{said:?}");
     assert!(

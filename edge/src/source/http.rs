@@ -13,7 +13,7 @@ use base64::Engine;
 
 use super::address::CameraAddress;
 use super::mjpeg::MjpegSplitter;
-use super::{FrameSource, Outage, RawFrame, SourceOptions};
+use super::{FrameSource, RawFrame, Reconnect, SourceOptions};
 use crate::error::EdgeError;
 
 /// The largest snapshot accepted (a 4K JPEG is a few MB).
@@ -36,8 +36,7 @@ pub struct HttpSource {
     agent: ureq::Agent,
     body: Option<Body>,
     opts: SourceOptions,
-    backoff: Duration,
-    outage: Outage,
+    reconnect: Reconnect,
     next_snapshot: Instant,
 }
 
@@ -70,8 +69,7 @@ impl HttpSource {
             agent,
             body: None,
             opts,
-            backoff: Duration::from_millis(500),
-            outage: Outage::default(),
+            reconnect: Reconnect::new(address.shown()),
             next_snapshot: Instant::now(),
         })
     }
@@ -156,29 +154,11 @@ impl HttpSource {
 
     fn lost(&mut self, reason: &str) {
         self.body = None;
-        if self.outage.lost() {
-            (self.opts.status)(&format!(
-                "camera {}: {reason}; reconnecting with backoff up to 30 s",
-                self.shown
-            ));
-        }
-        // Sleep in short steps so a stop is not kept waiting.
-        let until = Instant::now() + self.backoff;
-        while Instant::now() < until && !self.opts.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.reconnect.lost(reason, &self.opts);
     }
 
     fn back(&mut self) {
-        if let Some(gone) = self.outage.back(&self.opts.away) {
-            (self.opts.status)(&format!(
-                "camera {}: back after {:.1} s",
-                self.shown,
-                gone.as_secs_f64()
-            ));
-        }
-        self.backoff = Duration::from_millis(500);
+        self.reconnect.back(&self.opts);
     }
 }
 

@@ -200,6 +200,59 @@ impl Outage {
     }
 }
 
+/// How a live IP camera source comes back: backoff from 0.5 s doubling to 30 s, one line per outage and one
+/// when the camera is back (with how long it was away, added up for the summary).
+#[derive(Debug)]
+pub struct Reconnect {
+    /// The camera as messages show it (no credentials).
+    shown: String,
+    backoff: Duration,
+    outage: Outage,
+}
+
+impl Reconnect {
+    const FIRST: Duration = Duration::from_millis(500);
+    const LONGEST: Duration = Duration::from_secs(30);
+
+    /// For the camera `shown`.
+    pub fn new(shown: String) -> Reconnect {
+        Reconnect {
+            shown,
+            backoff: Self::FIRST,
+            outage: Outage::default(),
+        }
+    }
+
+    /// The camera is gone (`reason`): says so at the start of an outage, then waits the backoff (in short
+    /// steps, so a stop is not kept waiting) and doubles it.
+    pub fn lost(&mut self, reason: &str, opts: &SourceOptions) {
+        if self.outage.lost() {
+            (opts.status)(&format!(
+                "camera {}: {reason}; reconnecting with backoff up to {} s",
+                self.shown,
+                Self::LONGEST.as_secs()
+            ));
+        }
+        let until = Instant::now() + self.backoff;
+        while Instant::now() < until && !opts.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.backoff = (self.backoff * 2).min(Self::LONGEST);
+    }
+
+    /// A frame came: says when the camera is back from an outage, and starts the backoff over.
+    pub fn back(&mut self, opts: &SourceOptions) {
+        if let Some(gone) = self.outage.back(&opts.away) {
+            (opts.status)(&format!(
+                "camera {}: back after {:.1} s",
+                self.shown,
+                gone.as_secs_f64()
+            ));
+        }
+        self.backoff = Self::FIRST;
+    }
+}
+
 impl std::fmt::Debug for SourceOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceOptions")

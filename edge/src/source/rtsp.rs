@@ -22,7 +22,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::address::CameraAddress;
 use super::mjpeg::MjpegSplitter;
-use super::{FrameSource, Outage, RawFrame, SourceOptions};
+use super::{FrameSource, RawFrame, Reconnect, SourceOptions};
 use crate::error::EdgeError;
 
 /// No frame for this long and the camera counts as gone.
@@ -50,8 +50,7 @@ pub struct RtspSource {
     url: String,
     opts: SourceOptions,
     running: Option<Running>,
-    backoff: Duration,
-    outage: Outage,
+    reconnect: Reconnect,
 }
 
 impl RtspSource {
@@ -80,8 +79,7 @@ impl RtspSource {
             ),
             opts,
             running: None,
-            backoff: Duration::from_millis(500),
-            outage: Outage::default(),
+            reconnect: Reconnect::new(address.shown()),
         })
     }
 
@@ -162,29 +160,11 @@ impl RtspSource {
 
     fn lost(&mut self, reason: &str) {
         self.running = None;
-        if self.outage.lost() {
-            (self.opts.status)(&format!(
-                "camera {}: {reason}; reconnecting with backoff up to 30 s",
-                self.shown
-            ));
-        }
-        // Sleep in short steps so a stop is not kept waiting.
-        let until = Instant::now() + self.backoff;
-        while Instant::now() < until && !self.opts.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.reconnect.lost(reason, &self.opts);
     }
 
     fn back(&mut self) {
-        if let Some(gone) = self.outage.back(&self.opts.away) {
-            (self.opts.status)(&format!(
-                "camera {}: back after {:.1} s",
-                self.shown,
-                gone.as_secs_f64()
-            ));
-        }
-        self.backoff = Duration::from_millis(500);
+        self.reconnect.back(&self.opts);
     }
 }
 
