@@ -4,15 +4,19 @@
 //! COBS-framed and terminated by a `0x00` byte, so a reader on a serial line can resynchronise at the next
 //! zero after any lost byte, and a frame damaged by noise is rejected instead of read as a wrong label.
 //!
-//! Frame layout, for writing a receiver in another language:
+//! Frame layout, for writing a receiver in another language (protocol version 1):
 //!
-//! 1. payload = postcard([`Detection`]): `frame` (varint u64), `label` (varint u16), `score` (f32, 4 bytes
+//! 1. payload = the version byte ([`PROTOCOL_VERSION`], `0x01`), then postcard([`Detection`]): `frame`
+//!    (varint u64), `label` (varint u16, an index into the bundle's labels), `score` (f32, 4 bytes
 //!    little-endian), `latency_us` (varint u32); varints are LEB128;
 //! 2. payload += CRC-16/CCITT-FALSE of the payload (poly 0x1021, init 0xFFFF, not reflected, no final xor),
 //!    2 bytes little-endian (Python: `binascii.crc_hqx(payload, 0xFFFF)`);
 //! 3. frame = COBS(payload) + `0x00`.
 //!
-//! Readers ignore bytes between the known fields and the CRC, so a newer sender may append fields.
+//! Compatibility: a sender may append fields after the known ones within a version (readers ignore bytes
+//! between the known fields and the CRC); a change that old readers would misread gets a new version. A
+//! receiver skips a frame of a version it does not know ([`DetectionError::UnknownVersion`]) and must not act
+//! on it: its fields may mean something else.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,14 +34,17 @@ pub struct Detection {
     pub latency_us: u32,
 }
 
+/// The version of the frame layout this crate writes and reads: the first byte of every payload.
+pub const PROTOCOL_VERSION: u8 = 1;
+
 /// Largest postcard encoding of a [`Detection`]: varint u64 (10 bytes) + varint u16 (3) + f32 (4) +
 /// varint u32 (5).
 const MAX_MESSAGE_LEN: usize = 10 + 3 + 4 + 5;
 const CRC_LEN: usize = 2;
-const MAX_PAYLOAD_LEN: usize = MAX_MESSAGE_LEN + CRC_LEN;
+const MAX_PAYLOAD_LEN: usize = 1 + MAX_MESSAGE_LEN + CRC_LEN;
 
 /// The longest encoded frame, terminating `0x00` included: COBS adds one byte per started 254 bytes of
-/// payload, so 24 payload bytes make 25 COBS bytes, plus the terminator. A buffer this long always fits.
+/// payload, so 25 payload bytes (version, message, CRC) make 26 COBS bytes, plus the terminator. A buffer this long always fits.
 pub const MAX_FRAME_LEN: usize = cobs::max_encoding_length(MAX_PAYLOAD_LEN) + 1;
 
 /// Why a detection could not be encoded or a frame could not be read. Every message is one line.
@@ -76,6 +83,17 @@ pub enum DetectionError {
     /// The CRC does not match the message.
     #[error("detection frame CRC mismatch: bytes were damaged on the line (check the baud rate, wiring and ground)")]
     CrcMismatch,
+    /// The frame is of a protocol version this reader does not know: it is skipped, never acted on.
+    #[error(
+        "detection frame of protocol version {version}, this reader knows version {known}: update the firmware \
+         or lookout-edge so both speak one version; skipping it"
+    )]
+    UnknownVersion {
+        /// The frame's version byte.
+        version: u8,
+        /// [`PROTOCOL_VERSION`].
+        known: u8,
+    },
     /// The CRC matches but the message does not decode: sender and receiver disagree on the format.
     #[error(
         "detection frame does not decode ({0}): the sender uses an incompatible lookout version; \
@@ -89,7 +107,8 @@ impl Detection {
     /// the part of `buf` written. A buffer of [`MAX_FRAME_LEN`] bytes always fits.
     pub fn encode_into<'a>(&self, buf: &'a mut [u8]) -> Result<&'a mut [u8], DetectionError> {
         let mut payload = [0u8; MAX_PAYLOAD_LEN];
-        let message_len = postcard::to_slice(self, &mut payload[..MAX_MESSAGE_LEN])
+        payload[0] = PROTOCOL_VERSION;
+        let message_len = 1 + postcard::to_slice(self, &mut payload[1..=MAX_MESSAGE_LEN])
             .map_err(DetectionError::Encode)?
             .len();
         let crc = crc16_ccitt_false(&payload[..message_len]);
@@ -144,7 +163,16 @@ impl Detection {
         if crc16_ccitt_false(message).to_le_bytes() != crc {
             return Err(DetectionError::CrcMismatch);
         }
-        postcard::from_bytes(message).map_err(DetectionError::Decode)
+        match message {
+            [PROTOCOL_VERSION, fields @ ..] => {
+                postcard::from_bytes(fields).map_err(DetectionError::Decode)
+            }
+            [version, ..] => Err(DetectionError::UnknownVersion {
+                version: *version,
+                known: PROTOCOL_VERSION,
+            }),
+            [] => Err(DetectionError::TooShort { len: payload.len() }),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The detection message on the wire: framing, integrity, and resynchronising a byte stream.
 
-use lookout_shared::detection::{Detection, DetectionError, FrameReader, MAX_FRAME_LEN};
+use lookout_shared::detection::{
+    Detection, DetectionError, FrameReader, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
 use proptest::prelude::*;
 
 fn dog(frame: u64) -> Detection {
@@ -36,8 +38,9 @@ fn frame_is_cobs_of_postcard_and_crc_then_zero() {
     assert_eq!(frame.last(), Some(&0));
     assert!(!frame[..frame.len() - 1].contains(&0));
 
-    // Rebuild the documented layout independently: postcard, CRC-16/CCITT-FALSE little-endian, COBS.
-    let mut payload = postcard::to_allocvec(&detection).unwrap();
+    // Rebuild the documented layout independently: version, postcard, CRC-16/CCITT-FALSE little-endian, COBS.
+    let mut payload = vec![PROTOCOL_VERSION];
+    payload.extend(postcard::to_allocvec(&detection).unwrap());
     let crc = crc16_ccitt_false_reference(&payload);
     payload.extend_from_slice(&crc.to_le_bytes());
     let mut expected = vec![0u8; cobs::max_encoding_length(payload.len())];
@@ -77,7 +80,10 @@ fn largest_detection_fills_max_frame_len_exactly() {
         latency_us: u32::MAX,
     };
     assert_eq!(largest.encode().len(), MAX_FRAME_LEN);
-    assert_eq!(MAX_FRAME_LEN, 26);
+    assert_eq!(
+        MAX_FRAME_LEN, 27,
+        "1 version + 22 message + 2 CRC bytes, COBS + 1, then 0x00"
+    );
     let mut buf = [0u8; MAX_FRAME_LEN];
     assert_eq!(largest.encode_into(&mut buf).unwrap().len(), MAX_FRAME_LEN);
 }
@@ -261,7 +267,7 @@ fn error_messages_are_one_line_with_a_remedy() {
 #[test]
 fn frame_with_valid_crc_but_bad_message_is_a_decode_error() {
     // label varint that never terminates, sealed with a correct CRC: an incompatible sender.
-    let mut payload = vec![0x05, 0xFF, 0xFF, 0xFF, 0xFF];
+    let mut payload = vec![PROTOCOL_VERSION, 0x05, 0xFF, 0xFF, 0xFF, 0xFF];
     let crc = crc16_ccitt_false_reference(&payload);
     payload.extend_from_slice(&crc.to_le_bytes());
     let mut frame = vec![0u8; cobs::max_encoding_length(payload.len())];
@@ -273,7 +279,8 @@ fn frame_with_valid_crc_but_bad_message_is_a_decode_error() {
 
 #[test]
 fn newer_sender_with_an_appended_field_is_still_read() {
-    let mut payload = postcard::to_allocvec(&dog(13)).unwrap();
+    let mut payload = vec![PROTOCOL_VERSION];
+    payload.extend(postcard::to_allocvec(&dog(13)).unwrap());
     payload.extend_from_slice(&[0x03, 0x2a]); // a future field
     let crc = crc16_ccitt_false_reference(&payload);
     payload.extend_from_slice(&crc.to_le_bytes());
@@ -281,6 +288,27 @@ fn newer_sender_with_an_appended_field_is_still_read() {
     let n = cobs::encode(&payload, &mut frame);
     frame.truncate(n);
     assert_eq!(Detection::decode_frame(&mut frame).unwrap(), dog(13));
+}
+
+#[test]
+fn a_frame_of_another_version_is_refused_not_misread() {
+    // Version 2 with fields that version 1 would read as a valid detection: a receiver must not act on it.
+    let mut payload = vec![PROTOCOL_VERSION + 1];
+    payload.extend(postcard::to_allocvec(&dog(21)).unwrap());
+    let crc = crc16_ccitt_false_reference(&payload);
+    payload.extend_from_slice(&crc.to_le_bytes());
+    let mut frame = vec![0u8; cobs::max_encoding_length(payload.len())];
+    let n = cobs::encode(&payload, &mut frame);
+    frame.truncate(n);
+    let error = Detection::decode_frame(&mut frame).unwrap_err();
+    assert_eq!(
+        error,
+        DetectionError::UnknownVersion {
+            version: 2,
+            known: 1
+        }
+    );
+    assert!(error.to_string().contains("skipping it"), "{error}");
 }
 
 fn arb_detection() -> impl Strategy<Value = Detection> {

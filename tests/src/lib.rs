@@ -162,8 +162,10 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
 
 /// The edge binary cross-built for the Pi, run under qemu-user (see `.cargo/config.toml` and `.ci/run`).
 pub mod cross {
+    use std::collections::HashMap;
     use std::path::PathBuf;
     use std::process::Command;
+    use std::sync::{Mutex, OnceLock};
 
     /// One emulated Pi CPU.
     #[derive(Debug, Clone, Copy)]
@@ -215,17 +217,38 @@ pub mod cross {
     /// Measured on the end-to-end test's bundle: 3.8e-4.
     pub const FP16_TOLERANCE: f64 = 2e-3;
 
-    /// `target/<triple>/<profile>/lookout-edge` beside this test's own profile directory.
+    /// `target/<triple>/<profile>/lookout-edge` beside this test's own profile directory, cross-built here
+    /// (once per test process, said once) when it is not there yet, so that `cargo test --workspace` alone
+    /// tests what `.ci/run` does. `None` when it cannot be built (the target or its linker is not installed).
     fn cross_binary(triple: &str) -> Option<PathBuf> {
+        static BUILT: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
         let exe = std::env::current_exe().ok()?;
         let profile_dir = exe.parent()?.parent()?;
-        let profile = profile_dir.file_name()?;
-        let bin = profile_dir
-            .parent()?
-            .join(triple)
-            .join(profile)
-            .join("lookout-edge");
-        bin.is_file().then_some(bin)
+        let profile = profile_dir.file_name()?.to_str()?.to_string();
+        let target_dir = profile_dir.parent()?;
+        let bin = target_dir.join(triple).join(&profile).join("lookout-edge");
+        let mut built = BUILT.get_or_init(Mutex::default).lock().ok()?;
+        let ok = *built.entry(triple.to_string()).or_insert_with(|| {
+            if bin.is_file() {
+                return true;
+            }
+            eprintln!("building lookout-edge for {triple} (once; a few minutes the first time)");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "lookout-edge", "--target", triple])
+                .env("CARGO_TARGET_DIR", target_dir);
+            if profile == "release" {
+                cmd.arg("--release");
+            }
+            match cmd.status() {
+                Ok(status) if status.success() => true,
+                _ => {
+                    eprintln!("could not build lookout-edge for {triple}");
+                    false
+                }
+            }
+        });
+        (ok && bin.is_file()).then_some(bin)
     }
 
     fn qemu_command(qemu: &[&str], env: &[(&str, &str)], bin: PathBuf) -> Option<Command> {
@@ -267,8 +290,9 @@ pub mod cross {
         lookout_testdata::missing(
             &format!("the {triple} agreement check"),
             &format!(
-                "the cross-built edge binary or qemu-user is missing. Build it first with \
-                 `cargo build -p lookout-edge --target {triple}` and install qemu-user (.ci/run does both)."
+                "the cross-built edge binary could not be built or qemu-user is missing: install the target \
+                 and its linker (rustup target add {triple}; apt-get install gcc-aarch64-linux-gnu \
+                 gcc-arm-linux-gnueabihf qemu-user; .ci/run does)."
             ),
         );
     }

@@ -1,0 +1,257 @@
+//! Lookout's firmware for the ARM MPS2 AN386 board (Cortex-M4), the board `qemu-system-arm -M mps2-an386`
+//! models: detections arrive on UART0, the rule table drives the board's two user LEDs (FPGA I/O), every frame,
+//! event and error is logged with defmt over semihosting.
+//!
+//! The board is the emulator's, so CI runs the whole firmware; a real board changes the three peripherals below
+//! (UART, output pins, millisecond clock) and nothing of the logic (`lookout_firmware::Controller`). Registers
+//! are written directly: the two peripherals are a few registers each, and the embedded-hal 1.0 traits
+//! (`OutputPin`, `serial::Read`) are what the logic's outputs and input go through, as a HAL's would.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{entry, exception};
+use embedded_hal::digital::{ErrorType as PinErrorType, OutputPin};
+use embedded_hal_nb::nb;
+use embedded_hal_nb::serial::{self, ErrorKind, ErrorType as SerialErrorType, Read};
+use lookout_firmware::{Controller, Event, Rule, PROTOCOL_VERSION};
+
+use defmt_semihosting as _;
+
+/// The bundle's labels as `lookout-edge info` lists them (cats-vs-dogs: 0 Cat, 1 Dog), each to a LED.
+const RULES: [Rule; 2] = [
+    Rule {
+        label: 0,
+        output: 0,
+        min_score: 0.6,
+        hold_ms: 1_500,
+    },
+    Rule {
+        label: 1,
+        output: 1,
+        min_score: 0.6,
+        hold_ms: 1_500,
+    },
+];
+/// No valid frame for this long: every output off.
+const SILENCE_MS: u32 = 3_000;
+
+/// The MPS2 system clock (SysTick counts it).
+const CPU_HZ: u32 = 25_000_000;
+/// CMSDK APB UART0.
+const UART0: usize = 0x4000_4000;
+/// The FPGA I/O block: its first register holds the user LEDs, one bit each.
+const FPGAIO_LED: usize = 0x4002_8000;
+const BAUD: u32 = 115_200;
+
+static MILLISECONDS: AtomicU32 = AtomicU32::new(0);
+
+#[exception]
+fn SysTick() {
+    MILLISECONDS.fetch_add(1, Ordering::Relaxed);
+}
+
+defmt::timestamp!("{=u32:ms}", MILLISECONDS.load(Ordering::Relaxed));
+
+#[global_allocator]
+static HEAP: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
+
+/// Milliseconds since start, widened to 64 bits (the counter wraps after 49 days).
+struct Clock {
+    last: u32,
+    total: u64,
+}
+
+impl Clock {
+    fn now(&mut self) -> u64 {
+        let raw = MILLISECONDS.load(Ordering::Relaxed);
+        self.total += u64::from(raw.wrapping_sub(self.last));
+        self.last = raw;
+        self.total
+    }
+}
+
+/// The CMSDK APB UART: DATA, STATE (bit 1: a byte waits; bit 3: one was lost), CTRL (bit 1: receive on),
+/// BAUDDIV.
+struct CmsdkUart {
+    base: usize,
+}
+
+impl CmsdkUart {
+    fn new(base: usize, baud: u32) -> CmsdkUart {
+        let uart = CmsdkUart { base };
+        // SAFETY: the UART's own registers, at the address the board's memory map gives; nothing else uses them.
+        unsafe {
+            uart.register(0x10).write_volatile(CPU_HZ / baud);
+            uart.register(0x08).write_volatile(0b10);
+        }
+        uart
+    }
+
+    fn register(&self, offset: usize) -> *mut u32 {
+        (self.base + offset) as *mut u32
+    }
+}
+
+impl SerialErrorType for CmsdkUart {
+    type Error = ErrorKind;
+}
+
+impl Read<u8> for CmsdkUart {
+    fn read(&mut self) -> nb::Result<u8, ErrorKind> {
+        // SAFETY: as in `new`.
+        let state = unsafe { self.register(0x04).read_volatile() };
+        if state & 0b1000 != 0 {
+            // Writing the bit clears it; the byte that stayed is still read next time.
+            unsafe { self.register(0x04).write_volatile(0b1000) };
+            return Err(nb::Error::Other(ErrorKind::Overrun));
+        }
+        if state & 0b10 == 0 {
+            return Err(nb::Error::WouldBlock);
+        }
+        Ok(unsafe { self.register(0x00).read_volatile() } as u8)
+    }
+}
+
+/// One user LED of the FPGA I/O block as an output pin.
+struct Led {
+    bit: u32,
+}
+
+impl Led {
+    fn set(&mut self, on: bool) {
+        let register = FPGAIO_LED as *mut u32;
+        // SAFETY: the LED register, only written from this loop.
+        unsafe {
+            let value = register.read_volatile();
+            let value = if on {
+                value | 1 << self.bit
+            } else {
+                value & !(1 << self.bit)
+            };
+            register.write_volatile(value);
+        }
+    }
+}
+
+fn led_register() -> u32 {
+    // SAFETY: reading the LED register.
+    unsafe { (FPGAIO_LED as *const u32).read_volatile() }
+}
+
+impl PinErrorType for Led {
+    type Error = core::convert::Infallible;
+}
+
+impl OutputPin for Led {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        self.set(false);
+        Ok(())
+    }
+
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        self.set(true);
+        Ok(())
+    }
+}
+
+fn log(event: Event) {
+    match event {
+        Event::Received(d) => defmt::info!(
+            "frame {=u64}: label {=u16} score {=f32} latency {=u32} us",
+            d.frame,
+            d.label,
+            d.score,
+            d.latency_us
+        ),
+        Event::BadFrame(error) => defmt::warn!("skipped a bad frame: {}", error),
+        Event::Ignored { detection, why } => {
+            defmt::info!("frame {=u64} ignored: {}", detection.frame, why)
+        }
+        Event::On {
+            output,
+            label,
+            frame,
+            renewed,
+        } => defmt::info!(
+            "output {=usize} ON (label {=u16}, frame {=u64}, renewed {=bool})",
+            output,
+            label,
+            frame,
+            renewed
+        ),
+        Event::Off { output } => defmt::info!("output {=usize} off", output),
+        Event::Silent { since_ms } => defmt::warn!(
+            "no frame for {=u64} ms: the Pi is silent, every output off",
+            since_ms
+        ),
+        Event::Resumed => defmt::info!("the Pi speaks again"),
+    }
+}
+
+/// Drives the pins to the controller's outputs; logs the LED register when it changes.
+fn apply<P: OutputPin>(outputs: &[bool], pins: &mut [P], shown: &mut u32) {
+    for (pin, on) in pins.iter_mut().zip(outputs) {
+        let _ = pin.set_state((*on).into());
+    }
+    let now = led_register();
+    if now != *shown {
+        *shown = now;
+        defmt::info!("LEDs {=u32:02b}", now);
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    {
+        static mut HEAP_MEMORY: [u8; 256] = [0; 256];
+        // SAFETY: called once, before anything allocates; the memory is used for nothing else.
+        unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEMORY) as usize, 256) }
+    }
+    let Some(mut core) = cortex_m::Peripherals::take() else {
+        defmt::panic!("the core peripherals were taken before main");
+    };
+    core.SYST.set_clock_source(SystClkSource::Core);
+    core.SYST.set_reload(CPU_HZ / 1_000 - 1);
+    core.SYST.clear_current();
+    core.SYST.enable_counter();
+    core.SYST.enable_interrupt();
+
+    let mut uart = CmsdkUart::new(UART0, BAUD);
+    let mut pins = [Led { bit: 0 }, Led { bit: 1 }];
+    let mut controller = Controller::<2>::new(&RULES, SILENCE_MS);
+    let mut clock = Clock { last: 0, total: 0 };
+    let mut shown = u32::MAX;
+    apply(&controller.outputs(), &mut pins, &mut shown);
+    defmt::info!(
+        "lookout firmware {=str}: protocol version {=u8}, {=usize} rules, outputs off after {=u32} ms of silence",
+        env!("CARGO_PKG_VERSION"),
+        PROTOCOL_VERSION,
+        RULES.len(),
+        SILENCE_MS
+    );
+    for rule in &RULES {
+        defmt::info!("rule: {}", rule);
+    }
+    loop {
+        let now = clock.now();
+        match serial::Read::read(&mut uart) {
+            Ok(byte) => controller.feed(&[byte], now, log),
+            Err(nb::Error::WouldBlock) => {}
+            Err(nb::Error::Other(_)) => defmt::warn!("UART overrun: bytes were lost"),
+        }
+        controller.tick(now, log);
+        apply(&controller.outputs(), &mut pins, &mut shown);
+    }
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    defmt::error!("panic: stopping");
+    cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
