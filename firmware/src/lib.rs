@@ -186,3 +186,93 @@ impl<'r, const N: usize> Controller<'r, N> {
         }
     }
 }
+
+/// What every board's firmware runs once its peripherals are up: read the UART, feed the controller, let
+/// time pass, drive the pins, log every step with defmt. A board gives its UART (embedded-hal-nb
+/// `serial::Read`), its output pins (embedded-hal `OutputPin`) and a millisecond clock.
+#[cfg(feature = "defmt")]
+pub mod serve {
+    use embedded_hal::digital::OutputPin;
+    use embedded_hal_nb::nb;
+    use embedded_hal_nb::serial::{Error as _, Read};
+
+    use super::{Controller, Event};
+
+    /// Logs one event of the controller.
+    pub fn log(event: Event) {
+        match event {
+            Event::Received(d) => defmt::info!(
+                "frame {=u64}: label {=u16} score {=f32} latency {=u32} us",
+                d.frame,
+                d.label,
+                d.score,
+                d.latency_us
+            ),
+            Event::BadFrame(error) => defmt::warn!("skipped a bad frame: {}", error),
+            Event::Ignored { detection, why } => {
+                defmt::info!("frame {=u64} ignored: {}", detection.frame, why)
+            }
+            Event::On {
+                output,
+                label,
+                frame,
+                renewed,
+            } => defmt::info!(
+                "output {=usize} ON (label {=u16}, frame {=u64}, renewed {=bool})",
+                output,
+                label,
+                frame,
+                renewed
+            ),
+            Event::Off { output } => defmt::info!("output {=usize} off", output),
+            Event::Silent { since_ms } => defmt::warn!(
+                "no frame for {=u64} ms: the Pi is silent, every output off",
+                since_ms
+            ),
+            Event::Resumed => defmt::info!("the Pi speaks again"),
+        }
+    }
+
+    /// Runs forever: `uart` in, `pins` out (pin `i` is output `i`), `now_ms` the clock; `changed` is called
+    /// after the pins changed (a board may log what its hardware shows).
+    pub fn serve<U: Read<u8>, P: OutputPin, const N: usize>(
+        controller: &mut Controller<'_, N>,
+        uart: &mut U,
+        pins: &mut [P; N],
+        mut now_ms: impl FnMut() -> u64,
+        mut changed: impl FnMut(),
+    ) -> ! {
+        defmt::info!(
+            "lookout firmware {=str}: protocol version {=u8}, {=usize} rules, outputs off after {=u32} ms of silence",
+            env!("CARGO_PKG_VERSION"),
+            super::PROTOCOL_VERSION,
+            controller.rules.len(),
+            controller.silence_ms
+        );
+        for rule in controller.rules {
+            defmt::info!("rule: {}", rule);
+        }
+        let mut shown: Option<[bool; N]> = None;
+        loop {
+            let now = now_ms();
+            match uart.read() {
+                Ok(byte) => controller.feed(&[byte], now, log),
+                Err(nb::Error::WouldBlock) => {}
+                Err(nb::Error::Other(error)) => {
+                    defmt::warn!("UART: {} (bytes lost)", defmt::Debug2Format(&error.kind()))
+                }
+            }
+            controller.tick(now, log);
+            let outputs = controller.outputs();
+            if shown != Some(outputs) {
+                for (pin, on) in pins.iter_mut().zip(outputs) {
+                    if pin.set_state(on.into()).is_err() {
+                        defmt::error!("an output pin could not be set");
+                    }
+                }
+                shown = Some(outputs);
+                changed();
+            }
+        }
+    }
+}

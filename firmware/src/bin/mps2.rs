@@ -15,8 +15,8 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
 use embedded_hal::digital::{ErrorType as PinErrorType, OutputPin};
 use embedded_hal_nb::nb;
-use embedded_hal_nb::serial::{self, ErrorKind, ErrorType as SerialErrorType, Read};
-use lookout_firmware::{Controller, Event, Rule, PROTOCOL_VERSION};
+use embedded_hal_nb::serial::{ErrorKind, ErrorType as SerialErrorType, Read};
+use lookout_firmware::{serve, Controller, Rule};
 
 use defmt_semihosting as _;
 
@@ -157,52 +157,6 @@ impl OutputPin for Led {
     }
 }
 
-fn log(event: Event) {
-    match event {
-        Event::Received(d) => defmt::info!(
-            "frame {=u64}: label {=u16} score {=f32} latency {=u32} us",
-            d.frame,
-            d.label,
-            d.score,
-            d.latency_us
-        ),
-        Event::BadFrame(error) => defmt::warn!("skipped a bad frame: {}", error),
-        Event::Ignored { detection, why } => {
-            defmt::info!("frame {=u64} ignored: {}", detection.frame, why)
-        }
-        Event::On {
-            output,
-            label,
-            frame,
-            renewed,
-        } => defmt::info!(
-            "output {=usize} ON (label {=u16}, frame {=u64}, renewed {=bool})",
-            output,
-            label,
-            frame,
-            renewed
-        ),
-        Event::Off { output } => defmt::info!("output {=usize} off", output),
-        Event::Silent { since_ms } => defmt::warn!(
-            "no frame for {=u64} ms: the Pi is silent, every output off",
-            since_ms
-        ),
-        Event::Resumed => defmt::info!("the Pi speaks again"),
-    }
-}
-
-/// Drives the pins to the controller's outputs; logs the LED register when it changes.
-fn apply<P: OutputPin>(outputs: &[bool], pins: &mut [P], shown: &mut u32) {
-    for (pin, on) in pins.iter_mut().zip(outputs) {
-        let _ = pin.set_state((*on).into());
-    }
-    let now = led_register();
-    if now != *shown {
-        *shown = now;
-        defmt::info!("LEDs {=u32:02b}", now);
-    }
-}
-
 #[entry]
 fn main() -> ! {
     {
@@ -223,28 +177,16 @@ fn main() -> ! {
     let mut pins = [Led { bit: 0 }, Led { bit: 1 }];
     let mut controller = Controller::<2>::new(&RULES, SILENCE_MS);
     let mut clock = Clock { last: 0, total: 0 };
-    let mut shown = u32::MAX;
-    apply(&controller.outputs(), &mut pins, &mut shown);
-    defmt::info!(
-        "lookout firmware {=str}: protocol version {=u8}, {=usize} rules, outputs off after {=u32} ms of silence",
-        env!("CARGO_PKG_VERSION"),
-        PROTOCOL_VERSION,
-        RULES.len(),
-        SILENCE_MS
-    );
-    for rule in &RULES {
-        defmt::info!("rule: {}", rule);
-    }
-    loop {
-        let now = clock.now();
-        match serial::Read::read(&mut uart) {
-            Ok(byte) => controller.feed(&[byte], now, log),
-            Err(nb::Error::WouldBlock) => {}
-            Err(nb::Error::Other(_)) => defmt::warn!("UART overrun: bytes were lost"),
-        }
-        controller.tick(now, log);
-        apply(&controller.outputs(), &mut pins, &mut shown);
-    }
+    // The LED register as the board shows it, read back after every change.
+    let show_leds = || defmt::info!("LEDs {=u32:02b}", led_register());
+    show_leds();
+    serve::serve(
+        &mut controller,
+        &mut uart,
+        &mut pins,
+        || clock.now(),
+        show_leds,
+    )
 }
 
 #[panic_handler]
