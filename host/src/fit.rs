@@ -123,7 +123,7 @@ impl FitOptions {
             seed: 42,
             train: TrainConfig::default(),
             unknown: Some(UnknownConfig::default()),
-            precision: ExportPrecision::F32,
+            precision: crate::bundle::precision::DEFAULT_PRECISION,
             max_drop_points: 1.0,
             force: false,
             augment: None,

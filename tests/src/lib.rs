@@ -98,7 +98,9 @@ pub fn copy_into(dir: &Path, files: &[PathBuf]) {
 
 /// `lookout fit` as a user types it with the shared EfficientNet-Lite0 ONNX file and a pooled head:
 /// `lookout fit --data DATA --out BUNDLE --backbone <lite0>.onnx --preprocess tf-inception --pool avg --epochs N
-/// --json EXTRA…`. Fails the test (with both outputs) when it fails; returns its output.
+/// --precision f32 --json EXTRA…`. Fails the test (with both outputs) when it fails; returns its output. f32:
+/// these tests hold the bundle to the float model and to tolerances measured on f32; the default precision (the
+/// gated q4) has its own tests (`first_path.rs`, `workflow.rs`'s q4 bundle).
 pub fn fit_pooled_lite0(
     shared: &Path,
     data: &Path,
@@ -116,7 +118,7 @@ pub fn fit_pooled_lite0(
             .arg(shared.join("models/efficientnet_lite0_features_dynbatch.onnx"))
             .args(["--preprocess", "tf-inception", "--pool", "avg", "--epochs"])
             .arg(epochs.to_string())
-            .arg("--json")
+            .args(["--precision", "f32", "--json"])
             .args(extra),
     )
 }

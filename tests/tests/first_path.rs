@@ -295,6 +295,23 @@ fn pulled_efficientnet_lite0_fits_cats_vs_dogs() {
     );
     assert_eq!(fit["test_images"], 400, "{fit}");
     assert!(accuracy >= 0.97, "test accuracy {accuracy} < 0.97: {fit}");
+    // The default bundle is the gated quantized one: q4 passes on Lite0 (11.5 MB against 72.6 MB for f32), and
+    // the report says what the gate tried and what it cost.
+    assert_eq!(fit["export"]["precision"], "q4", "{}", fit["export"]);
+    let size = fit["export"]["file_size"].as_f64().expect("file_size");
+    assert!(size < 20e6, "{size} bytes");
+    let tried = fit["export"]["attempts"].as_array().expect("attempts");
+    assert!(
+        tried.iter().all(|a| a["seconds"].as_f64() > Some(0.0)),
+        "{tried:?}"
+    );
+    let drop = fit["export"]["float_accuracy"].as_f64().unwrap_or(0.0)
+        - fit["export"]["accuracy"].as_f64().unwrap_or(0.0);
+    assert!(
+        drop <= 0.01,
+        "q4 within the 1-point gate: {}",
+        fit["export"]
+    );
 
     let held_out: Vec<PathBuf> = photos(&shared, "Cat")[..5]
         .iter()

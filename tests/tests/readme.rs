@@ -74,7 +74,7 @@ const EXPECTED: &[(&str, Expect)] = &[
         Expect::Runs,
     ),
     (
-        "lookout export --run run/ --out pets.lookout --precision auto  # q4 | f16-q4 | f32-q4head | f16 | f32 (int8: see below)",
+        "lookout export --run run/ --out pets.lookout                   # --precision auto (the default) | q4 | f16-q4 | f32-q4head | f16 | f32",
         Expect::Runs,
     ),
     (

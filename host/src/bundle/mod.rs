@@ -186,7 +186,7 @@ pub struct ExportOptions {
 impl Default for ExportOptions {
     fn default() -> Self {
         ExportOptions {
-            precision: ExportPrecision::F32,
+            precision: precision::DEFAULT_PRECISION,
             max_drop_points: 1.0,
             force: false,
             compose_check_images: 4,
@@ -298,6 +298,7 @@ pub fn export(
     for &precision in &candidates {
         let mut keep_float = BTreeSet::new();
         loop {
+            let started = std::time::Instant::now();
             let (reduced, layers) = match precision {
                 ExportPrecision::F32Q4Head => (
                     composer.compose(precision::q4_layer(&run.head))?,
@@ -341,6 +342,7 @@ pub fn export(
                 accuracy: measured.accuracy,
                 agreement: measured.agreement,
                 drop_points,
+                seconds: started.elapsed().as_secs_f32(),
             });
             let within = drop_points <= options.max_drop_points;
             // A block-quantized model over the gate gets another try with its most sensitive layers float:
@@ -468,6 +470,9 @@ pub struct Attempt {
     pub agreement: f32,
     /// Accuracy lost against the float model, points.
     pub drop_points: f32,
+    /// What the try cost: building, calibrating and measuring it, seconds.
+    #[serde(default)]
+    pub seconds: f32,
 }
 
 impl Attempt {

@@ -37,8 +37,9 @@ pub struct Args {
 /// The export flags `lookout export` and `lookout fit` share: the precision and the accuracy gate.
 #[derive(Debug, clap::Args)]
 pub struct ExportGateArgs {
-    /// Numeric precision of the exported model.
-    #[arg(long, value_enum, default_value_t = ExportPrecision::F32)]
+    /// Numeric precision of the exported model: by default the smallest that passes the accuracy gate (q4,
+    /// then f32-q4head, then f32); `f32` for the float bundle.
+    #[arg(long, value_enum, default_value_t = lookout_host::bundle::precision::DEFAULT_PRECISION)]
     pub precision: ExportPrecision,
     /// Largest accepted test-accuracy drop against the float model, in percentage points.
     #[arg(long, value_name = "POINTS", default_value_t = 1.0)]
@@ -135,18 +136,26 @@ pub fn weights_lines(r: &ExportReport) -> String {
             ));
         }
     }
-    if r.attempts.len() > 1 {
-        out.push_str("  tried:\n");
+    // What the accuracy gate tried and what each try cost (the float bundle alone needs no word).
+    if r.attempts.len() > 1
+        || r.attempts
+            .iter()
+            .any(|a| a.precision != ExportPrecision::F32)
+    {
+        out.push_str(
+            "  gate:        tried, accuracy through the edge runtime against the float model:\n",
+        );
         for a in &r.attempts {
             let kept = a
                 .kept_float_phrase()
                 .map_or(String::new(), |phrase| format!(", {phrase}"));
             out.push_str(&format!(
-                "    {}{kept}: {:.2}% ({:+.2} points), {:.1} MB\n",
+                "    {}{kept}: {:.2}% ({:+.2} points), {:.1} MB, {:.1} s\n",
                 a.precision,
                 a.accuracy * 100.0,
                 -a.drop_points,
-                a.model_size as f64 / 1e6
+                a.model_size as f64 / 1e6,
+                a.seconds
             ));
         }
     }
