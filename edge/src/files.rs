@@ -2,14 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use lookout_shared::image_io::{examine_folder_entry, FolderEntry};
-
 use crate::error::EdgeError;
 
 /// Expands files and folders into a list of image files: a file given explicitly is always kept (decoding
 /// reports it if it is no image); in folders, recursively and in sorted order, entries are judged by
-/// `lookout_shared::image_io::examine_folder_entry`, the rule the host's data sets follow: images by content
-/// are kept, and so is whatever claims to be an image but is unusable (a broken link, an unreadable file, a
+/// `lookout_shared::image_io::walk_images` (the one walk, also `lookout predict`'s), the rule the host's data
+/// sets follow: images by content are kept, and so is whatever claims to be an image but is unusable (a broken link, an unreadable file, a
 /// directory named `x.jpg`), so that classifying it reports the reason instead of leaving it out in silence.
 /// Hidden files and folders are skipped.
 pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, EdgeError> {
@@ -29,29 +27,8 @@ pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, EdgeError> {
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), EdgeError> {
-    let io = |source| EdgeError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
-    entries.sort();
-    for path in entries {
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        match examine_folder_entry(&path) {
-            FolderEntry::Directory => walk(&path, found)?,
-            FolderEntry::Image { .. } | FolderEntry::Bad(_) => found.push(path),
-            FolderEntry::Other => {}
-        }
-    }
+    let walked = lookout_shared::image_io::walk_images(dir)
+        .map_err(|(path, source)| EdgeError::Io { path, source })?;
+    found.extend(walked.into_iter().map(|(path, _)| path));
     Ok(())
 }

@@ -2,8 +2,10 @@
 //! postcard [`Detection`]s, decoded by `lookout-shared`'s own [`FrameReader`], so the two ends agree by
 //! construction) and drives outputs by a rule table: label → output, minimum score, hold time.
 //!
-//! This is the logic, `no_std` and without allocation, tested on the host; `src/bin/mps2.rs` is one board's
-//! firmware around it. Safety comes first: an output is on only while a detection that a rule accepts is
+//! This is the logic, `no_std` and without allocation, tested on the host: [`Controller`] (bytes and time in,
+//! [`Event`]s out, the outputs' state), [`Rule`], and [`serve`] (with the `defmt` feature), the loop every
+//! board's firmware runs; `src/bin/nucleo_f411.rs` (an ST Nucleo-F411RE) and `src/bin/mps2.rs` (the board
+//! `qemu-system-arm -M mps2-an386` emulates) are the firmware around it. Safety comes first: an output is on only while a detection that a rule accepts is
 //! younger than the rule's hold time, and every output returns to off (the safe state) when the Pi goes
 //! silent (no valid frame for [`Controller::silence_ms`]). Bad bytes, truncated or damaged frames, frames of
 //! an unknown protocol version, unknown label indices and scores that are not a probability are each

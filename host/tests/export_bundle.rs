@@ -179,6 +179,39 @@ fn exports_lite0_at_every_precision() {
     .unwrap();
     assert!(forced.forced && refused_path.exists());
 
+    // A gate that would outrun its budget (here a budget of nothing, as f16 on this CPU would outrun 2 minutes)
+    // measures a sample, says how many of how many, what the whole would take, and the interval.
+    let sampled = export(
+        &run_dir,
+        &tmp.path().join("sampled.lookout"),
+        &ExportOptions {
+            gate_budget: std::time::Duration::ZERO,
+            ..options(ExportPrecision::F32)
+        },
+    )
+    .unwrap();
+    let sample = sampled.gate_sample.clone().expect("a sampled gate");
+    assert_eq!(
+        sampled.test_images,
+        lookout_host::bundle::measure::MIN_GATE_SAMPLE
+    );
+    assert!(sample.of > sampled.test_images, "{sample:?}");
+    assert!(sample.whole_split_estimate_s > 0.0);
+    assert!(
+        sample.accuracy_low <= sampled.accuracy && sampled.accuracy <= sample.accuracy_high,
+        "{sample:?} vs {}",
+        sampled.accuracy
+    );
+    assert_eq!(
+        lookout_host::bundle::measure::wilson_interval(0, 0),
+        (0.0, 1.0)
+    );
+    let (low, high) = lookout_host::bundle::measure::wilson_interval(95, 100);
+    assert!(
+        (low - 0.888).abs() < 1e-3 && (high - 0.978).abs() < 1e-3,
+        "{low} {high}"
+    );
+
     // predict --model on photos never seen: labels plus a per-file error for a corrupt one.
     let cat = export_support::photos(&shared, "Cat", 900, 1).remove(0);
     let corrupt = shared.join("data/corrupt-samples/truncated_half.jpg");

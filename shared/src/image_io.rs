@@ -193,6 +193,46 @@ pub fn examine_folder_entry(path: &Path) -> FolderEntry {
     }
 }
 
+/// What [`walk_images`] found, in walk order: each image (`None`) and each file meant to be one that is
+/// unusable (`Some(reason)`).
+pub type WalkedImages = Vec<(PathBuf, Option<String>)>;
+
+/// Every image under `dir`, recursively, in sorted order, judged by [`examine_folder_entry`] (the rule the
+/// data sets follow), with the unusable ones and why; hidden files and folders (`.name`) are skipped. The one
+/// walk behind `lookout predict`, `lookout evaluate --ood`, `lookout-edge classify` and `--source dir:`.
+/// An unreadable folder is an error naming it.
+pub fn walk_images(dir: &Path) -> Result<WalkedImages, (PathBuf, io::Error)> {
+    let mut found = Vec::new();
+    walk_into(dir, &mut found)?;
+    Ok(found)
+}
+
+fn walk_into(dir: &Path, found: &mut WalkedImages) -> Result<(), (PathBuf, io::Error)> {
+    let error = |e| (dir.to_path_buf(), e);
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(error)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    entries.sort();
+    for path in entries {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        match examine_folder_entry(&path) {
+            FolderEntry::Directory => walk_into(&path, found)?,
+            FolderEntry::Image { .. } => found.push((path, None)),
+            FolderEntry::Bad(reason) => found.push((path, Some(reason))),
+            FolderEntry::Other => {}
+        }
+    }
+    Ok(())
+}
+
 /// The formats the `image` features of this crate decode.
 const SUPPORTED_FORMATS: [ImageFormat; 6] = [
     ImageFormat::Jpeg,

@@ -4,7 +4,8 @@
 //!   implementation, used by the host for feature extraction and by the edge at inference time;
 //! - [`bundle`]: the `.lookout` model bundle format (magic, version, postcard header, tract NNEF model, checksum);
 //! - [`region`]: a region of a frame ([`Region`], `--roi` and `--zone`), cropped before preprocessing;
-//! - [`detection`]: the [`Detection`] message the edge sends to a microcontroller (postcard + COBS framing).
+//! - [`detection`]: the [`Detection`] message the edge sends to a microcontroller (a protocol version byte,
+//!   postcard, CRC-16, COBS framing), and the [`detection::FrameReader`] both ends read it with.
 //!
 //! With `default-features = false` the crate is `no_std` + `alloc`, so firmware can read the formats.
 #![cfg_attr(not(feature = "std"), no_std)]

@@ -336,3 +336,50 @@ fn decompression_bomb_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn the_one_image_walk_is_sorted_recursive_skips_hidden_and_names_the_unusable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let png = encode(
+        &DynamicImage::ImageRgb8(RgbImage::from_pixel(4, 4, Rgb([9, 9, 9]))),
+        ImageFormat::Png,
+    );
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("b/c")).expect("folders");
+    std::fs::create_dir_all(root.join(".thumbnails")).expect("hidden folder");
+    for name in [
+        "b/c/2.png",
+        "b/1.png",
+        "a.png",
+        ".hidden.png",
+        ".thumbnails/t.png",
+    ] {
+        std::fs::write(root.join(name), &png).expect("image");
+    }
+    std::fs::write(root.join("empty.jpg"), b"").expect("empty file");
+    std::fs::write(root.join("notes.txt"), b"not an image").expect("text");
+    let walked = lookout_shared::image_io::walk_images(root).expect("walk");
+    let names: Vec<(String, bool)> = walked
+        .iter()
+        .map(|(path, problem)| {
+            let name = path
+                .strip_prefix(root)
+                .expect("inside")
+                .display()
+                .to_string();
+            (name, problem.is_some())
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("a.png".to_string(), false),
+            ("b/1.png".to_string(), false),
+            ("b/c/2.png".to_string(), false),
+            ("empty.jpg".to_string(), true),
+        ]
+    );
+    let missing = root.join("nope");
+    let (path, _) = lookout_shared::image_io::walk_images(&missing).expect_err("no folder");
+    assert_eq!(path, missing);
+}

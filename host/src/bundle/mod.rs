@@ -181,6 +181,9 @@ pub struct ExportOptions {
     pub progress: bool,
     /// Also write the float combined model as ONNX here (for other engines).
     pub onnx: Option<PathBuf>,
+    /// How long the accuracy gate may take on the whole test split before it measures a sample instead
+    /// (unless `max_test_images` is set).
+    pub gate_budget: std::time::Duration,
 }
 
 impl Default for ExportOptions {
@@ -193,6 +196,7 @@ impl Default for ExportOptions {
             max_test_images: None,
             progress: false,
             onnx: None,
+            gate_budget: measure::GATE_BUDGET,
         }
     }
 }
@@ -218,6 +222,8 @@ pub struct ExportReport {
     pub max_probability_diff: f32,
     /// Number of test images measured.
     pub test_images: usize,
+    /// Set when the gate measured a sample of the test split (the whole would have taken too long here).
+    pub gate_sample: Option<measure::GateSample>,
     /// Time the edge runtime took to load and optimise the model, ms.
     pub load_ms: f32,
     /// Mean inference time per image through the edge runtime on this machine, ms.
@@ -436,6 +442,7 @@ pub fn export(
         agreement: measured.agreement,
         max_probability_diff: measured.max_probability_diff,
         test_images: measured.images,
+        gate_sample: measured.sample.clone(),
         load_ms: measured.load_ms,
         mean_inference_ms: measured.mean_inference_ms,
         compose_check_diff,

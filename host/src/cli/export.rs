@@ -88,6 +88,19 @@ pub fn summary(r: &ExportReport) -> String {
         r.load_ms,
         r.mean_inference_ms,
     );
+    if let Some(sample) = &r.gate_sample {
+        out.push_str(&format!(
+            "  sample:      the gate measured {} of {} test images (all of them: ~{:.0} min on this CPU, where \
+             {} is emulated or slow); accuracy {:.1}–{:.1}% at 95% confidence; --test-images {} to measure all\n",
+            r.test_images,
+            sample.of,
+            sample.whole_split_estimate_s / 60.0,
+            r.precision,
+            sample.accuracy_low * 100.0,
+            sample.accuracy_high * 100.0,
+            sample.of
+        ));
+    }
     match r.unknown_rate {
         Some(rate) => out.push_str(&format!(
             "  unknown:     {:.1}% of the test photos are called none of the classes by the bundle\n",

@@ -26,6 +26,7 @@ pub fn evaluate_bundle(
     let test = crate::bundle::check::load_test_split(run_dir, &run.config)?;
     let bar = progress_bar(test.rows.len(), "evaluating the bundle", !json);
     let predictions = classify_files(&mut model, &test.paths, &bar)?;
+    bar.finish_and_clear();
     let labels: Vec<usize> = test.rows.labels.iter().map(|&l| l as usize).collect();
     let predicted: Vec<usize> = predictions.iter().map(|p| p.label).collect();
     let mut metrics = compute_metrics(&run.config.classes, &labels, &predicted)

@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 
-use lookout_shared::image_io::{examine_folder_entry, FolderEntry};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -112,35 +111,19 @@ pub enum OodError {
     NoValidation,
 }
 
-/// Every image under `dir` (recursively, sorted), and the files named like images that are not usable.
+/// Every image under `dir` (recursively, sorted, hidden entries skipped: `image_io::walk_images`), and the
+/// files named like images that are not usable.
 pub fn list_images(dir: &Path) -> Result<(Vec<PathBuf>, Vec<SkippedFile>), OodError> {
+    let walked = lookout_shared::image_io::walk_images(dir)
+        .map_err(|(path, source)| OodError::Folder { path, source })?;
     let mut images = Vec::new();
     let mut bad = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        let folder_error = |source| OodError::Folder {
-            path: folder.clone(),
-            source,
-        };
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&folder)
-            .map_err(folder_error)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(|source| OodError::Folder {
-                path: folder.clone(),
-                source,
-            })?;
-        entries.sort();
-        for path in entries.into_iter().rev() {
-            match examine_folder_entry(&path) {
-                FolderEntry::Directory => stack.push(path),
-                FolderEntry::Image { .. } => images.push(path),
-                FolderEntry::Bad(reason) => bad.push(SkippedFile { path, reason }),
-                FolderEntry::Other => {}
-            }
+    for (path, problem) in walked {
+        match problem {
+            None => images.push(path),
+            Some(reason) => bad.push(SkippedFile { path, reason }),
         }
     }
-    images.sort();
     Ok((images, bad))
 }
 
