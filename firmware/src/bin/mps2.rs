@@ -9,34 +9,16 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m_rt::{entry, exception};
+use common::{Clock, RULES, SILENCE_MS};
+use cortex_m_rt::entry;
 use embedded_hal::digital::{ErrorType as PinErrorType, OutputPin};
 use embedded_hal_nb::nb;
 use embedded_hal_nb::serial::{ErrorKind, ErrorType as SerialErrorType, Read};
-use lookout_firmware::{serve, Controller, Rule};
+use lookout_firmware::{serve, Controller};
 
 use defmt_semihosting as _;
-
-/// The bundle's labels as `lookout-edge info` lists them (cats-vs-dogs: 0 Cat, 1 Dog), each to a LED.
-const RULES: [Rule; 2] = [
-    Rule {
-        label: 0,
-        output: 0,
-        min_score: 0.6,
-        hold_ms: 1_500,
-    },
-    Rule {
-        label: 1,
-        output: 1,
-        min_score: 0.6,
-        hold_ms: 1_500,
-    },
-];
-/// No valid frame for this long: every output off.
-const SILENCE_MS: u32 = 3_000;
 
 /// The MPS2 system clock (SysTick counts it).
 const CPU_HZ: u32 = 25_000_000;
@@ -45,33 +27,6 @@ const UART0: usize = 0x4000_4000;
 /// The FPGA I/O block: its first register holds the user LEDs, one bit each.
 const FPGAIO_LED: usize = 0x4002_8000;
 const BAUD: u32 = 115_200;
-
-static MILLISECONDS: AtomicU32 = AtomicU32::new(0);
-
-#[exception]
-fn SysTick() {
-    MILLISECONDS.fetch_add(1, Ordering::Relaxed);
-}
-
-defmt::timestamp!("{=u32:ms}", MILLISECONDS.load(Ordering::Relaxed));
-
-#[global_allocator]
-static HEAP: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
-
-/// Milliseconds since start, widened to 64 bits (the counter wraps after 49 days).
-struct Clock {
-    last: u32,
-    total: u64,
-}
-
-impl Clock {
-    fn now(&mut self) -> u64 {
-        let raw = MILLISECONDS.load(Ordering::Relaxed);
-        self.total += u64::from(raw.wrapping_sub(self.last));
-        self.last = raw;
-        self.total
-    }
-}
 
 /// The CMSDK APB UART: DATA, STATE (bit 1: a byte waits; bit 3: one was lost), CTRL (bit 1: receive on),
 /// BAUDDIV.
@@ -159,24 +114,16 @@ impl OutputPin for Led {
 
 #[entry]
 fn main() -> ! {
-    {
-        static mut HEAP_MEMORY: [u8; 256] = [0; 256];
-        // SAFETY: called once, before anything allocates; the memory is used for nothing else.
-        unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEMORY) as usize, 256) }
-    }
+    common::init_heap();
     let Some(mut core) = cortex_m::Peripherals::take() else {
         defmt::panic!("the core peripherals were taken before main");
     };
-    core.SYST.set_clock_source(SystClkSource::Core);
-    core.SYST.set_reload(CPU_HZ / 1_000 - 1);
-    core.SYST.clear_current();
-    core.SYST.enable_counter();
-    core.SYST.enable_interrupt();
+    common::start_clock(&mut core.SYST, CPU_HZ);
 
     let mut uart = CmsdkUart::new(UART0, BAUD);
     let mut pins = [Led { bit: 0 }, Led { bit: 1 }];
     let mut controller = Controller::<2>::new(&RULES, SILENCE_MS);
-    let mut clock = Clock { last: 0, total: 0 };
+    let mut clock = Clock::default();
     // The LED register as the board shows it, read back after every change.
     let show_leds = || defmt::info!("LEDs {=u32:02b}", led_register());
     show_leds();

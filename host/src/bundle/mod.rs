@@ -7,12 +7,14 @@
 //! header; an export that loses more accuracy than allowed is refused.
 
 pub mod check;
+mod error;
 pub mod graph;
 pub mod header;
 pub mod measure;
 pub mod onnx;
 pub mod precision;
 pub mod quantize;
+mod report;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,6 @@ use std::time::Instant;
 
 use lookout_shared::atomic::write_atomic;
 use lookout_shared::bundle::{Bundle, ExportMetrics};
-use serde::Serialize;
 use tract_core::prelude::*;
 
 use check::{check_composition, load_test_split, subsample};
@@ -28,141 +29,16 @@ use header::{bundle_header, encode_with_size};
 
 use crate::head::run::Run;
 
+pub use error::ExportError;
 pub use precision::ExportPrecision;
 use quantize::{LayerState, Sensitivity, WeightLayer};
+use report::attempts_line;
+pub use report::{Attempt, ExportReport, WeightsReport};
 
 /// Largest probability difference accepted between the combined f32 graph and the host's float pipeline
 /// (backbone → `Head::forward` → activation) before reduction. Both run the same tract ops on the same input, so
 /// only summation order differs (the Lite0 test passes a 1e-6 bound); a wiring mistake gives 1e-2 and more.
 pub const COMPOSE_TOLERANCE: f32 = 1e-5;
-
-/// What can go wrong exporting.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// The run directory is unusable.
-    #[error(transparent)]
-    Run(#[from] crate::head::run::RunError),
-    /// The run's features cache is unusable.
-    #[error("the run's features cache: {0}")]
-    Features(#[from] crate::features::FeaturesError),
-    /// The backbone file the run records is gone.
-    #[error(
-        "backbone {}: the file is gone (the run records the backbone its features came from: put it back, or \
-         extract and train again)",
-        path.display()
-    )]
-    BackboneMissing {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The backbone file cannot be loaded.
-    #[error("backbone {}: {source}", path.display())]
-    Backbone {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<lookout_models::backbone::BackboneError>,
-    },
-    /// The backbone has not one input and one output.
-    #[error("backbone {}: it has {inputs} inputs and {outputs} outputs; a backbone needs one of each", path.display())]
-    BackboneArity {
-        /// The file.
-        path: PathBuf,
-        /// Its inputs.
-        inputs: usize,
-        /// Its outputs.
-        outputs: usize,
-    },
-    /// A file could not be read.
-    #[error("{}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The run and its backbone disagree.
-    #[error("{0}")]
-    Mismatch(String),
-    /// tract failed building or running the combined graph.
-    #[error("building the combined graph")]
-    Graph(#[source] TractError),
-    /// The backbone's output cannot take a head.
-    #[error("building the combined graph: {0}")]
-    GraphShape(String),
-    /// The combined graph does not compute what the host computes.
-    #[error(
-        "the combined graph differs from the host's float pipeline by {max_diff:e} (limit {COMPOSE_TOLERANCE:e}) \
-         on {image}; this is a lookout bug, please report it"
-    )]
-    ComposeCheck {
-        /// Largest probability difference.
-        max_diff: f32,
-        /// The image it was seen on.
-        image: PathBuf,
-    },
-    /// The precision is not available for this run.
-    #[error("{0}")]
-    Precision(String),
-    /// tract failed reducing the precision.
-    #[error("applying {precision}")]
-    PrecisionTransform {
-        /// The precision.
-        precision: ExportPrecision,
-        /// Why.
-        #[source]
-        source: TractError,
-    },
-    /// The ONNX copy (`--onnx`) cannot be written.
-    #[error("--onnx: {0}")]
-    Onnx(String),
-    /// The model could not be serialised.
-    #[error("serialising the model as NNEF")]
-    Serialize(#[source] TractError),
-    /// A test image could not be read.
-    #[error("{}: {source}", path.display())]
-    Image {
-        /// The image.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The edge runtime refused the bundle.
-    #[error("the edge runtime cannot run the exported model: {0}")]
-    Runtime(#[from] lookout_runtime::RuntimeError),
-    /// The test split is empty.
-    #[error("the run's test split has no images: extract with a test fraction above 0 to measure an export")]
-    NoTestImages,
-    /// Accuracy fell by more than `--max-drop`.
-    #[error(
-        "the {precision} model scores {accuracy:.2}% on the test split against {float_accuracy:.2}% in float, a drop \
-         of {drop:.2} points (over the {max_drop} allowed; tried {tried}); nothing written: try another \
-         --precision, raise --max-drop, or pass --force to write it anyway"
-    )]
-    AccuracyDrop {
-        /// The precision.
-        precision: ExportPrecision,
-        /// Accuracy of the export, percent.
-        accuracy: f32,
-        /// Float accuracy, percent.
-        float_accuracy: f32,
-        /// Drop in points.
-        drop: f32,
-        /// Allowed drop in points.
-        max_drop: f32,
-        /// What was measured on the way, in words.
-        tried: String,
-    },
-    /// Writing the bundle failed.
-    #[error(transparent)]
-    Write(#[from] lookout_shared::atomic::WriteError),
-    /// The bundle could not be encoded.
-    #[error("encoding the bundle: {0}")]
-    Bundle(#[from] lookout_shared::BundleError),
-}
 
 /// Settings of one export.
 #[derive(Debug, Clone)]
@@ -199,50 +75,6 @@ impl Default for ExportOptions {
             gate_budget: measure::GATE_BUDGET,
         }
     }
-}
-
-/// What an export produced and measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExportReport {
-    /// The bundle written.
-    pub path: PathBuf,
-    /// Its precision.
-    pub precision: ExportPrecision,
-    /// Size of the bundle file in bytes.
-    pub file_size: u64,
-    /// Size of the model inside it (NNEF tar) in bytes.
-    pub model_size: u64,
-    /// Test accuracy of the exported model through the edge runtime (0..1).
-    pub accuracy: f32,
-    /// Test accuracy of the float model (0..1).
-    pub float_accuracy: f32,
-    /// Fraction of test images with the same label as the float model.
-    pub agreement: f32,
-    /// Largest difference of any class probability against the float model.
-    pub max_probability_diff: f32,
-    /// Number of test images measured.
-    pub test_images: usize,
-    /// Set when the gate measured a sample of the test split (the whole would have taken too long here).
-    pub gate_sample: Option<measure::GateSample>,
-    /// Time the edge runtime took to load and optimise the model, ms.
-    pub load_ms: f32,
-    /// Mean inference time per image through the edge runtime on this machine, ms.
-    pub mean_inference_ms: f32,
-    /// Largest probability difference between the combined f32 graph and the host float pipeline.
-    pub compose_check_diff: f32,
-    /// True when the accuracy drop was over the limit and `force` wrote it anyway.
-    pub forced: bool,
-    /// One-line description of the head.
-    pub head: String,
-    /// Fraction of the test photos (all of them of the classes) the bundle calls unknown; `None` without
-    /// rejection.
-    pub unknown_rate: Option<f32>,
-    /// The ONNX copy written (`--onnx`) and its size in bytes.
-    pub onnx: Option<(PathBuf, u64)>,
-    /// What the block-quantized precisions did with each weight matrix (`None` for the others).
-    pub weights: Option<WeightsReport>,
-    /// Every precision measured, in order (one for a named precision that passed at once).
-    pub attempts: Vec<Attempt>,
 }
 
 /// Exports the run in `run_dir` as a bundle at `out` (written atomically, only if accepted).
@@ -461,106 +293,6 @@ pub const MAX_KEPT_FLOAT: usize = 8;
 
 /// Number of training photos the sensitivity check runs the float model on.
 pub const CALIBRATION_IMAGES: usize = 8;
-
-/// One precision measured on the way to the bundle written.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// The precision.
-    pub precision: ExportPrecision,
-    /// The weight layers left float in this try (block-quantized precisions).
-    pub kept_float: Vec<String>,
-    /// Size of the model (NNEF tar), bytes.
-    pub model_size: u64,
-    /// Test accuracy through the edge runtime (0..1).
-    pub accuracy: f32,
-    /// Fraction of test photos labelled as the float model labels them.
-    pub agreement: f32,
-    /// Accuracy lost against the float model, points.
-    pub drop_points: f32,
-    /// What the try cost: building, calibrating and measuring it, seconds.
-    #[serde(default)]
-    pub seconds: f32,
-}
-
-impl Attempt {
-    /// "1 layer float", "4 layers float"; `None` when every layer was quantized.
-    pub fn kept_float_phrase(&self) -> Option<String> {
-        match self.kept_float.len() {
-            0 => None,
-            1 => Some("1 layer float".to_string()),
-            n => Some(format!("{n} layers float")),
-        }
-    }
-}
-
-fn attempts_line(attempts: &[Attempt]) -> String {
-    attempts
-        .iter()
-        .map(|a| {
-            let kept = a
-                .kept_float_phrase()
-                .map_or(String::new(), |phrase| format!(" with {phrase}"));
-            format!(
-                "{}{kept}: {:.2}% ({:.1} MB)",
-                a.precision,
-                a.accuracy * 100.0,
-                a.model_size as f64 / 1e6
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// What a block-quantized export did with the graph's weight matrices.
-#[derive(Debug, Clone, Serialize)]
-pub struct WeightsReport {
-    /// Weight matrices stored as Q4_0.
-    pub quantized_layers: usize,
-    /// Their weights.
-    pub quantized_weights: usize,
-    /// Weight matrices left float because their inputs do not fill 32-weight blocks.
-    pub partial_block_layers: usize,
-    /// Their weights.
-    pub partial_block_weights: usize,
-    /// Weight matrices kept float for accuracy, with their sensitivity.
-    pub kept_float: Vec<Sensitivity>,
-    /// The most sensitive layers, worst first (when the sensitivity check ran), at most five.
-    pub most_sensitive: Vec<Sensitivity>,
-    /// Every weight matrix and what became of it, largest first.
-    pub layers: Vec<WeightLayer>,
-}
-
-impl WeightsReport {
-    fn new(layers: &[WeightLayer], sensitivity: Option<&[Sensitivity]>) -> WeightsReport {
-        let count = |state: LayerState| {
-            let of: Vec<_> = layers.iter().filter(|l| l.state == state).collect();
-            (of.len(), of.iter().map(|l| l.weights()).sum::<usize>())
-        };
-        let (quantized_layers, quantized_weights) = count(LayerState::Q4);
-        let (partial_block_layers, partial_block_weights) = count(LayerState::FloatPartialBlocks);
-        let sensitivity = sensitivity.unwrap_or_default();
-        let kept_float = layers
-            .iter()
-            .filter(|l| l.state == LayerState::FloatKept)
-            .map(|l| Sensitivity {
-                name: l.name.clone(),
-                relative_error: sensitivity
-                    .iter()
-                    .find(|s| s.name == l.name)
-                    .map_or(f32::NAN, |s| s.relative_error),
-            })
-            .collect();
-        WeightsReport {
-            quantized_layers,
-            quantized_weights,
-            partial_block_layers,
-            partial_block_weights,
-            kept_float,
-            most_sensitive: sensitivity.iter().take(5).cloned().collect(),
-            layers: layers.to_vec(),
-        }
-    }
-}
 
 /// [`quantize::layer_sensitivity`] of the block-quantizable layers on [`CALIBRATION_IMAGES`] validation
 /// photos, spread over them (never the test photos the gate measures on).

@@ -9,11 +9,17 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+mod conditions;
+mod ood;
+
+pub use conditions::conditions_chart;
+pub use ood::ood_histogram;
+
 use crate::head::train::EpochRecord;
 use crate::report::evaluate::Metrics;
 
 /// DejaVu Sans (Bitstream Vera licence, see assets/DejaVuSans-LICENSE.txt).
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
 /// One curve: legend name, value per epoch, colour.
@@ -212,115 +218,6 @@ fn curve_panel(
     Ok(())
 }
 
-/// Histograms of the out-of-distribution score for photos of the classes (blue) and photos of other things
-/// (red), with the threshold as a vertical line: how far apart the two are is the whole story of rejection.
-pub fn ood_histogram(
-    in_distribution: &[f32],
-    ood: &[f32],
-    threshold: f32,
-    path: &Path,
-) -> Result<(), PlotError> {
-    if in_distribution.is_empty() || ood.is_empty() {
-        return Err(PlotError::Empty("no scores"));
-    }
-    register_font();
-    let (width, height) = (900u32, 450u32);
-    let mut buffer = vec![255u8; (width * height * 3) as usize];
-    let err = draw_error(path);
-    let finite = |v: &&f32| v.is_finite();
-    let low = in_distribution
-        .iter()
-        .chain(ood)
-        .filter(finite)
-        .copied()
-        .fold(f32::INFINITY, f32::min);
-    let high = in_distribution
-        .iter()
-        .chain(ood)
-        .filter(finite)
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    let (low, high) = if high > low {
-        (low, high)
-    } else {
-        (low - 0.5, low + 0.5)
-    };
-    let bins = 40usize;
-    let width_of_bin = (high - low) / bins as f32;
-    let fractions = |scores: &[f32]| -> Vec<f32> {
-        let mut counts = vec![0usize; bins];
-        for &s in scores.iter().filter(|s| s.is_finite()) {
-            let bin = (((s - low) / width_of_bin) as usize).min(bins - 1);
-            counts[bin] += 1;
-        }
-        counts
-            .iter()
-            .map(|&c| c as f32 / scores.len() as f32)
-            .collect()
-    };
-    let (inside, outside) = (fractions(in_distribution), fractions(ood));
-    let top = inside
-        .iter()
-        .chain(&outside)
-        .copied()
-        .fold(0.0f32, f32::max)
-        * 1.1;
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("out-of-distribution score", (FAMILY, 24))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(low..high, 0f32..top.max(1e-3))
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("score (higher: less like the training photos)")
-            .y_desc("fraction of photos")
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        for (name, values, colour) in [
-            ("photos of the classes (test split)", &inside, BLUE),
-            ("photos of other things", &outside, RED),
-        ] {
-            chart
-                .draw_series(values.iter().enumerate().map(|(i, &v)| {
-                    let x0 = low + i as f32 * width_of_bin;
-                    Rectangle::new(
-                        [(x0, 0.0), (x0 + width_of_bin, v)],
-                        colour.mix(0.45).filled(),
-                    )
-                }))
-                .map_err(|e| err(e.to_string()))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 15, y + 5)], colour.filled())
-                });
-        }
-        chart
-            .draw_series(LineSeries::new(
-                [(threshold, 0.0), (threshold, top)],
-                BLACK.stroke_width(2),
-            ))
-            .map_err(|e| err(e.to_string()))?
-            .label(format!("threshold {threshold:.3}"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    save_rgb(path, width, height, buffer)
-}
-
 /// The confusion matrix as a heat map with counts, true classes down, predictions across.
 pub fn confusion_matrix(metrics: &Metrics, path: &Path) -> Result<(), PlotError> {
     let k = metrics.classes.len();
@@ -473,97 +370,6 @@ pub fn prediction_grid(items: &[GridItem], path: &Path) -> Result<(), PlotError>
             root.draw(&Text::new(item.title.clone(), (x, y), (FAMILY, 20)))
                 .map_err(|e| err(e.to_string()))?;
         }
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    save_rgb(path, width, height, buffer)
-}
-
-/// Accuracy per camera condition as bars, the clean photos first and the mean of the conditions as a line.
-pub fn conditions_chart(
-    report: &crate::report::conditions::ConditionsReport,
-    path: &Path,
-) -> Result<(), PlotError> {
-    if report.conditions.is_empty() {
-        return Err(PlotError::Empty("no conditions"));
-    }
-    register_font();
-    let bars: Vec<(&str, f64)> = std::iter::once(&report.clean)
-        .chain(&report.conditions)
-        .map(|c| (c.name, c.accuracy * 100.0))
-        .collect();
-    let (width, height) = (900u32, 450u32);
-    let mut buffer = vec![255u8; (width * height * 3) as usize];
-    let err = draw_error(path);
-    let low = bars.iter().map(|b| b.1).fold(100.0f64, f64::min);
-    let floor = ((low - 10.0) / 10.0).floor().max(0.0) * 10.0;
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let names: Vec<String> = bars.iter().map(|b| b.0.to_string()).collect();
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "accuracy under camera conditions ({} test photos)",
-                    report.images
-                ),
-                (FAMILY, 24),
-            )
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..bars.len() as f64 - 0.5, floor..100.0)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(bars.len())
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("accuracy, %")
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, &(_, acc))| {
-                let colour = if i == 0 { GREEN } else { BLUE };
-                Rectangle::new(
-                    [(i as f64 - 0.35, floor), (i as f64 + 0.35, acc)],
-                    colour.mix(0.6).filled(),
-                )
-            }))
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, &(_, acc))| {
-                Text::new(
-                    format!("{acc:.1}"),
-                    (i as f64 - 0.2, acc + (100.0 - floor) * 0.01),
-                    (FAMILY, 13),
-                )
-            }))
-            .map_err(|e| err(e.to_string()))?;
-        let mean = report.mean_accuracy * 100.0;
-        chart
-            .draw_series(LineSeries::new(
-                [(0.5, mean), (bars.len() as f64 - 0.5, mean)],
-                RED.stroke_width(2),
-            ))
-            .map_err(|e| err(e.to_string()))?
-            .label(format!("mean of the conditions {mean:.1}%"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
     save_rgb(path, width, height, buffer)
