@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use lookout_edge::pipeline::reload::bundle_sha256;
-use lookout_shared::bundle::Bundle;
+use lookout_shared::bundle::{Bundle, BundleHeader};
 use serde_json::Value;
 
 /// A running `watch --json`, its stdout lines read on a thread; killed when dropped.
@@ -122,11 +122,8 @@ fn a_replaced_bundle_or_sighup_switches_between_two_frames_and_bad_bundles_are_r
     // The running bundle, and a retrained one with the same labels (another decision threshold).
     let running = tmp.path().join("pets.lookout");
     std::fs::copy(&bundles.sigmoid, &running).expect("copy bundle");
-    let mut retrained = Bundle::read_file(&bundles.sigmoid).expect("read bundle");
-    retrained.header.threshold = 0.2;
     let retrained_path = tmp.path().join("retrained.lookout");
-    retrained.write_file(&retrained_path).expect("write bundle");
-    let retrained_bytes = std::fs::read(&retrained_path).expect("read bundle");
+    let retrained_bytes = variant(&bundles.sigmoid, &retrained_path, |h| h.threshold = 0.2);
     let (old_sha, new_sha) = (
         bundle_sha256(&running).expect("checksum"),
         bundle_sha256(&retrained_path).expect("checksum"),
@@ -204,12 +201,19 @@ fn a_replaced_bundle_or_sighup_switches_between_two_frames_and_bad_bundles_are_r
     assert!(numbers.contains(&(switched_at + 1)));
 }
 
-/// The sigmoid bundle's weights under other labels (index 0 answers dog photos, index 1 cat photos).
-fn relabelled(sigmoid: &Path, labels: [&str; 2], path: &Path) -> Vec<u8> {
-    let mut bundle = Bundle::read_file(sigmoid).expect("read bundle");
-    bundle.header.labels = labels.map(String::from).to_vec();
+/// The bundle at `from` with its header edited, written at `path`; its bytes.
+fn variant(from: &Path, path: &Path, edit: impl FnOnce(&mut BundleHeader)) -> Vec<u8> {
+    let mut bundle = Bundle::read_file(from).expect("read bundle");
+    edit(&mut bundle.header);
     bundle.write_file(path).expect("write bundle");
     std::fs::read(path).expect("read bundle")
+}
+
+/// The sigmoid bundle's weights under other labels (index 0 answers dog photos, index 1 cat photos).
+fn relabelled(sigmoid: &Path, labels: [&str; 2], path: &Path) -> Vec<u8> {
+    variant(sigmoid, path, |h| {
+        h.labels = labels.map(String::from).to_vec()
+    })
 }
 
 #[test]

@@ -156,10 +156,6 @@ impl HttpSource {
         self.body = None;
         self.reconnect.lost(reason, &self.opts);
     }
-
-    fn back(&mut self) {
-        self.reconnect.back(&self.opts);
-    }
 }
 
 impl FrameSource for HttpSource {
@@ -176,7 +172,7 @@ impl FrameSource for HttpSource {
             };
             match frame {
                 Ok(bytes) => {
-                    self.back();
+                    self.reconnect.back(&self.opts);
                     return Ok(Some(RawFrame::Encoded { bytes, name: None }));
                 }
                 Err(reason) => self.lost(&reason),

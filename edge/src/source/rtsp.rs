@@ -157,15 +157,6 @@ impl RtspSource {
             said,
         })
     }
-
-    fn lost(&mut self, reason: &str) {
-        self.running = None;
-        self.reconnect.lost(reason, &self.opts);
-    }
-
-    fn back(&mut self) {
-        self.reconnect.back(&self.opts);
-    }
 }
 
 impl FrameSource for RtspSource {
@@ -185,7 +176,8 @@ impl FrameSource for RtspSource {
                         })
                     }
                     Err(e) => {
-                        self.lost(&format!("cannot start ffmpeg: {e}"));
+                        self.reconnect
+                            .lost(&format!("cannot start ffmpeg: {e}"), &self.opts);
                         continue;
                     }
                 },
@@ -202,12 +194,14 @@ impl FrameSource for RtspSource {
             match frame {
                 Ok(bytes) => {
                     self.running = Some(running);
-                    self.back();
+                    self.reconnect.back(&self.opts);
                     return Ok(Some(RawFrame::Encoded { bytes, name: None }));
                 }
                 Err(RecvTimeoutError::Timeout) if self.opts.stop.load(Ordering::SeqCst) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.lost(&format!("no frame for {} s", STALL.as_secs()));
+                    drop(running); // ends its ffmpeg before the backoff
+                    self.reconnect
+                        .lost(&format!("no frame for {} s", STALL.as_secs()), &self.opts);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let said = running.said.lock().map(|s| s.clone()).unwrap_or_default();
@@ -219,7 +213,7 @@ impl FrameSource for RtspSource {
                         ),
                         s => s.to_string(),
                     };
-                    self.lost(&reason);
+                    self.reconnect.lost(&reason, &self.opts);
                 }
             }
         }

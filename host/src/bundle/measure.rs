@@ -159,15 +159,24 @@ pub fn measure_bundle(
     let mut predictions = vec![first];
     if threads > 1 && per_image * rest.len() as f64 > 10.0 {
         use rayon::prelude::*;
-        let chunk = rest.len().div_ceil(threads);
-        let parts: Vec<Vec<Prediction>> = rest
-            .par_chunks(chunk.max(1))
-            .map(|paths| {
-                let mut model = Model::from_bundle(bundle.clone(), &RuntimeOptions::default())?;
-                classify_files(&mut model, paths, &bar)
-            })
-            .collect::<Result<_, ExportError>>()?;
-        predictions.extend(parts.into_iter().flatten());
+        let chunk = rest.len().div_ceil(threads).max(1);
+        // The model loaded above takes the first share; the other cores load one each.
+        let (mine, others) = rest.split_at(chunk.min(rest.len()));
+        let (first_share, other_shares) = rayon::join(
+            || classify_files(&mut model, mine, &bar),
+            || {
+                others
+                    .par_chunks(chunk)
+                    .map(|paths| {
+                        let mut model =
+                            Model::from_bundle(bundle.clone(), &RuntimeOptions::default())?;
+                        classify_files(&mut model, paths, &bar)
+                    })
+                    .collect::<Result<Vec<Vec<Prediction>>, ExportError>>()
+            },
+        );
+        predictions.extend(first_share?);
+        predictions.extend(other_shares?.into_iter().flatten());
     } else {
         predictions.extend(classify_files(&mut model, rest, &bar)?);
     }
