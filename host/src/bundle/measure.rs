@@ -50,8 +50,8 @@ pub struct GateSample {
 }
 
 /// How long an accuracy gate may take before it measures a sample instead of the whole test split (unless
-/// `--test-images` says how many): f16 is emulated on x86 (seconds an image with Lite0's tutorial head: 200
-/// photos took over 17 minutes on one core).
+/// `--test-images` says how many): f16 is emulated on x86 (a tutorial-head gate on 200 photos was reported still
+/// running after 17 minutes on one core).
 pub const GATE_BUDGET: Duration = Duration::from_secs(120);
 /// The smallest sample a bounded gate measures: below it the interval says little.
 pub const MIN_GATE_SAMPLE: usize = 20;
