@@ -324,9 +324,14 @@ fn an_rtsp_camera_behind_a_password_is_read_through_ffmpeg_and_again_after_it_re
 
     // The wrong password: the camera's 401 is said once (without the password), and retried.
     let (wrong, _, status) = reader(&bundle, &url, &[("LOOKOUT_SOURCE_PASSWORD", "wr0ng-pass")]);
-    std::thread::sleep(Duration::from_secs(4));
+    // The first refusal (watch loads its model first: slow on a loaded machine), then 3 s of retries.
+    let mut said: Vec<String> = status
+        .recv_timeout(Duration::from_secs(60))
+        .into_iter()
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
     drop(wrong);
-    let said: Vec<String> = status.try_iter().collect();
+    said.extend(status.try_iter());
     let refused: Vec<&String> = said.iter().filter(|l| l.contains("reconnecting")).collect();
     assert_eq!(refused.len(), 1, "{said:?}");
     assert!(refused[0].contains("401"), "{said:?}");
