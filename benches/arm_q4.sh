@@ -9,12 +9,12 @@
 #
 # A64, A32, X86: the three lookout-edge binaries (defaults: target/<triple>/debug, target/debug).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 dir=$1
-shared=${LOOKOUT_TEST_DATA:-../shared}
 a64=${A64:-target/aarch64-unknown-linux-gnu/debug/lookout-edge}
 a32=${A32:-target/armv7-unknown-linux-gnueabihf/debug/lookout-edge}
 x86=${X86:-target/debug/lookout-edge}
-mapfile -t imgs < <(ls "$shared"/data/cats-vs-dogs/Dog/*.jpg | sed -n '900,911p'; ls "$shared"/data/cats-vs-dogs/Cat/*.jpg | sed -n '900,911p')
+mapfile -t imgs < <(ls "$photos"/Dog/*.jpg | sed -n '900,911p'; ls "$photos"/Cat/*.jpg | sed -n '900,911p')
 a72() { TRACT_CPU_AARCH64_KIND=a72 qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu "$a64" "$@"; }
 a76() { TRACT_CPU_AARCH64_KIND=a75 qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu "$a64" "$@"; }
 a15() { TRACT_CPU_ARM32_NEON=true qemu-arm -cpu cortex-a15 -L /usr/arm-linux-gnueabihf "$a32" "$@"; }

@@ -7,14 +7,14 @@
 # The plain fit extracts the clean features; each `--augment K` fit reuses them and extracts only the views
 # (4 views after 4 are reused by 8). Writes WORK_DIR/{plain,augK}.json and prints one table.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 backbone=$(realpath "$1"); preset=$2; work=$(realpath -m "$3"); shift 3
 ks=("${@:-4}")
-data=$(realpath "${LOOKOUT_TEST_DATA:-../shared}")/data/cats-vs-dogs
-bin=${LOOKOUT_BIN:-target/release}
+data=$photos
 mkdir -p "$work"
 fit() { # name, extra args
     local name=$1; shift
-    "$bin/lookout" fit --data "$data" --backbone "$backbone" --preprocess "$preset" --work "$work/work" \
+    "$lookout" fit --data "$data" --backbone "$backbone" --preprocess "$preset" --work "$work/work" \
         --out "$work/$name.lookout" --conditions --json "$@" > "$work/$name.json"
 }
 fit plain

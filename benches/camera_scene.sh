@@ -15,9 +15,8 @@
 # called no pet: nothing or unknown), the test photos under the seven conditions (right label and kept), the 216
 # ImageNet photos of other things, accepted. Writes WORK_DIR/*.json and prints one table.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 work=$(realpath -m "$1")
-shared=$(realpath "${LOOKOUT_TEST_DATA:-../shared}")
-bin=${LOOKOUT_BIN:-target/release}
 backbone=$shared/models/efficientnet_lite0_features_dynbatch.onnx
 bowl=0.3,0.4,0.4,0.55
 mkdir -p "$work"
@@ -42,13 +41,13 @@ fit() { # name, data variant, extra args (the features of another variant are re
     local name=$1 data; data=$(data_for "$2"); shift 2
     local features=${WORK_OF:-$name}
     [ -f "$work/$name.json" ] && return
-    "$bin/lookout" fit --data "$data" --backbone "$backbone" --preprocess tf-inception --work "$work/work-$features" \
+    "$lookout" fit --data "$data" --backbone "$backbone" --preprocess tf-inception --work "$work/work-$features" \
         --out "$work/$name.lookout" --precision f32 --conditions --json "$@" > "$work/$name.fit.json"
     for set in cat empty visitor; do
-        "$bin/lookout-edge" classify --model "$work/$name.lookout" --roi "$bowl" --json "$work/scene/later/$set" \
+        "$edge" classify --model "$work/$name.lookout" --roi "$bowl" --json "$work/scene/later/$set" \
             > "$work/$name.$set.jsonl"
     done
-    "$bin/lookout-edge" classify --model "$work/$name.lookout" --json "$work/others" > "$work/$name.others.jsonl"
+    "$edge" classify --model "$work/$name.lookout" --json "$work/others" > "$work/$name.others.jsonl"
     touch "$work/$name.json"
 }
 

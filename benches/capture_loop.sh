@@ -7,10 +7,8 @@
 #
 #   benches/capture_loop.sh WORK_DIR [PER_CLASS_V1] [UNCERTAIN_BOUND]
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 work=$(realpath -m "$1"); per_class=${2:-20}; bound=${3:-0.95}
-shared=$(realpath "${LOOKOUT_TEST_DATA:-../shared}")
-bin=$(realpath "${LOOKOUT_BIN:-target/release}")
-photos="$shared/data/cats-vs-dogs"
 backbone=(--backbone "$shared/models/efficientnet_lite0_features_dynbatch.onnx" --preprocess tf-inception --pool avg)
 rm -rf "$work"; mkdir -p "$work"/{v1/Cat,v1/Dog,camera,test/Cat,test/Dog}
 pick() { ls "$photos/$1" | sort -t. -k2 -n | sed -n "$2,$3p"; }
@@ -20,9 +18,9 @@ for class in Cat Dog; do
     pick "$class" 601 800 | while read -r f; do cp "$photos/$class/$f" "$work/test/$class/"; done
 done
 
-fit() { "$bin/lookout" fit --data "$1" --out "$2" "${backbone[@]}" --epochs 10 --json > "$2.fit.json"; }
+fit() { "$lookout" fit --data "$1" --out "$2" "${backbone[@]}" --epochs 10 --json > "$2.fit.json"; }
 accuracy() { # bundle → accuracy on test/ (the true class is the folder)
-    "$bin/lookout-edge" classify --model "$1" --json "$work/test" |
+    "$edge" classify --model "$1" --json "$work/test" |
         python3 -c 'import json,sys
 rows=[json.loads(l) for l in sys.stdin if l.strip()]
 rows=[r for r in rows if "label" in r and "path" in r]
@@ -31,7 +29,7 @@ print(f"{ok}/{len(rows)}")'
 }
 
 fit "$work/v1" "$work/v1.lookout"
-"$bin/lookout-edge" watch --model "$work/v1.lookout" --source "dir:$work/camera" --fps 0 --no-drop --json \
+"$edge" watch --model "$work/v1.lookout" --source "dir:$work/camera" --fps 0 --no-drop --json \
     --capture "$work/captured" --capture-when "uncertain:$bound" --capture-interval 0 > "$work/watch.jsonl"
 
 # "Correct" what was captured: each sidecar names its source file, whose name says the truth.

@@ -10,11 +10,11 @@
 # BASELINE_EDGE: a second lookout-edge binary (e.g. one built without lookout-runtime's kernels) benched in
 # the same rounds.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 bundle=${1:?usage: benches/edge_side_by_side.sh MODEL.lookout MODEL.onnx [ROUNDS] [THREADS]}
 onnx=${2:?usage: benches/edge_side_by_side.sh MODEL.lookout MODEL.onnx [ROUNDS] [THREADS]}
 rounds=${3:-3}
 threads=${4:-1}
-edge=${LOOKOUT_EDGE:-target/release/lookout-edge}
 iters=${ITERS:-100}
 here=$(dirname "$0")
 p50() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["inference_ms"]["p50"])'; }
@@ -33,7 +33,6 @@ for round in $(seq 1 "$rounds"); do
         base_p50s+=("$b")
     fi
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 me=$(median "${edge_p50s[@]}"); mo=$(median "${ort_p50s[@]}")
 echo "median inference p50, $threads thread(s): lookout-edge $me ms, onnxruntime $mo ms, ratio $(python3 -c "print(f'{$me / $mo:.2f}')")x"
 if [[ ${#base_p50s[@]} -gt 0 ]]; then

@@ -8,10 +8,10 @@
 # LOOKOUT_EDGE: the binary (default target/release/lookout-edge). The bowl zone is the --roi, as a user would set
 # it for this camera.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 bundle=${1:?usage: benches/motion.sh BUNDLE [ROUNDS]}
 rounds=${2:-3}
-edge=${LOOKOUT_EDGE:-target/release/lookout-edge}
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+scratch_dir
 cargo run --release -q -p lookout-e2e --example motion_video -- "$work/video"
 for round in $(seq 1 "$rounds"); do
     for mode in every motion; do

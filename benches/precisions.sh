@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every precision of one training run, measured the way the README's precision table reports it:
+# Every precision of one training run, measured the way docs/quantization.md's precision table reports it:
 #   - export: file size, accuracy and agreement on the test split through the edge runtime (export --json);
 #   - load time and x86 latency p50, `lookout-edge bench --threads 1`, all bundles in alternating rounds so that
 #     each saw the same machine load (the f16 kinds are skipped there: x86 emulates FP16);
@@ -14,12 +14,10 @@
 # accuracy means nothing); PRECISIONS: which to export (default "f32 f32-q4head q4 f16 f16-q4"; the first three
 # are always needed for the latency rounds).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 run_dir=$1; out=$2; rounds=${3:-2}
-lookout=${LOOKOUT:-target/release/lookout}
-edge=${LOOKOUT_EDGE:-target/release/lookout-edge}
 iters=${ITERS:-50}
 f16_images=${F16_TEST_IMAGES:-20}
-shared=${LOOKOUT_TEST_DATA:-../shared}
 mkdir -p "$out"
 
 precisions=${PRECISIONS:-f32 f32-q4head q4 f16 f16-q4}
@@ -52,23 +50,24 @@ for ((round = 1; round <= rounds; round++)); do
         p50s[$variant]+="$p50 "; loads[$variant]+="$load "
     done
 done
-median() { printf '%s\n' $1 | sort -n | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
-f32_p50=$(median "${p50s[f32:fast]}")
+# shellcheck disable=SC2086 # the lists are space-separated numbers
+f32_p50=$(median ${p50s[f32:fast]})
 for variant in f32:fast f32-q4head:fast q4:fast q4:compact; do
-    p50=$(median "${p50s[$variant]}")
-    echo "median $variant: load $(median "${loads[$variant]}") ms, p50 $p50 ms, $(python3 -c "print(f'{$p50 / $f32_p50:.2f}')")x f32"
+    # shellcheck disable=SC2086
+    p50=$(median ${p50s[$variant]})
+    # shellcheck disable=SC2086
+    echo "median $variant: load $(median ${loads[$variant]}) ms, p50 $p50 ms, $(python3 -c "print(f'{$p50 / $f32_p50:.2f}')")x f32"
 done
 
 # Peak memory of watch.
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-ls "$shared"/data/cats-vs-dogs/Cat/*.jpg | sort | sed -n 300,309p | xargs cat > "$work/camera.mjpg"
+scratch_dir
+camera_mjpeg "$work/camera.mjpg" "$photos/Cat" 300 309
 for variant in f32:fast f32-q4head:fast q4:fast q4:compact f16:fast f16-q4:fast; do
     name=${variant%%:*}; weights=${variant##*:}
     [[ " $precisions " == *" $name "* ]] || continue
     frames=30
     [[ $name == f16* ]] && frames=2
-    /usr/bin/time -f '%M' -o "$work/rss" "$edge" watch --model "$out/$name.lookout" --weights "$weights" \
-        --source "mjpeg:$work/camera.mjpg" --loop --fps 0 --no-drop --max-frames "$frames" --json > /dev/null 2> "$work/err" ||
-        { cat "$work/err"; exit 1; }
-    echo "watch $variant: peak RSS $(awk '{printf "%.1f", $1 / 1024}' "$work/rss") MB ($frames frames)"
+    mib=$(watch_peak_mib --model "$out/$name.lookout" --weights "$weights" --source "mjpeg:$work/camera.mjpg" --loop \
+        --fps 0 --no-drop --max-frames "$frames" --json)
+    echo "watch $variant: peak RSS $mib MB ($frames frames)"
 done

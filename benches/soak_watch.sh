@@ -8,30 +8,20 @@
 #
 # Needs mosquitto + mosquitto-clients and curl. Writes OUT_DIR/{rss.csv,watch.jsonl,watch.err,received.txt,report.json}.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 bundle=$(realpath "$1"); seconds=$2; out=$(realpath -m "$3")
-a=${4:-../shared/data/cats-vs-dogs/Cat}; b=${5:-../shared/data/cats-vs-dogs/Dog}
-edge=${LOOKOUT_EDGE:-target/release/lookout-edge}
+a=${4:-$photos/Cat}; b=${5:-$photos/Dog}
 mkdir -p "$out"; rm -rf "${out:?}"/*
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mqtt_port=$(free_port); preview_port=$(free_port)
 
-# An MJPEG file: runs of 10 photos of each class, 80 in all (JPEG files concatenated, as a camera streams them).
-for i in $(seq 0 3); do
-    ls "$a"/*.jpg | sort | sed -n "$((300 + i * 10)),$((309 + i * 10))p" | xargs cat
-    ls "$b"/*.jpg | sort | sed -n "$((300 + i * 10)),$((309 + i * 10))p" | xargs cat
-done > "$out/camera.mjpg"
+# An MJPEG file: runs of 10 photos of each class, 80 in all.
+runs=()
+for i in $(seq 0 3); do runs+=("$a" $((300 + i * 10)) $((309 + i * 10)) "$b" $((300 + i * 10)) $((309 + i * 10))); done
+camera_mjpeg "$out/camera.mjpg" "${runs[@]}"
 
-mkdir -p "$out/broker"
-cat > "$out/broker/mosquitto.conf" <<EOF
-listener $mqtt_port 127.0.0.1
-allow_anonymous true
-user root
-persistence true
-persistence_location $out/broker/
-autosave_interval 1
-EOF
-start_broker() { mosquitto -c "$out/broker/mosquitto.conf" >> "$out/broker/log" 2>&1 & broker=$!; sleep 0.5; }
-start_broker
+# A broker that keeps its retained messages and sessions across the restarts below.
+broker_conf=("user root" "persistence true" "persistence_location $out/broker/" "autosave_interval 1")
+start_broker "$out/broker" "$mqtt_port" "${broker_conf[@]}"
 mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -q 1 -c -i soak-subscriber -t 'lookout/soak/event' > "$out/received.txt" &
 subscriber=$!
 sleep 0.3
@@ -52,7 +42,7 @@ for ((t = 0; t < seconds; t += 10)); do
     echo "$t,$(awk '/VmRSS/ {print $2}' "/proc/$watch/status")" >> "$out/rss.csv"
     for r in "${restarts[@]}"; do
         if ((t == r / 10 * 10)); then
-            kill -TERM "$broker"; wait "$broker" || true; sleep 5; start_broker
+            stop_broker; sleep 5; start_broker "$out/broker" "$mqtt_port" "${broker_conf[@]}"
         fi
     done
     sleep 10
@@ -60,7 +50,7 @@ done
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$watch/status")
 kill -INT "$watch"; wait "$watch" || true
 kill "$viewer" 2>/dev/null || true
-sleep 2; kill "$subscriber"; kill -TERM "$broker"; wait "$broker" || true
+sleep 2; kill "$subscriber"; stop_broker
 
 python3 - "$out" "$peak" <<'EOF'
 import json, sys, csv

@@ -8,10 +8,10 @@
 # FROM and TO need the same labels (e.g. the f32 and q4 exports of one run). LOOKOUT_EDGE: the binary (default
 # target/release/lookout-edge). Frames: a folder of camera-sized JPEGs, looped at 10 fps.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 from=${1:?usage: benches/swap.sh FROM.lookout TO.lookout FRAMES_DIR [SECONDS] [ROUNDS]}
 to=${2:?usage}; frames=${3:?usage}; seconds=${4:-8}; rounds=${5:-3}
-edge=${LOOKOUT_EDGE:-target/release/lookout-edge}
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+scratch_dir
 run() { # swap? -> JSON lines in $work/out, peak KiB in $work/peak
     cp "$from" "$work/running.lookout"
     /usr/bin/time -f %M -o "$work/peak" "$edge" watch --json --loop --fps 10 --model "$work/running.lookout" \

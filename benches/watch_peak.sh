@@ -8,19 +8,17 @@
 #
 # LOOKOUT_EDGE: the binary (default target/edge-release/lookout-edge: what a Pi runs, built for this machine).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 rounds=$1; shift
 edge=${LOOKOUT_EDGE:-target/edge-release/lookout-edge}
-shared=${LOOKOUT_TEST_DATA:-../shared}
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-ls "$shared"/data/cats-vs-dogs/Cat/*.jpg | sort | sed -n 300,309p | xargs cat > "$work/camera.mjpg"
+scratch_dir
+camera_mjpeg "$work/camera.mjpg" "$photos/Cat" 300 309
 declare -A peaks
 for ((round = 1; round <= rounds; round++)); do
     for variant in "$@"; do
         bundle=${variant%:*}; weights=${variant##*:}
-        /usr/bin/time -f '%M' -o "$work/rss" "$edge" watch --model "$bundle" --weights "$weights" \
-            --source "mjpeg:$work/camera.mjpg" --loop --fps 0 --no-drop --max-frames 60 --json > /dev/null 2> "$work/err" ||
-            { cat "$work/err"; exit 1; }
-        mib=$(awk '{printf "%.1f", $1 / 1024}' "$work/rss")
+        mib=$(watch_peak_mib --model "$bundle" --weights "$weights" --source "mjpeg:$work/camera.mjpg" --loop --fps 0 \
+            --no-drop --max-frames 60 --json)
         echo "round $round: $variant: $mib MiB"
         peaks[$variant]+="$mib "
     done

@@ -121,9 +121,28 @@ fn split_host_port(s: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
+/// `s` as one MQTT topic level and a Home Assistant object id (labels, zones, the node id): lower-case letters and digits, runs of anything else one `_`.
+pub fn slug(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::MqttTarget;
+    use super::{slug, MqttTarget};
+
+    #[test]
+    fn slugs_are_lower_case_words_joined_by_one_underscore() {
+        assert_eq!(slug("lookout/cam1"), "lookout_cam1");
+        assert_eq!(slug("Golden Retriever!"), "golden_retriever");
+    }
 
     fn parse(s: &str) -> Result<MqttTarget, String> {
         s.parse()

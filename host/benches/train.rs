@@ -33,7 +33,7 @@ fn main() {
                     std::process::exit(1);
                 }
             };
-            let shape = features.manifest.feature_shape.clone();
+            let shape = features.manifest.recipe.feature_shape.clone();
             let classes = features.manifest.classes.len();
             let data = split.rows;
             (

@@ -269,9 +269,9 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
     let set = FeatureSet::open(&out).unwrap();
     let m = &set.manifest;
     assert_eq!(m.format, "lookout-features/1");
-    assert!(m.complete && m.pooling == Pooling::Avg);
+    assert!(m.complete && m.recipe.pooling == Pooling::Avg);
     assert_eq!(m.classes, ["Cat", "Dog"]);
-    assert_eq!(m.feature_shape, [576]);
+    assert_eq!(m.recipe.feature_shape, [576]);
     assert_eq!(m.split.seed, 42);
     assert_eq!(
         m.shards.len(),

@@ -1,7 +1,7 @@
 //! Training on synthetic Gaussian blobs, where the right answer is known: the trainer must find it, be
 //! reproducible for a seed, and save a run that loads back and predicts the same.
 
-use lookout_host::features::{BackboneRecord, FeatureRows, Pooling};
+use lookout_host::features::{BackboneRecord, FeatureRecipe, FeatureRows, Pooling};
 use lookout_host::head::net::HeadKind;
 use lookout_host::head::run::{FeaturesRecord, Run};
 use lookout_host::head::train::{train, TrainConfig, Trained};
@@ -270,17 +270,19 @@ fn a_saved_run_loads_back_and_predicts_identically() {
     .unwrap();
     let features = FeaturesRecord {
         dir: "/nowhere".into(),
-        feature_shape: vec![3, 2, 2],
-        pooling: Pooling::None,
-        backbone: BackboneRecord {
-            identity: BackboneInfo {
-                name: "b".into(),
-                sha256: "00".into(),
-                cut: None,
+        recipe: FeatureRecipe {
+            feature_shape: vec![3, 2, 2],
+            pooling: Pooling::None,
+            backbone: BackboneRecord {
+                identity: BackboneInfo {
+                    name: "b".into(),
+                    sha256: "00".into(),
+                    cut: None,
+                },
+                path: "b.onnx".into(),
             },
-            path: "b.onnx".into(),
+            preprocess: lookout_shared::PreprocessSpec::tf_inception(),
         },
-        preprocess: lookout_shared::PreprocessSpec::tf_inception(),
         augment: None,
     };
     let run = trained

@@ -1,7 +1,7 @@
 //! torchvision's `mobilenet_v3_large` at full width, the default backbone, through the converter. Its real weights
 //! cannot be downloaded here, and the torchvision fixtures are width 0.25: so a state dict of the real layout with
 //! random weights (`examples/support/torchvision_random.rs`, also what `examples/random_backbone.rs` writes for the
-//! README's measurements) is checked against torchvision's published parameter count and the fixture's module
+//! measurements in docs/) is checked against torchvision's published parameter count and the fixture's module
 //! structure, then converted and run.
 
 #[path = "../examples/support/torchvision_random.rs"]

@@ -1,7 +1,7 @@
 //! The `edge-release` profile in the workspace manifest builds the binary people copy to their Pi. Its size goal
 //! (≤ 15 MB stripped) only holds if the binary really is stripped, and cargo has a trap there: a package override
 //! on the binary's own crate (which we need, for opt-level 3 on the hot edge code) makes cargo link that crate
-//! without the profile's `strip`. The binaries measured in the README lost 3.4 MB of symbol tables this way once.
+//! without the profile's `strip`. The binaries measured in docs/performance.md lost 3.4 MB of symbol tables this way once.
 //! A release build takes 20 minutes per target, too long for every test run, so the manifest is checked instead.
 
 use std::path::Path;

@@ -103,8 +103,11 @@ impl Regions {
             if zones[..i].iter().any(|z| z.name == zone.name) {
                 return Err(ZoneError::Duplicate(zone.name.clone()));
             }
-            let id = super::mqtt::slug(&zone.name);
-            if let Some(other) = zones[..i].iter().find(|z| super::mqtt::slug(&z.name) == id) {
+            let id = lookout_fleet::target::slug(&zone.name);
+            if let Some(other) = zones[..i]
+                .iter()
+                .find(|z| lookout_fleet::target::slug(&z.name) == id)
+            {
                 return Err(ZoneError::SameId(other.name.clone(), zone.name.clone(), id));
             }
         }

@@ -57,7 +57,7 @@ pub fn validation_paths(run_dir: &Path, config: &RunConfig) -> Result<Vec<PathBu
 /// Decodes and preprocesses image files with the run's recipe, as the edge does.
 pub fn preprocess_files(run: &Run, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>, ExportError> {
     let mut preprocessor =
-        lookout_shared::preprocess::Preprocessor::new(&run.config.features.preprocess)
+        lookout_shared::preprocess::Preprocessor::new(&run.config.features.recipe.preprocess)
             .map_err(|e| ExportError::Mismatch(format!("the run's preprocessing recipe: {e}")))?;
     paths
         .iter()
@@ -112,7 +112,7 @@ pub fn check_composition(
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(graph)?;
-    let pool_at_extraction = run.config.features.pooling == Pooling::Avg;
+    let pool_at_extraction = run.config.features.recipe.pooling == Pooling::Avg;
     let mut worst = 0f32;
     let count = options.compose_check_images.min(test.rows.len());
     let paths: Vec<PathBuf> = (0..count)
@@ -120,7 +120,8 @@ pub fn check_composition(
         .collect();
     let inputs = preprocess_files(run, &paths)?;
     for (path, input) in paths.iter().zip(&inputs) {
-        let mut features = graph::run_once(&backbone_plan, input_shape, input).map_err(graph)?;
+        let mut features =
+            super::run::run_once(&backbone_plan, input_shape, input).map_err(graph)?;
         let shape = graph::output_shape(backbone)?;
         let mut feature_shape = shape[1..].to_vec();
         if pool_at_extraction {
@@ -128,7 +129,7 @@ pub fn check_composition(
             feature_shape.truncate(1);
         }
         let mut expected = run.scores(&run.head.forward(&features));
-        let outputs = graph::run_all(&combined_plan, input_shape, input).map_err(graph)?;
+        let outputs = super::run::run_all(&combined_plan, input_shape, input).map_err(graph)?;
         let mut got = expand_probabilities(run.config.output, &outputs[0]);
         if let Some(detector) = unknown {
             // The score is compared like one more probability.

@@ -286,33 +286,6 @@ fn global_average_pool(
     Ok(wire)
 }
 
-/// Runs a batch-1 model on one input and returns its first output as f32 values.
-pub fn run_once(
-    plan: &Arc<TypedRunnableModel>,
-    shape: &[usize],
-    input: &[f32],
-) -> TractResult<Vec<f32>> {
-    let mut outputs = run_all(plan, shape, input)?;
-    anyhow::ensure!(!outputs.is_empty(), "the model has no output");
-    Ok(outputs.swap_remove(0))
-}
-
-/// Runs a batch-1 model on one input and returns every output as f32 values.
-pub fn run_all(
-    plan: &Arc<TypedRunnableModel>,
-    shape: &[usize],
-    input: &[f32],
-) -> TractResult<Vec<Vec<f32>>> {
-    let tensor = Tensor::from_shape(shape, input)?;
-    plan.run(tvec!(tensor.into_tvalue()))?
-        .iter()
-        .map(|output| {
-            let output = output.cast_to::<f32>()?;
-            Ok(output.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
-        })
-        .collect()
-}
-
 /// Serialises a (decluttered) model as a gzip-compressed tract NNEF tar archive (`ModelFormat::NnefTarGz`).
 /// Deterministic: the tar's timestamps are tract's fixed ones and gzip's is zero, so the same graph gives the
 /// same bytes (and the same size) on every export.

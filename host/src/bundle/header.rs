@@ -13,7 +13,7 @@ use crate::head::run::{Run, RunConfig};
 /// One line describing the head, e.g. `avgpool → Linear(1280,256) → ReLU → Dropout(0.5) → Linear(256,1) → sigmoid`.
 pub fn describe_head(config: &RunConfig, head: &Head) -> String {
     let mut parts = Vec::new();
-    if config.features.pooling == Pooling::Avg || head.pool == Pooling::Avg {
+    if config.features.recipe.pooling == Pooling::Avg || head.pool == Pooling::Avg {
         parts.push("avgpool".to_string());
     }
     if head.input_shape.len() > 1 && head.pool == Pooling::None {
@@ -45,8 +45,8 @@ pub fn bundle_header(run: &Run, input_shape: &[usize], precision: ExportPrecisio
         .sum();
     BundleHeader {
         labels: config.classes.clone(),
-        preprocess: config.features.preprocess.clone(),
-        backbone: config.features.backbone.identity.clone(),
+        preprocess: config.features.recipe.preprocess.clone(),
+        backbone: config.features.recipe.backbone.identity.clone(),
         head: HeadInfo {
             kind: match config.head.kind {
                 HeadKind::Tutorial => "tutorial",

@@ -15,6 +15,7 @@ pub mod onnx;
 pub mod precision;
 pub mod quantize;
 mod report;
+pub mod run;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -90,12 +91,12 @@ pub fn export(
     }
 
     let test = load_test_split(run_dir, &run.config)?;
-    let spec = &run.config.features.preprocess;
+    let spec = &run.config.features.recipe.preprocess;
     let input_shape = spec
         .input_shape()
         .map_err(|e| ExportError::Mismatch(format!("the run's preprocessing recipe: {e}")))?
         .to_vec();
-    let backbone_record = &run.config.features.backbone;
+    let backbone_record = &run.config.features.recipe.backbone;
     let backbone = graph::load_backbone(
         &backbone_record.path,
         spec,
@@ -366,7 +367,7 @@ impl Composer<'_> {
         graph::compose(
             self.backbone.clone(),
             &self.run.head,
-            self.run.config.features.pooling == crate::features::Pooling::Avg,
+            self.run.config.features.recipe.pooling == crate::features::Pooling::Avg,
             self.run.config.output,
             q4_layer,
             self.unknown,

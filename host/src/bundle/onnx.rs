@@ -31,7 +31,7 @@ const HEAD_PREFIX: &str = "lookout_head";
 /// Only ONNX backbones can be written back as ONNX: a backbone converted from PyTorch weights (NNEF) has no
 /// ONNX form to extend.
 pub fn write_onnx(run: &Run, out: &Path) -> Result<u64, ExportError> {
-    let record = &run.config.features.backbone;
+    let record = &run.config.features.recipe.backbone;
     let fail = |reason: String| ExportError::Onnx(reason);
     let is_onnx = record
         .path
@@ -159,7 +159,7 @@ fn append_head(graph: &mut pb::GraphProto, features: &str, run: &Run) {
     let head = &run.head;
     let mut wire = features.to_string();
     // Extraction or training (never both: the cache is then [C] already) averaged [C, H, W] maps over H, W.
-    if run.config.features.pooling == Pooling::Avg || head.pool == Pooling::Avg {
+    if run.config.features.recipe.pooling == Pooling::Avg || head.pool == Pooling::Avg {
         let pooled_wire = format!("{HEAD_PREFIX}/pool");
         graph.node.push(node(
             "GlobalAveragePool",
@@ -253,7 +253,7 @@ fn metadata(run: &Run) -> Result<Vec<pb::StringStringEntryProto>, ExportError> {
         ),
         entry(
             "lookout.preprocess",
-            serde_json::to_string(&run.config.features.preprocess).map_err(json_err)?,
+            serde_json::to_string(&run.config.features.recipe.preprocess).map_err(json_err)?,
         ),
         entry("lookout.output", output.into()),
     ])

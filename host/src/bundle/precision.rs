@@ -31,7 +31,7 @@ use crate::head::net::Head;
 use super::quantize::{quantize_weights, WeightLayer};
 use super::ExportError;
 
-/// Why `--precision int8` is refused, with what was tried and measured (README, "int8"; reproduce with
+/// Why `--precision int8` is refused, with what was tried and measured (docs/known-limits.md, "int8"; reproduce with
 /// `python3 benches/int8_experiment.py` and `lookout extract --backbone <int8.onnx>`).
 pub const INT8_REFUSAL: &str = "--precision int8 is not available: the accuracy holds but tract cannot carry it to \
 the Pi. Measured on the cats-vs-dogs Lite0 run (400 test photos, float 98.25 %): onnxruntime's static \

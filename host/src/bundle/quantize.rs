@@ -298,7 +298,7 @@ pub fn layer_sensitivity(
         let plan = model.into_optimized()?.into_runnable()?;
         inputs
             .iter()
-            .map(|input| super::graph::run_all(&plan, input_shape, input))
+            .map(|input| super::run::run_all(&plan, input_shape, input))
             .collect()
     };
     let reference = run(probe.clone())?;

@@ -257,26 +257,8 @@ pub(crate) fn check_same_features(run: &Run, features: &FeatureSet) -> anyhow::R
             run.config.classes
         );
     }
-    if manifest.feature_shape != recorded.feature_shape {
-        anyhow::bail!(
-            "{dir} holds features of shape {:?}, the run expects {:?}",
-            manifest.feature_shape,
-            recorded.feature_shape
-        );
-    }
-    if manifest.backbone.identity.sha256 != recorded.backbone.identity.sha256 {
-        anyhow::bail!(
-            "{dir} was extracted with backbone {} ({}), the run with {} ({})",
-            manifest.backbone.identity.name,
-            manifest.backbone.identity.sha256,
-            recorded.backbone.identity.name,
-            recorded.backbone.identity.sha256
-        );
-    }
-    if manifest.preprocess != recorded.preprocess {
-        anyhow::bail!(
-            "{dir} was extracted with a different preprocessing than the run was trained on"
-        );
+    if let Some(why) = manifest.recipe.mismatch(&recorded.recipe) {
+        anyhow::bail!("{dir} holds features made otherwise than the run's: {why}");
     }
     Ok(())
 }

@@ -163,33 +163,36 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
     let run =
         Run::load(run_dir).with_context(|| format!("cannot load the run {}", run_dir.display()))?;
     let recorded = &run.config.features;
-    let backbone = Backbone::from_file(&recorded.backbone.path, Some(recorded.preprocess.clone()))
-        .with_context(|| {
-            format!(
-                "cannot open the run's backbone {} (it must stay where it was at extraction)",
-                recorded.backbone.path.display()
-            )
-        })?;
-    if backbone.sha256 != recorded.backbone.identity.sha256 {
+    let backbone = Backbone::from_file(
+        &recorded.recipe.backbone.path,
+        Some(recorded.recipe.preprocess.clone()),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the run's backbone {} (it must stay where it was at extraction)",
+            recorded.recipe.backbone.path.display()
+        )
+    })?;
+    if backbone.sha256 != recorded.recipe.backbone.identity.sha256 {
         anyhow::bail!(
             "{} has changed since the features were extracted (sha256 {} ≠ {}); re-extract and retrain",
             backbone.path.display(),
             backbone.sha256,
-            recorded.backbone.identity.sha256
+            recorded.recipe.backbone.identity.sha256
         );
     }
     let options = ExtractOptions {
-        cut: recorded.backbone.identity.cut.clone(),
-        pool: recorded.pooling,
+        cut: recorded.recipe.backbone.identity.cut.clone(),
+        pool: recorded.recipe.pooling,
         ..ExtractOptions::default()
     };
     let extractor =
         FeatureExtractor::new(&backbone, &options).context("cannot prepare the backbone")?;
-    if extractor.feature_shape() != recorded.feature_shape.as_slice() {
+    if extractor.feature_shape() != recorded.recipe.feature_shape.as_slice() {
         anyhow::bail!(
             "the backbone gives features of shape {:?}, the run was trained on {:?}",
             extractor.feature_shape(),
-            recorded.feature_shape
+            recorded.recipe.feature_shape
         );
     }
     let progress = if args.images.len() > 4 && !args.json {
@@ -236,7 +239,7 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
                 let class = run.predict(&logits);
                 let ood_score = match &detector {
                     Some(d) => {
-                        let (unit, _) = normalized_rows(&features, &recorded.feature_shape)?;
+                        let (unit, _) = normalized_rows(&features, &recorded.recipe.feature_shape)?;
                         d.scores(&unit).first().copied()
                     }
                     None => None,

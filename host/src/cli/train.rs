@@ -105,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!(
         "Training a {:?} head on {:?} features ({} classes: {}) from {}",
         config.head,
-        manifest.feature_shape,
+        manifest.recipe.feature_shape,
         manifest.classes.len(),
         manifest.classes.join(", "),
         args.features.display()
@@ -165,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if trained.pool_already_applied {
         eprintln!(
             "note: the features are already pooled ({:?}); --pool avg had nothing to do",
-            manifest.feature_shape
+            manifest.recipe.feature_shape
         );
     }
     print_summary(&args, &trained, &features)?;

@@ -19,12 +19,12 @@ use std::fmt;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use lookout_shared::atomic::{write_atomic, WriteError};
-use lookout_shared::PreprocessSpec;
+use lookout_shared::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 
-pub use super::shard::{read_shard, write_shard, ShardData, ShardError};
-use super::{BackboneRecord, FeatureRows, Pooling};
+use super::error::{FeaturesError, ShardError};
+use super::shard::{read_shard, ShardData};
+use super::{FeatureRecipe, FeatureRows};
 use crate::dataset::{SkippedFile, SplitEntry};
 
 /// The format tag in `manifest.json`; bumped on any incompatible change.
@@ -35,80 +35,6 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SKIPPED_FILE: &str = "skipped.txt";
 /// Sub-directory holding the split file lists.
 pub const SPLITS_DIR: &str = "splits";
-
-/// What can go wrong reading or writing a features cache.
-#[derive(Debug, thiserror::Error)]
-pub enum FeaturesError {
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// There is no `manifest.json`.
-    #[error("{}: no features manifest here; run `lookout extract` to build the cache", path.display())]
-    NoManifest {
-        /// The manifest path.
-        path: PathBuf,
-    },
-    /// `manifest.json` does not parse.
-    #[error("{}: not a lookout features manifest ({source}); run `lookout extract` to (re)build the cache", path.display())]
-    BadManifest {
-        /// The manifest path.
-        path: PathBuf,
-        /// What is wrong.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The cache was written by an incompatible version.
-    #[error("{}: features format {found:?} is not {FORMAT_TAG:?}; re-run `lookout extract --force`", path.display())]
-    UnsupportedFormat {
-        /// The manifest path.
-        path: PathBuf,
-        /// The format tag found.
-        found: String,
-    },
-    /// The extraction that wrote the cache did not finish.
-    #[error("{}: the features cache is incomplete (interrupted extraction); re-run `lookout extract` to finish it", dir.display())]
-    Incomplete {
-        /// The cache directory.
-        dir: PathBuf,
-    },
-    /// A shard file is damaged or does not match the manifest.
-    #[error("{}: bad features shard ({source}); re-run `lookout extract --force`", path.display())]
-    BadShard {
-        /// The shard path.
-        path: PathBuf,
-        /// What is wrong.
-        #[source]
-        source: ShardError,
-    },
-    /// A split file list has a malformed line.
-    #[error("{}:{line}: bad split list line ({reason})", path.display())]
-    BadSplitList {
-        /// The list path.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A file of the cache could not be written.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-}
-
-impl FeaturesError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        FeaturesError::Io {
-            path: path.into(),
-            source,
-        }
-    }
-}
 
 /// One of the two splits of a data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,6 +99,44 @@ pub struct ShardInfo {
     pub end: usize,
 }
 
+/// Augmented views as asked for, and as the manifest records them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AugmentInfo {
+    /// Views per training image (besides the clean one).
+    pub views: u32,
+    /// The policy spec, e.g. `crop=0.6,flip,…` ([`crate::transform::AugmentPolicy`]'s text form).
+    pub policy: String,
+    /// Seed of the views (the split's seed).
+    pub seed: u64,
+}
+
+/// The manifest's record of the views in a cache: what was asked and the shard files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewsRecord {
+    /// Views, policy, seed.
+    #[serde(flatten)]
+    pub info: AugmentInfo,
+    /// Hash of policy, seed and the clean cache's fingerprint: in every view shard's name.
+    pub tag: String,
+    /// The view shards: `views` per clean training shard, view-major within each range.
+    pub shards: Vec<ViewShard>,
+}
+
+/// One view shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewShard {
+    /// File name inside the cache directory.
+    pub file: String,
+    /// View number, from 1.
+    pub view: u32,
+    /// Rows (images of the range that decoded).
+    pub count: usize,
+    /// First position of the training list covered.
+    pub first: usize,
+    /// One past the last.
+    pub end: usize,
+}
+
 /// `manifest.json`: everything needed to trust and reuse a features cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -189,19 +153,10 @@ pub struct Manifest {
     pub background: Option<u32>,
     /// The data directory the split lists are relative to (absolute).
     pub data_root: PathBuf,
-    /// The backbone that produced the features.
-    pub backbone: BackboneRecord,
-    /// The preprocessing applied to every image.
-    pub preprocess: PreprocessSpec,
-    /// Shape of one image's features, e.g. `[1280, 7, 7]`, or `[1280]` when pooled.
-    pub feature_shape: Vec<usize>,
-    /// Pooling applied to the backbone's output. Caches written before 0.3 recorded `pooled: bool`; both read.
-    #[serde(
-        rename = "pooling",
-        alias = "pooled",
-        deserialize_with = "super::deserialize_pooling"
-    )]
-    pub pooling: Pooling,
+    /// Backbone, preprocessing, feature shape and pooling (keys `backbone`, `preprocess`, `feature_shape`,
+    /// `pooling` of the manifest).
+    #[serde(flatten)]
+    pub recipe: FeatureRecipe,
     /// How the data set was split.
     pub split: SplitConfig,
     /// Maximum number of images per shard.
@@ -216,13 +171,13 @@ pub struct Manifest {
     pub fingerprint: String,
     /// Augmented views of the training images, when extracted with `--augment K`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub views: Option<super::views::ViewsRecord>,
+    pub views: Option<ViewsRecord>,
 }
 
 impl Manifest {
     /// Number of f32 values per image.
     pub fn feature_dim(&self) -> usize {
-        self.feature_shape.iter().product()
+        self.recipe.feature_shape.iter().product()
     }
 
     /// Number of feature rows in a split.
@@ -255,6 +210,7 @@ impl Manifest {
             return Err(FeaturesError::UnsupportedFormat {
                 path,
                 found: found.to_string(),
+                expected: FORMAT_TAG,
             });
         }
         serde_json::from_value(tag).map_err(|source| FeaturesError::BadManifest { path, source })
@@ -324,7 +280,7 @@ impl FeatureSet {
         let list = read_split_list(&split.list_path(&self.dir))?;
         for shard in self.manifest.shards.iter().filter(|s| s.split == split) {
             let path = self.dir.join(&shard.file);
-            let data = read_shard(&path, &self.manifest.feature_shape)?;
+            let data = read_shard(&path, &self.manifest.recipe.feature_shape)?;
             if data.labels.len() != shard.count {
                 return Err(FeaturesError::BadShard {
                     path,

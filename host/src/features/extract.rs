@@ -11,11 +11,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::cache::{
-    self, FeaturesError, Manifest, ShardData, ShardInfo, Split, SplitConfig, FORMAT_TAG,
+    self, AugmentInfo, Manifest, ShardInfo, Split, SplitConfig, ViewShard, ViewsRecord, FORMAT_TAG,
 };
+use super::error::FeaturesError;
 use super::extractor::{ExtractError, ExtractOptions, FeatureExtractor, StageTimes};
-use super::views::{self, AugmentInfo, ViewShard, ViewsRecord};
-use super::BackboneRecord;
+use super::shard::{self, ShardData};
+use super::views;
+use super::{BackboneRecord, FeatureRecipe};
 use crate::dataset::{ImageFolder, SkippedFile, SplitEntry};
 use crate::transform::AugmentPolicy;
 use lookout_models::backbone::Backbone;
@@ -207,7 +209,7 @@ pub fn extract_folder(
             report.train_images = manifest.count(Split::Train);
             report.test_images = manifest.count(Split::Test);
             report.skipped = manifest.skipped;
-            report.feature_shape = manifest.feature_shape;
+            report.feature_shape = manifest.recipe.feature_shape;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -243,7 +245,7 @@ pub fn extract_folder(
                 }
                 None => {
                     let data = compute_shard(&extractor, &folder, list, &range, progress)?;
-                    cache::write_shard(&out.join(range.file_name()), &feature_shape, &data)?;
+                    shard::write_shard(&out.join(range.file_name()), &feature_shape, &data)?;
                     report.computed_shards += 1;
                     report.processed_images += range.end - range.first;
                     data
@@ -298,10 +300,12 @@ pub fn extract_folder(
         classes: folder.classes.clone(),
         background: folder.background,
         data_root: folder.root.clone(),
-        backbone: BackboneRecord::of(backbone, cut),
-        preprocess: backbone.preprocess.clone(),
-        feature_shape: feature_shape.clone(),
-        pooling: job.options.pool,
+        recipe: FeatureRecipe {
+            backbone: BackboneRecord::of(backbone, cut),
+            preprocess: backbone.preprocess.clone(),
+            feature_shape: feature_shape.clone(),
+            pooling: job.options.pool,
+        },
         split: SplitConfig {
             seed: job.seed,
             test_fraction: job.test_fraction,
@@ -510,7 +514,7 @@ impl ViewsContext<'_> {
                     &labels,
                     missing.len(),
                 )) {
-                    cache::write_shard(
+                    shard::write_shard(
                         &out.join(views::view_file_name(self.tag, *view, k)),
                         self.feature_shape,
                         &data,
@@ -538,7 +542,7 @@ fn kept_view(path: &Path, range: &ShardRange, feature_shape: &[usize]) -> Option
     if !path.is_file() {
         return None;
     }
-    cache::read_shard(path, feature_shape).ok().filter(|d| {
+    shard::read_shard(path, feature_shape).ok().filter(|d| {
         d.index
             .iter()
             .all(|&i| (range.first..range.end).contains(&(i as usize)))

@@ -20,8 +20,8 @@ use serde::Serialize;
 use tract_core::internal::*;
 use tract_core::runtime::{Runnable, State};
 
-use super::cache::FeaturesError;
 use super::device::{self, Device, DeviceChoice, DeviceError};
+use super::error::FeaturesError;
 use super::Pooling;
 use crate::dataset::DataError;
 use lookout_models::backbone::{Backbone, BackboneError};

@@ -8,25 +8,11 @@ use std::path::Path;
 use lookout_shared::atomic::write_atomic;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::cache::FeaturesError;
+use super::error::{FeaturesError, ShardError};
 use crate::dataset::SkippedFile;
 
 /// Shard metadata key holding the JSON list of files skipped inside that shard.
 const SHARD_SKIPPED_KEY: &str = "lookout.skipped";
-
-/// What is wrong with a shard file.
-#[derive(Debug, thiserror::Error)]
-pub enum ShardError {
-    /// Not a safetensors file, or a damaged one.
-    #[error(transparent)]
-    Safetensors(#[from] safetensors::SafeTensorError),
-    /// The list of skipped files in the metadata does not parse.
-    #[error("skipped-files metadata: {0}")]
-    Metadata(#[from] serde_json::Error),
-    /// The tensors do not agree with each other or with the manifest.
-    #[error("{0}")]
-    Inconsistent(String),
-}
 
 /// The rows of one shard, as written or read.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -12,51 +12,14 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use lookout_models::download::hex;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::cache::{read_shard, FeatureSet, FeaturesError, ShardData, SplitFeatures};
+use super::cache::{AugmentInfo, FeatureSet, SplitFeatures};
+use super::error::{FeaturesError, ShardError};
 use super::extractor::{ExtractError, FeatureExtractor};
 use super::rows::FeatureRows;
+use super::shard::{read_shard, ShardData};
 use crate::transform::AugmentPolicy;
-
-/// Augmented views as asked for, and as the manifest records them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AugmentInfo {
-    /// Views per training image (besides the clean one).
-    pub views: u32,
-    /// The policy spec, e.g. `crop=0.6,flip,…` ([`AugmentPolicy`]'s text form).
-    pub policy: String,
-    /// Seed of the views (the split's seed).
-    pub seed: u64,
-}
-
-/// The manifest's record of the views in a cache: what was asked and the shard files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ViewsRecord {
-    /// Views, policy, seed.
-    #[serde(flatten)]
-    pub info: AugmentInfo,
-    /// Hash of policy, seed and the clean cache's fingerprint: in every view shard's name.
-    pub tag: String,
-    /// The view shards: `views` per clean training shard, view-major within each range.
-    pub shards: Vec<ViewShard>,
-}
-
-/// One view shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ViewShard {
-    /// File name inside the cache directory.
-    pub file: String,
-    /// View number, from 1.
-    pub view: u32,
-    /// Rows (images of the range that decoded).
-    pub count: usize,
-    /// First position of the training list covered.
-    pub first: usize,
-    /// One past the last.
-    pub end: usize,
-}
 
 /// The tag of a policy and seed over a clean cache.
 pub fn views_tag(info: &AugmentInfo, clean_fingerprint: &str) -> String {
@@ -173,7 +136,7 @@ impl FeatureSet {
             for shard in record.shards.iter().filter(|v| v.view == view) {
                 shards.push(read_shard(
                     &self.dir.join(&shard.file),
-                    &self.manifest.feature_shape,
+                    &self.manifest.recipe.feature_shape,
                 )?);
             }
             let by_position: HashMap<u32, &[f32]> = shards
@@ -191,7 +154,7 @@ impl FeatureSet {
                 FeatureRows::new(features, rows.labels.clone(), rows.dim).map_err(|e| {
                     FeaturesError::BadShard {
                         path: self.dir.clone(),
-                        source: super::shard::ShardError::Inconsistent(e.to_string()),
+                        source: ShardError::Inconsistent(e.to_string()),
                     }
                 })?,
             );

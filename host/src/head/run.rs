@@ -16,12 +16,11 @@ use std::path::{Path, PathBuf};
 
 use lookout_shared::atomic::{write_atomic, WriteError};
 use lookout_shared::bundle::OutputKind;
-use lookout_shared::PreprocessSpec;
 use serde::{Deserialize, Serialize};
 
 use super::net::{Dense, Head, HeadError, HeadKind};
 use super::unknown::{UnknownDetector, UnknownFileError, UnknownRecord};
-use crate::features::{BackboneRecord, Pooling};
+use crate::features::{FeatureRecipe, Pooling};
 
 /// File name of the run's configuration inside a run directory.
 pub const RUN_FILE: &str = "run.json";
@@ -138,23 +137,13 @@ pub struct HeadSpec {
 pub struct FeaturesRecord {
     /// The features cache the head was trained on.
     pub dir: PathBuf,
-    /// Shape of one cached feature vector.
-    pub feature_shape: Vec<usize>,
-    /// Pooling applied at extraction (then the backbone's map is pooled before the head's own `pool`).
-    /// Runs written before 0.3 recorded `pooled: bool`; both read.
-    #[serde(
-        rename = "pooling",
-        alias = "pooled",
-        deserialize_with = "crate::features::deserialize_pooling"
-    )]
-    pub pooling: Pooling,
-    /// The backbone.
-    pub backbone: BackboneRecord,
-    /// Image preprocessing applied before the backbone.
-    pub preprocess: PreprocessSpec,
+    /// How an image became the head's input: the features cache's own recipe (with pooling at extraction,
+    /// the backbone's map is pooled before the head's own `pool`).
+    #[serde(flatten)]
+    pub recipe: FeatureRecipe,
     /// The augmented views the head was trained on besides the clean rows (`--augment K`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub augment: Option<crate::features::views::AugmentInfo>,
+    pub augment: Option<crate::features::cache::AugmentInfo>,
 }
 
 /// Training settings and outcome.

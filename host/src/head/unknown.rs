@@ -6,7 +6,7 @@
 //! cosine distance (Sun et al. 2022, k = 1): the image's globally pooled backbone features, L2-normalised,
 //! against a bank of normalised training features; `score = 1 − max cosine similarity`. It was chosen over the
 //! head's own confidence, the max logit and a Mahalanobis distance by measuring all four on real photos
-//! (`lookout evaluate --ood`, figures in the README).
+//! (`lookout evaluate --ood`, figures in docs/rejection.md).
 //!
 //! The bank is bounded: a greedy k-centre coreset (farthest-point sampling) of at most `bank` training images,
 //! so its size does not grow with the data set. The threshold is calibrated on the head's validation split,
@@ -42,7 +42,7 @@ pub struct UnknownConfig {
 
 impl Default for UnknownConfig {
     fn default() -> Self {
-        // Measured on cats-vs-dogs with EfficientNet-Lite0 (README): 0.97 on 160 validation photos keeps ≥ 95 %
+        // Measured on cats-vs-dogs with EfficientNet-Lite0 (docs/rejection.md): 0.97 on 160 validation photos keeps ≥ 95 %
         // of the test photos (0.95 kept 92.5 %: a quantile of 160 photos is that noisy), and a 256-photo coreset
         // rejects as well as the whole training split (AUROC 0.9995 against 0.9986) at a fifth of the size.
         UnknownConfig {

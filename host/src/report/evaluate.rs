@@ -170,7 +170,7 @@ pub fn float_test_metrics(
     if let Some(detector) = run.unknown_detector(run_dir)? {
         let (unit, _) = crate::head::unknown::normalized_rows(
             &test.rows.features,
-            &run.config.features.feature_shape,
+            &run.config.features.recipe.feature_shape,
         )?;
         let scores = detector.scores(&unit);
         let unknown = scores.iter().filter(|&&s| s > detector.threshold).count();

@@ -1,6 +1,6 @@
 //! The Mahalanobis candidate of `evaluate --ood` (Lee et al. 2018): class means and one shared covariance of
 //! the pooled backbone features, the smallest class-conditional distance as the score. Measured, not exported:
-//! it accepts flat, empty frames (README).
+//! it accepts flat, empty frames (docs/rejection.md).
 
 use rayon::prelude::*;
 

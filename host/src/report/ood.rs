@@ -138,7 +138,7 @@ pub fn evaluate_ood(
 ) -> Result<OodReport, OodError> {
     let exported = run.unknown_detector(run_dir)?;
     let keep = keep.or(exported.as_ref().map(|d| d.keep)).unwrap_or(0.95);
-    let shape: &[usize] = &run.config.features.feature_shape;
+    let shape: &[usize] = &run.config.features.recipe.feature_shape;
     let train = features.load_split(Split::Train)?.rows;
     let test = features.load_split(Split::Test)?.rows;
     let (_, valid_idx) = validation_split(
@@ -315,12 +315,12 @@ fn extract_ood(
     use crate::features::extractor::{ExtractOptions, FeatureExtractor};
     let recorded = &run.config.features;
     let backbone = lookout_models::Backbone::from_file(
-        &recorded.backbone.path,
-        Some(recorded.preprocess.clone()),
+        &recorded.recipe.backbone.path,
+        Some(recorded.recipe.preprocess.clone()),
     )?;
     let options = ExtractOptions {
-        cut: recorded.backbone.identity.cut.clone(),
-        pool: recorded.pooling,
+        cut: recorded.recipe.backbone.identity.cut.clone(),
+        pool: recorded.recipe.pooling,
         ..ExtractOptions::default()
     };
     let extractor = FeatureExtractor::new(&backbone, &options)?;

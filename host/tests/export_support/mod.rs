@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use lookout_host::features::cache::{
-    write_shard, write_split_list, Manifest, ShardData, ShardInfo, Split, SplitConfig, FORMAT_TAG,
+    write_split_list, Manifest, ShardInfo, Split, SplitConfig, FORMAT_TAG,
 };
-use lookout_host::features::{BackboneRecord, FeatureRows, Pooling};
+use lookout_host::features::shard::{write_shard, ShardData};
+use lookout_host::features::{BackboneRecord, FeatureRecipe, FeatureRows, Pooling};
 use lookout_host::head::net::HeadKind;
 use lookout_host::head::run::{
     FeaturesRecord, HeadSpec, Run, RunConfig, TrainingRecord, RUN_FORMAT, RUN_FORMAT_VERSION,
@@ -152,10 +153,12 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
         classes: classes.clone(),
         background: None,
         data_root: data_root.clone(),
-        backbone: BackboneRecord::of(&backbone, None),
-        preprocess: spec.preprocess.clone(),
-        feature_shape: extractor.shape.clone(),
-        pooling: pooling(spec.pooled),
+        recipe: FeatureRecipe {
+            backbone: BackboneRecord::of(&backbone, None),
+            preprocess: spec.preprocess.clone(),
+            feature_shape: extractor.shape.clone(),
+            pooling: pooling(spec.pooled),
+        },
         split: SplitConfig {
             seed: 0,
             test_fraction: 0.0,
@@ -200,10 +203,7 @@ pub fn build_run(shared: &Path, dir: &Path, spec: &RunSpec<'_>) -> PathBuf {
             },
             features: FeaturesRecord {
                 dir: features_dir,
-                feature_shape: extractor.shape.clone(),
-                pooling: pooling(spec.pooled),
-                backbone: manifest.backbone.clone(),
-                preprocess: spec.preprocess.clone(),
+                recipe: manifest.recipe.clone(),
                 augment: None,
             },
             training: TrainingRecord {

@@ -48,7 +48,7 @@ pub enum ModelFormat {
     NnefTar,
     /// The same tar, gzip-compressed (tract's `.nnef.tgz`; its reader inflates it as it reads). What exports
     /// write since 4-bit bundles: deflate took 5.0 % off a Lite0 q4 model, 12.8 % off a MobileNetV3-Small q4
-    /// one and 8-15 % off float ones (measured on the tutorial-head runs, README). Appended to the enum: an older reader refuses
+    /// one and 8-15 % off float ones (measured on the tutorial-head runs, docs/quantization.md). Appended to the enum: an older reader refuses
     /// such a bundle ("written by an incompatible build") instead of misreading it.
     NnefTarGz,
 }

@@ -30,8 +30,6 @@ mod fleet;
 mod link;
 mod topics;
 
-pub(crate) use topics::slug;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use lookout_fleet::target::slug;
 use serde_json::json;
 
 use super::link::{Kind, Message};
@@ -93,19 +94,6 @@ fn label_slugs(labels: &[String]) -> Vec<String> {
         slugs.push(s);
     }
     slugs
-}
-
-/// `s` as an MQTT topic level and an entity id: lower-case letters and digits, runs of anything else one `_`.
-pub(crate) fn slug(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_string()
 }
 
 /// What each (re)connection sends first: `online`, the discovery configs, the current states (none for the
@@ -252,8 +240,6 @@ mod tests {
 
     #[test]
     fn labels_become_topic_levels_and_ids() {
-        assert_eq!(slug("lookout/cam1"), "lookout_cam1");
-        assert_eq!(slug("Golden Retriever!"), "golden_retriever");
         let labels: Vec<String> = ["Cat", "cat", "#", "Dog"].map(String::from).to_vec();
         assert_eq!(label_slugs(&labels), ["cat", "cat_1", "2", "dog"]);
         let topics = Topics::new("lookout/cam1", &labels[..1], &[]);

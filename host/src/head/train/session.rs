@@ -81,8 +81,9 @@ pub fn train_features(
         return Err(TrainRunError::NoTrainingRows(features_dir.to_path_buf()));
     }
     // A pooled cache is [C] already: the head's own pooling has nothing to do, so record `none`.
-    let pool_already_applied = config.pool == Pooling::Avg && manifest.feature_shape.len() == 1;
-    let config = if manifest.feature_shape.len() == 1 {
+    let pool_already_applied =
+        config.pool == Pooling::Avg && manifest.recipe.feature_shape.len() == 1;
+    let config = if manifest.recipe.feature_shape.len() == 1 {
         TrainConfig {
             pool: Pooling::None,
             ..config.clone()
@@ -94,7 +95,7 @@ pub fn train_features(
     let normalized = match unknown {
         Some(_) => Some(normalized_rows(
             &train_split.rows.features,
-            &manifest.feature_shape,
+            &manifest.recipe.feature_shape,
         )?),
         None => None,
     };
@@ -109,7 +110,8 @@ pub fn train_features(
         Some(u) if u.on_views => views
             .iter()
             .map(|view| {
-                normalized_rows(&view.features, &manifest.feature_shape).map(|(rows, _)| rows)
+                normalized_rows(&view.features, &manifest.recipe.feature_shape)
+                    .map(|(rows, _)| rows)
             })
             .collect::<Result<Vec<_>, _>>()?,
         _ => Vec::new(),
@@ -117,17 +119,14 @@ pub fn train_features(
     let trained = train(
         train_split.rows,
         views,
-        &manifest.feature_shape,
+        &manifest.recipe.feature_shape,
         manifest.classes.len(),
         &config,
         progress,
     )?;
     let features_record = FeaturesRecord {
         dir: std::path::absolute(features_dir).unwrap_or_else(|_| features_dir.to_path_buf()),
-        feature_shape: manifest.feature_shape.clone(),
-        pooling: manifest.pooling,
-        backbone: manifest.backbone.clone(),
-        preprocess: manifest.preprocess.clone(),
+        recipe: manifest.recipe.clone(),
         augment: manifest
             .views
             .as_ref()
@@ -196,7 +195,7 @@ impl Trained {
                     hidden: config.hidden,
                     dropout: config.dropout,
                     pool: config.pool,
-                    input_shape: features.feature_shape.clone(),
+                    input_shape: features.recipe.feature_shape.clone(),
                     input_dim: self.head.layers[0].inputs,
                     outputs: self.head.outputs(),
                     layers: self.head.layers.iter().map(|l| l.name.clone()).collect(),
