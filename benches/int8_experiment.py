@@ -302,8 +302,9 @@ def main():
     os.makedirs(cache, exist_ok=True)
     with open(os.path.join(args.run, "run", "run.json")) as f:
         run = json.load(f)
-    recipe = run["features"]["preprocess"]
-    backbone = args.backbone or run["features"]["backbone"]["path"]
+    features = run["features"].get("recipe", run["features"])  # run format 2 nests them in "recipe"
+    recipe = features["preprocess"]
+    backbone = args.backbone or features["backbone"]["path"]
     head = load_safetensors(os.path.join(args.run, "run", "head.safetensors"))
     threshold = float(run.get("threshold", 0.5))
     print("head tensors:", {k: list(v.shape) for k, v in head.items()})

@@ -45,6 +45,9 @@ pub enum FleetError {
     /// The base topic has no fleet level (`FLEET/NAME`).
     #[error("--mqtt topic {0:?} names no fleet: a camera of a fleet publishes under FLEET/NAME, e.g. home/porch")]
     NoFleet(String),
+    /// The camera's name is the fleet's own topic level.
+    #[error("--mqtt topic {0:?}: a camera cannot be named `{BUNDLE_LEVEL}`, the level under which its fleet's bundles travel (FLEET/{BUNDLE_LEVEL}); name it otherwise, e.g. home/porch")]
+    ReservedName(String),
 }
 
 /// What a publisher announces: which bundle, for which cameras, in how many chunks.
@@ -140,26 +143,37 @@ impl Announcement {
     }
 }
 
+/// The topic level under a fleet that carries its bundles (`FLEET/bundle`, `FLEET/bundle/ID/N`): no camera of
+/// the fleet may take it as its name, or its own topics would sit among the bundles'.
+pub const BUNDLE_LEVEL: &str = "bundle";
+
 /// The fleet and the camera's name of a camera's base topic: `home/porch` is camera `porch` of fleet `home`.
+/// [`FleetError::NoFleet`] for a single level (a camera outside any fleet), [`FleetError::ReservedName`] for a
+/// camera named [`BUNDLE_LEVEL`].
 pub fn fleet_of(base: &str) -> Result<(&str, &str), FleetError> {
-    base.rsplit_once('/')
+    let (fleet, name) = base
+        .rsplit_once('/')
         .filter(|(fleet, name)| !fleet.is_empty() && !name.is_empty())
-        .ok_or_else(|| FleetError::NoFleet(base.to_string()))
+        .ok_or_else(|| FleetError::NoFleet(base.to_string()))?;
+    if name == BUNDLE_LEVEL {
+        return Err(FleetError::ReservedName(base.to_string()));
+    }
+    Ok((fleet, name))
 }
 
 /// `FLEET/bundle`: the retained announcement.
 pub fn announcement_topic(fleet: &str) -> String {
-    format!("{fleet}/bundle")
+    format!("{fleet}/{BUNDLE_LEVEL}")
 }
 
 /// `FLEET/bundle/ID/N`: chunk `n` of the bundle `id`.
 pub fn chunk_topic(fleet: &str, id: &str, n: u32) -> String {
-    format!("{fleet}/bundle/{id}/{n}")
+    format!("{fleet}/{BUNDLE_LEVEL}/{id}/{n}")
 }
 
 /// `FLEET/bundle/ID/+`: every chunk of the bundle `id`.
 pub fn chunks_filter(fleet: &str, id: &str) -> String {
-    format!("{fleet}/bundle/{id}/+")
+    format!("{fleet}/{BUNDLE_LEVEL}/{id}/+")
 }
 
 /// `FLEET/+/model`: what every camera of the fleet runs (retained).
@@ -203,7 +217,7 @@ impl Assembly {
     /// Waits for the chunks of `announcement`, published under `fleet`.
     pub fn new(fleet: &str, announcement: Announcement) -> Assembly {
         Assembly {
-            prefix: format!("{fleet}/bundle/{}/", announcement.id()),
+            prefix: format!("{fleet}/{BUNDLE_LEVEL}/{}/", announcement.id()),
             parts: vec![None; announcement.chunks as usize],
             received: 0,
             announcement,
@@ -294,7 +308,11 @@ mod tests {
     fn a_camera_of_a_fleet_is_named_by_its_base_topic() {
         assert_eq!(fleet_of("home/porch"), Ok(("home", "porch")));
         assert_eq!(fleet_of("lookout/yard/cam1"), Ok(("lookout/yard", "cam1")));
-        assert!(fleet_of("porch").is_err());
+        assert!(matches!(fleet_of("porch"), Err(FleetError::NoFleet(_))));
+        let reserved = fleet_of("home/bundle").expect_err("the fleet's own level");
+        assert!(matches!(reserved, FleetError::ReservedName(_)));
+        assert!(reserved.to_string().contains("cannot be named `bundle`"));
+        assert_eq!(fleet_of("home/bundles"), Ok(("home", "bundles")));
         assert_eq!(
             camera_of_model_topic("home", "home/porch/model"),
             Some("porch")

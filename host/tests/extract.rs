@@ -268,7 +268,7 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
     // Manifest and shards.
     let set = FeatureSet::open(&out).unwrap();
     let m = &set.manifest;
-    assert_eq!(m.format, "lookout-features/1");
+    assert_eq!(m.format, "lookout-features/2");
     assert!(m.complete && m.recipe.pooling == Pooling::Avg);
     assert_eq!(m.classes, ["Cat", "Dog"]);
     assert_eq!(m.recipe.feature_shape, [576]);
@@ -310,6 +310,27 @@ fn extract_folder_writes_resumes_and_reuses_the_cache() {
     // Second run: reused.
     let second = extract_folder(&job, &backbone, &hidden).unwrap();
     assert!(second.reused);
+
+    // A cache written by format 1 (the recipe's fields at the manifest's top level) reads as it was, and is
+    // reused: format 2 changed the manifest's layout, not the features.
+    let manifest_path = out.join("manifest.json");
+    let today = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&today).unwrap();
+    let object = json.as_object_mut().unwrap();
+    let recipe = object.remove("recipe").unwrap();
+    for (key, value) in recipe.as_object().unwrap() {
+        object.insert(key.clone(), value.clone());
+    }
+    object.insert("format".into(), "lookout-features/1".into());
+    std::fs::write(&manifest_path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let old = FeatureSet::open(&out).unwrap();
+    assert_eq!(old.manifest, set.manifest);
+    let third = extract_folder(&job, &backbone, &hidden).unwrap();
+    assert!(
+        third.reused,
+        "a format-1 cache is reused, not extracted again"
+    );
+    std::fs::write(&manifest_path, today).unwrap();
 
     // Interrupted run (no manifest, one shard missing): the other shards are kept.
     std::fs::remove_file(out.join("manifest.json")).unwrap();

@@ -303,6 +303,23 @@ fn a_saved_run_loads_back_and_predicts_identically() {
         loaded.head.forward(&data.features),
         trained.head.forward(&data.features)
     );
+    // A run.json of format version 1 (the recipe's fields in `features` itself) still loads, as the same run.
+    let run_json = dir.path().join("run.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
+    assert_eq!(json["version"], 2);
+    let features = json["features"].as_object_mut().unwrap();
+    let recipe = features.remove("recipe").unwrap();
+    for (key, value) in recipe.as_object().unwrap() {
+        features.insert(key.clone(), value.clone());
+    }
+    json["version"] = 1.into();
+    std::fs::write(&run_json, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    assert_eq!(Run::load(dir.path()).unwrap(), run);
+    json["version"] = 3.into();
+    std::fs::write(&run_json, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let newer = Run::load(dir.path()).unwrap_err().to_string();
+    assert!(newer.contains("version 3 is not supported"), "{newer}");
     // PyTorch names and shapes in the safetensors file.
     let bytes = std::fs::read(dir.path().join("head.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

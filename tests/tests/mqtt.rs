@@ -124,6 +124,38 @@ fn bundle_sha(bundle: &Path) -> String {
 }
 
 /// `lookout-edge watch ARGS --model BUNDLE --source dir:CAMERA`.
+#[test]
+fn a_camera_named_like_the_fleets_bundle_topic_is_refused_with_one_line() {
+    let shared = require_shared!();
+    let bundle = bundle(&shared);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let camera = tmp.path().join("camera");
+    lookout_e2e::copy_into(&camera, &photos(&shared, "Dog")[300..302]);
+    // home/bundle would put the camera's topics among the fleet's bundles (home/bundle/ID/N).
+    let out = watch_command(bundle, &camera, &["--json"])
+        .args([
+            "--mqtt",
+            &format!("mqtt://127.0.0.1:{}/home/bundle", free_port()),
+        ])
+        .output()
+        .expect("watch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("cannot be named `bundle`") && errors[0].contains("home/porch"),
+        "{stderr}"
+    );
+    assert_eq!(
+        json_lines(&out.stdout)
+            .iter()
+            .filter(|l| l["type"] == "frame")
+            .count(),
+        0
+    );
+}
+
 fn watch_command(bundle: &Path, camera: &Path, args: &[&str]) -> Command {
     let mut cmd = command("lookout-edge");
     cmd.arg("watch")

@@ -3,7 +3,7 @@
 //! A cache is a directory:
 //!
 //! ```text
-//! manifest.json            format tag "lookout-features/1", classes, backbone, preprocess, shapes, shards
+//! manifest.json            format tag "lookout-features/2", classes, recipe (backbone, preprocess, shapes), shards
 //! splits/train.txt         relative/path<TAB>class_index, one line per image of the split (the split's file list)
 //! splits/test.txt
 //! train-00000.safetensors  tensors `features` f32 [n, ...feature_shape], `labels` u32 [n], `index` u32 [n]
@@ -27,8 +27,11 @@ use super::shard::{read_shard, ShardData};
 use super::{FeatureRecipe, FeatureRows};
 use crate::dataset::{SkippedFile, SplitEntry};
 
-/// The format tag in `manifest.json`; bumped on any incompatible change.
-pub const FORMAT_TAG: &str = "lookout-features/1";
+/// The format tag in `manifest.json`; bumped on any incompatible change. 2: the backbone, preprocessing, feature
+/// shape and pooling in one `recipe` object ([`FeatureRecipe`]).
+pub const FORMAT_TAG: &str = "lookout-features/2";
+/// The format before `recipe`, still read ([`FeatureRecipe::nest_flat_fields`]); its shards are today's.
+pub const FORMAT_TAG_1: &str = "lookout-features/1";
 /// Name of the manifest inside a cache directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Name of the list of files that gave no features.
@@ -153,9 +156,7 @@ pub struct Manifest {
     pub background: Option<u32>,
     /// The data directory the split lists are relative to (absolute).
     pub data_root: PathBuf,
-    /// Backbone, preprocessing, feature shape and pooling (keys `backbone`, `preprocess`, `feature_shape`,
-    /// `pooling` of the manifest).
-    #[serde(flatten)]
+    /// How an image became a row: backbone, preprocessing, feature shape and pooling.
     pub recipe: FeatureRecipe,
     /// How the data set was split.
     pub split: SplitConfig,
@@ -200,20 +201,28 @@ impl Manifest {
             }
         })?;
         // Check the tag before the full schema, so an old/new format says so instead of "missing field".
-        let tag: serde_json::Value =
+        let mut json: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|source| FeaturesError::BadManifest {
                 path: path.clone(),
                 source,
             })?;
-        let found = tag.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if found != FORMAT_TAG {
-            return Err(FeaturesError::UnsupportedFormat {
-                path,
-                found: found.to_string(),
-                expected: FORMAT_TAG,
-            });
+        let found = json.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        match found {
+            FORMAT_TAG => {}
+            FORMAT_TAG_1 => FeatureRecipe::nest_flat_fields(&mut json),
+            _ => {
+                return Err(FeaturesError::UnsupportedFormat {
+                    path,
+                    found: found.to_string(),
+                    expected: FORMAT_TAG,
+                })
+            }
         }
-        serde_json::from_value(tag).map_err(|source| FeaturesError::BadManifest { path, source })
+        let mut manifest: Manifest = serde_json::from_value(json)
+            .map_err(|source| FeaturesError::BadManifest { path, source })?;
+        // Read in today's layout, it is written back in it.
+        manifest.format = FORMAT_TAG.to_string();
+        Ok(manifest)
     }
 
     /// Writes `dir/manifest.json` atomically.

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::cache::{
     self, AugmentInfo, Manifest, ShardInfo, Split, SplitConfig, ViewShard, ViewsRecord, FORMAT_TAG,
+    FORMAT_TAG_1,
 };
 use super::error::FeaturesError;
 use super::extractor::{ExtractError, ExtractOptions, FeatureExtractor, StageTimes};
@@ -121,7 +122,8 @@ fn fingerprint(
         h.update((s.len() as u64).to_le_bytes());
         h.update(s.as_bytes());
     };
-    put(FORMAT_TAG);
+    // The shards' format: format 2 changed only the manifest's layout, so caches of format 1 stay reusable.
+    put(FORMAT_TAG_1);
     put(&folder.root.to_string_lossy());
     for c in &folder.classes {
         put(c);

@@ -35,9 +35,13 @@ pub struct BackboneRecord {
 }
 
 /// How an image becomes a feature row: the backbone, the preprocessing before it, the shape of what it gives and
-/// the pooling applied at extraction. The features cache (`manifest.json`) and every run trained on it (`run.json`)
-/// record it, flattened into their own fields (the JSON keys are those of the earlier separate fields), so the
-/// two cannot drift apart field by field.
+/// the pooling applied at extraction. The features cache (`manifest.json`, key `recipe`) and every run trained on
+/// it (`run.json`, `features.recipe`) record it as one object, so the two cannot drift apart field by field.
+///
+/// Files written before it (features format 1, run format 1) have its four fields at the top level of the object;
+/// [`FeatureRecipe::nest_flat_fields`] moves them, so they still read. (Not `#[serde(flatten)]`, which would have
+/// kept the old layout: serde buffers a flattened object, and with serde_json's `arbitrary_precision`, which one
+/// dependency of the test suite turns on, numbers do not survive the buffer.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureRecipe {
     /// The backbone that produced the features.
@@ -57,6 +61,33 @@ pub struct FeatureRecipe {
 }
 
 impl FeatureRecipe {
+    /// The recipe's keys as files before format 2 held them, at the top level (`pooled`: `pooling` before 0.3).
+    const FLAT_KEYS: [&'static str; 5] = [
+        "backbone",
+        "preprocess",
+        "feature_shape",
+        "pooling",
+        "pooled",
+    ];
+
+    /// Moves the recipe's fields of a file written before `FeatureRecipe` (at the top level of `object`) into one
+    /// `recipe` object, as today's files hold them. Nothing to do on a file that has `recipe`.
+    pub fn nest_flat_fields(object: &mut serde_json::Value) {
+        let Some(map) = object.as_object_mut() else {
+            return;
+        };
+        if map.contains_key("recipe") {
+            return;
+        }
+        let recipe: serde_json::Map<String, serde_json::Value> = Self::FLAT_KEYS
+            .iter()
+            .filter_map(|key| map.remove(*key).map(|value| (key.to_string(), value)))
+            .collect();
+        if !recipe.is_empty() {
+            map.insert("recipe".to_string(), recipe.into());
+        }
+    }
+
     /// Why features made by `self` cannot stand in for those of `other` (a different backbone graph, shape or
     /// preprocessing), or `None` when they can. The backbone is compared by its graph's sha256, not its path.
     pub fn mismatch(&self, other: &FeatureRecipe) -> Option<String> {
@@ -98,11 +129,10 @@ impl BackboneRecord {
 mod tests {
     use super::*;
 
-    /// A file that flattens the recipe beside fields of its own, as `manifest.json` and `run.json` do.
+    /// A file that holds the recipe beside fields of its own, as `manifest.json` and `run.json` do.
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Recorded {
         dir: PathBuf,
-        #[serde(flatten)]
         recipe: FeatureRecipe,
     }
 
@@ -123,25 +153,39 @@ mod tests {
     }
 
     #[test]
-    fn the_recipe_keeps_the_keys_of_the_fields_it_replaced_and_reads_old_files() {
+    fn files_written_before_the_recipe_was_one_object_still_read() {
         let recorded = Recorded {
             dir: "features".into(),
             recipe: recipe(),
         };
         let json = serde_json::to_value(&recorded).expect("serialise");
-        for key in ["dir", "backbone", "preprocess", "feature_shape", "pooling"] {
-            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        assert!(json.get("recipe").is_some(), "{json}");
+
+        // The layout of features format 1 / run format 1: the four fields at the top level, and before 0.3
+        // `pooled: true` for `pooling`.
+        let mut old = json.clone();
+        let object = old.as_object_mut().expect("an object");
+        let nested = object.remove("recipe").expect("recipe");
+        for (key, value) in nested.as_object().expect("an object") {
+            object.insert(key.clone(), value.clone());
         }
-        let back: Recorded = serde_json::from_value(json.clone()).expect("read back");
+        let mut older = old.clone();
+        FeatureRecipe::nest_flat_fields(&mut old);
+        assert_eq!(old, json);
+        let back: Recorded = serde_json::from_value(old).expect("read back");
         assert_eq!(back, recorded);
 
-        // Written before 0.3: `pooled: true` instead of `pooling`.
-        let mut old = json;
-        let object = old.as_object_mut().expect("an object");
+        let object = older.as_object_mut().expect("an object");
         object.remove("pooling");
         object.insert("pooled".into(), serde_json::Value::Bool(true));
-        let read: Recorded = serde_json::from_value(old).expect("an old file reads");
+        FeatureRecipe::nest_flat_fields(&mut older);
+        let read: Recorded = serde_json::from_value(older).expect("an old file reads");
         assert_eq!(read.recipe.pooling, Pooling::Avg);
+
+        // Today's files are left as they are.
+        let mut today = json.clone();
+        FeatureRecipe::nest_flat_fields(&mut today);
+        assert_eq!(today, json);
     }
 
     #[test]

@@ -36,8 +36,9 @@ pub const OOD_PLOT_FILE: &str = "ood.png";
 pub const CONFUSION_FILE: &str = "confusion.png";
 /// Value of `format` in run.json.
 pub const RUN_FORMAT: &str = "lookout-run";
-/// Version of the run.json layout this build writes and reads.
-pub const RUN_FORMAT_VERSION: u32 = 1;
+/// Version of the run.json layout this build writes. 2: `features.recipe` ([`FeatureRecipe`]) holds the backbone,
+/// preprocessing, feature shape and pooling; version 1, with them in `features` itself, still reads.
+pub const RUN_FORMAT_VERSION: u32 = 2;
 
 /// Errors reading or writing a run directory.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,7 @@ pub enum RunError {
         source: serde_json::Error,
     },
     /// run.json was written by an incompatible version.
-    #[error("{path}: run format {found:?} version {version} is not supported (this build reads {RUN_FORMAT:?} version {RUN_FORMAT_VERSION})")]
+    #[error("{path}: run format {found:?} version {version} is not supported (this build reads {RUN_FORMAT:?} versions 1 to {RUN_FORMAT_VERSION})")]
     Version {
         /// The file.
         path: PathBuf,
@@ -139,7 +140,6 @@ pub struct FeaturesRecord {
     pub dir: PathBuf,
     /// How an image became the head's input: the features cache's own recipe (with pooling at extraction,
     /// the backbone's map is pooled before the head's own `pool`).
-    #[serde(flatten)]
     pub recipe: FeatureRecipe,
     /// The augmented views the head was trained on besides the clean rows (`--augment K`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,17 +225,30 @@ impl Run {
             path: config_path.clone(),
             source,
         })?;
-        let config: RunConfig = serde_json::from_str(&text).map_err(|source| RunError::Json {
+        let json_err = |source| RunError::Json {
             path: config_path.clone(),
             source,
-        })?;
-        if config.format != RUN_FORMAT || config.version != RUN_FORMAT_VERSION {
-            return Err(RunError::Version {
-                path: config_path,
-                found: config.format,
-                version: config.version,
-            });
+        };
+        let mut json: serde_json::Value = serde_json::from_str(&text).map_err(json_err)?;
+        let format = json.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        let version = json.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+        match (format, version) {
+            (RUN_FORMAT, 2) => {}
+            (RUN_FORMAT, 1) => {
+                if let Some(features) = json.get_mut("features") {
+                    FeatureRecipe::nest_flat_fields(features);
+                }
+            }
+            _ => {
+                return Err(RunError::Version {
+                    path: config_path,
+                    found: format.to_string(),
+                    version: u32::try_from(version).unwrap_or(u32::MAX),
+                })
+            }
         }
+        let mut config: RunConfig = serde_json::from_value(json).map_err(json_err)?;
+        config.version = RUN_FORMAT_VERSION;
         let head = load_head(&dir.join(HEAD_FILE), &config.head)?;
         Ok(Run { config, head })
     }

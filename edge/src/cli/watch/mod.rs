@@ -20,6 +20,7 @@ use lookout_edge::pipeline::save::{SaveOptions, SaveRule, SaveSink};
 use lookout_edge::pipeline::{Pipeline, Sink, WatchOptions};
 use lookout_edge::source::{open_source, FrameSource, Looping, SourceOptions, SourceSpec};
 use lookout_fleet::protocol::fleet_of;
+use lookout_fleet::FleetError;
 
 mod setup;
 
@@ -316,15 +317,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             config.zones = regions.names();
             if !args.no_reload {
                 // A camera at FLEET/NAME takes the bundles published to FLEET (lookout publish).
-                if let Ok((fleet, camera)) = fleet_of(&config.target.base_topic) {
-                    let mut incoming = args.model.clone().into_os_string();
-                    incoming.push(".incoming");
-                    config.fleet = Some(FleetReceiving {
-                        fleet: fleet.to_string(),
-                        camera: camera.to_string(),
-                        incoming: incoming.into(),
-                        requests: reload_requests.clone(),
-                    });
+                match fleet_of(&config.target.base_topic) {
+                    Ok((fleet, camera)) => {
+                        let mut incoming = args.model.clone().into_os_string();
+                        incoming.push(".incoming");
+                        config.fleet = Some(FleetReceiving {
+                            fleet: fleet.to_string(),
+                            camera: camera.to_string(),
+                            incoming: incoming.into(),
+                            requests: reload_requests.clone(),
+                        });
+                    }
+                    // One topic level: a camera of no fleet, which is fine.
+                    Err(FleetError::NoFleet(_)) => {}
+                    Err(reserved) => return Err(reserved.into()),
                 }
             }
             let (sink, counts) = MqttSink::start(config, Duration::from_secs(3))?;
