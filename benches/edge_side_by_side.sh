@@ -8,7 +8,8 @@
 #
 # LOOKOUT_EDGE: the binary (default target/release/lookout-edge); ITERS: iterations per run (default 100);
 # BASELINE_EDGE: a second lookout-edge binary (e.g. one built without lookout-runtime's kernels) benched in
-# the same rounds.
+# the same rounds; BASELINE_ENV: variables it runs with (e.g. LOOKOUT_MATMUL_TIER=off: tract's own matrix-product
+# kernels, without lookout-runtime's tier).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bundle=${1:?usage: benches/edge_side_by_side.sh MODEL.lookout MODEL.onnx [ROUNDS] [THREADS]}
@@ -28,7 +29,7 @@ for round in $(seq 1 "$rounds"); do
     echo "lookout-edge inference p50 $e ms, onnxruntime $o ms"
     edge_p50s+=("$e"); ort_p50s+=("$o")
     if [[ -n ${BASELINE_EDGE:-} ]]; then
-        b=$("$BASELINE_EDGE" bench --model "$bundle" --threads "$threads" --iters "$iters" --json | p50)
+        b=$(env ${BASELINE_ENV:-} "$BASELINE_EDGE" bench --model "$bundle" --threads "$threads" --iters "$iters" --json | p50)
         echo "baseline lookout-edge inference p50 $b ms"
         base_p50s+=("$b")
     fi

@@ -2,7 +2,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{s, stdout_json_lines as json_lines};
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use lookout_edge::{Model, RuntimeOptions};
@@ -13,17 +15,6 @@ fn run(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("running lookout-edge")
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 #[test]

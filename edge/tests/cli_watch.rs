@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{json_lines, of_type, s};
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -11,33 +13,12 @@ use lookout_edge::smoothing::{EventTrigger, Smoother, Trigger};
 use lookout_edge::{Model, Prediction, RuntimeOptions};
 use serde_json::Value;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn watch(args: &[&str]) -> Output {
     Command::new(common::bin())
         .arg("watch")
         .args(args)
         .output()
         .expect("running lookout-edge watch")
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    assert!(
-        out.status.success(),
-        "exit {:?}, stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
-}
-
-fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["type"] == kind).collect()
 }
 
 /// A folder of photos named so that sorted order is the given order: `cats` cat photos, then `dogs` dog photos.

@@ -327,6 +327,11 @@ impl Model {
         (&mut self.state, self.executor.clone())
     }
 
+    /// Node `id` of the optimised plan (a profile names its slowest layers).
+    pub(crate) fn plan_node(&self, id: usize) -> &TypedNode {
+        self.state.model().node(id)
+    }
+
     /// The probabilities and, for a bundle with rejection, the out-of-distribution score (the graph's second
     /// output).
     fn run_outputs(&mut self, input: &[f32]) -> Result<(Vec<f32>, Option<f32>), RuntimeError> {

@@ -21,6 +21,21 @@ pub struct OpProfile {
     pub runs: usize,
     /// By tract op name (`OptMatMul`, `DepthWise`, …): total time and nodes per run.
     pub by_op: BTreeMap<String, (Duration, usize)>,
+    /// By node of the plan (its id): what it is and its total time, so the slowest layers can be named.
+    pub by_node: BTreeMap<usize, NodeTime>,
+}
+
+/// One node of the plan and its time, summed over the profiled runs.
+#[derive(Debug, Clone, Default)]
+pub struct NodeTime {
+    /// The node's name in the graph (the layer it came from, e.g. `blocks.5.0.conv_pw`).
+    pub name: String,
+    /// tract's op name.
+    pub op: String,
+    /// The shape of its first output, e.g. `1,240,28,28`.
+    pub output_shape: String,
+    /// Total time over the runs.
+    pub time: Duration,
 }
 
 /// The coarse kind of a tract op, for a profile a user reads.
@@ -70,6 +85,15 @@ impl OpProfile {
     pub fn total_per_run(&self) -> Duration {
         self.by_op.values().map(|(t, _)| *t).sum::<Duration>() / self.runs.max(1) as u32
     }
+
+    /// The `n` slowest nodes, slowest first: (node, time per run).
+    pub fn slowest_nodes(&self, n: usize) -> Vec<(&NodeTime, Duration)> {
+        let runs = self.runs.max(1) as u32;
+        let mut nodes: Vec<_> = self.by_node.values().map(|t| (t, t.time / runs)).collect();
+        nodes.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+        nodes.truncate(n);
+        nodes
+    }
 }
 
 impl Model {
@@ -80,7 +104,7 @@ impl Model {
         profile: &mut OpProfile,
     ) -> Result<(), RuntimeError> {
         let tensor = self.input_tensor(input)?;
-        let mut times: Vec<(String, Duration)> = Vec::new();
+        let mut times: Vec<(usize, Duration)> = Vec::new();
         let (state, executor) = self.state_and_executor();
         multithread_tract_scope(executor, || {
             state.run_plan_with_eval(
@@ -88,7 +112,7 @@ impl Model {
                 |ctx, op_state, node, inputs| {
                     let start = Instant::now();
                     let out = tract_core::plan::eval(ctx, op_state, node, inputs);
-                    times.push((node.op().name().to_string(), start.elapsed()));
+                    times.push((node.id, start.elapsed()));
                     out
                 },
             )
@@ -96,9 +120,29 @@ impl Model {
         .map_err(|e| RuntimeError::Inference(format!("{e:#}")))?;
         profile.runs += 1;
         let mut nodes: BTreeMap<String, usize> = BTreeMap::new();
-        for (name, time) in times {
+        for (id, time) in times {
+            let node = self.plan_node(id);
+            let name = node.op().name().to_string();
             *nodes.entry(name.clone()).or_default() += 1;
-            profile.by_op.entry(name).or_default().0 += time;
+            profile.by_op.entry(name.clone()).or_default().0 += time;
+            let entry = profile.by_node.entry(id).or_insert_with(|| NodeTime {
+                name: node.name.clone(),
+                op: name,
+                output_shape: node
+                    .outputs
+                    .first()
+                    .map(|o| {
+                        o.fact
+                            .shape
+                            .iter()
+                            .map(|d| d.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+                time: Duration::ZERO,
+            });
+            entry.time += time;
         }
         for (name, count) in nodes {
             if let Some(entry) = profile.by_op.get_mut(&name) {

@@ -107,3 +107,60 @@ fn tract_dispatch_returns_our_functions() {
         .iter()
         .all(|(_, n)| n.starts_with(kernels::NAME_PREFIX)));
 }
+
+/// On an AMD processor with AVX-512 our matrix-product tier answers first, and f32 products run the kernel
+/// tract's AVX2 + FMA tier picks (the head's matrix-vector product included); elsewhere it stays silent and
+/// tract's own choice stands.
+#[test]
+fn amd_avx512_matrix_products_take_the_fma_kernels() {
+    use tract_core::prelude::DatumType;
+    use tract_linalg::MmmDispatch;
+    let isa = tract_linalg::isa::native();
+    let tier = kernels::matmul_tier();
+    let amd = cfg!(target_arch = "x86_64") && amd_cpu();
+    let switched_off = std::env::var("LOOKOUT_MATMUL_TIER").as_deref() == Ok("off");
+    let applies = amd
+        && isa.has(Isa::X86_64Avx512f)
+        && isa.has(Isa::X86_64Avx2)
+        && isa.has(Isa::X86_64Fma)
+        && !switched_off;
+    println!("machine: {isa:?}, AMD: {amd}; tier: {tier:?}");
+    if !applies {
+        assert_eq!(tier, None, "the tier speaks where it must not");
+        return;
+    }
+    assert_eq!(tier, Some("lookout_amd_avx512_f32"));
+    let without = MmmDispatch::for_isa(isa.without(Isa::X86_64Avx512f));
+    // The heads' first layers (MobileNetV3-Small and Lite0 tutorial heads), a 112x112 expansion, a 7x7 one.
+    for (m, k, n) in [
+        (256, 28224, 1),
+        (256, 62720, 1),
+        (12544, 16, 96),
+        (49, 320, 1280),
+    ] {
+        let picked = MmmDispatch::native()
+            .preferred_kernel(DatumType::F32, Some(m), Some(k), Some(n))
+            .map(|kernel| kernel.name().to_string());
+        let fma = without
+            .preferred_kernel(DatumType::F32, Some(m), Some(k), Some(n))
+            .map(|kernel| kernel.name().to_string());
+        assert_eq!(picked, fma, "m={m} k={k} n={n}");
+        let name = picked.unwrap_or_default();
+        assert!(!name.starts_with("avx512"), "m={m} k={k} n={n}: {name}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn amd_cpu() -> bool {
+    let leaf = std::arch::x86_64::__cpuid(0);
+    let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    vendor == b"AuthenticAMD"
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn amd_cpu() -> bool {
+    false
+}

@@ -213,8 +213,21 @@ fn profile_text(p: &OpProfile, preprocess_ms: f64) -> String {
             ms(*time / p.runs.max(1) as u32)
         ));
     }
+    out.push_str("  slowest nodes (output shape):\n");
+    for (node, time) in p.slowest_nodes(SLOWEST_NODES) {
+        out.push_str(&format!(
+            "  {:>8.2} ms  {} {} ({})\n",
+            ms(time),
+            node.op,
+            node.name,
+            node.output_shape
+        ));
+    }
     out
 }
+
+/// How many of the slowest nodes `--profile` names: enough to see which layers dominate.
+const SLOWEST_NODES: usize = 12;
 
 fn profile_json(p: &OpProfile, preprocess_ms: f64) -> serde_json::Value {
     let runs = p.runs.max(1) as u32;
@@ -224,5 +237,6 @@ fn profile_json(p: &OpProfile, preprocess_ms: f64) -> serde_json::Value {
         "plan_ms": round3(ms(p.total_per_run())),
         "by_kind": p.by_kind().into_iter().map(|(kind, t, share)| json!({"kind": kind, "ms": round3(ms(t)), "share": round3(share)})).collect::<Vec<_>>(),
         "by_op": p.by_op.iter().map(|(name, (t, nodes))| json!({"op": name, "ms": round3(ms(*t / runs)), "nodes": nodes})).collect::<Vec<_>>(),
+        "slowest_nodes": p.slowest_nodes(SLOWEST_NODES).into_iter().map(|(node, t)| json!({"node": node.name, "op": node.op, "output_shape": node.output_shape, "ms": round3(ms(t))})).collect::<Vec<_>>(),
     })
 }

@@ -240,3 +240,32 @@ pub fn cats_beside_dogs(shared: &Path, n: usize) -> tempfile::TempDir {
     }
     dir
 }
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Every line of a run's stdout as JSON, whether the run succeeded or not.
+pub fn stdout_json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+/// Every line of a successful run's stdout as JSON (a failed run fails the test, with its stderr).
+pub fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_json_lines(out)
+}
+
+/// The lines of one `"type"`.
+pub fn of_type<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| l["type"] == kind).collect()
+}

@@ -18,6 +18,9 @@
 //!   rest go to tract's own kernel. Same level as tract's, so it carries `boost` 1.
 //! - **armv7 NEON** (`armv7.rs`): `DepthwiseW` and `DepthwiseC` (tract has none for 32-bit ARM).
 //!   NEON intrinsics are unstable on 32-bit ARM, so these are `global_asm!` functions.
+//! - **x86_64, AMD with AVX-512** (`x86_64.rs`): a matrix-product *tier* (`tract_linalg::mmm_tiers::MmmTier`,
+//!   collected the same way), asked before tract's own, that answers f32 products with the kernel tract's
+//!   AVX2 + FMA tier would pick: on Zen 4 tract's 512-bit choices, uncalibrated for AMD at n = 1, were slower.
 //!
 //! A registration lives in an object file the linker keeps only when something references it:
 //! [`ensure_linked`] does, and [`crate::Model`] calls it before optimising a plan. Tests in
@@ -107,9 +110,20 @@ pub fn expected_here() -> Vec<(Func, &'static str)> {
         .collect()
 }
 
-/// One line per depthwise function: which kernel tract resolves here, for `bench --profile`.
+/// The matrix-product tier of this crate that speaks on this machine, if one does (its name).
+pub fn matmul_tier() -> Option<&'static str> {
+    ensure_linked();
+    let isa = tract_linalg::isa::native();
+    tract_linalg::mmm_tiers::for_isa(&isa)
+        .into_iter()
+        .map(|tier| tier.name)
+        .find(|name| name.starts_with("lookout"))
+}
+
+/// One line per depthwise function (which kernel tract resolves here) and the matrix-product tier, for
+/// `bench --profile`.
 pub fn describe() -> String {
-    [Func::DepthwiseW, Func::DepthwiseC]
+    let mut parts: Vec<String> = [Func::DepthwiseW, Func::DepthwiseC]
         .iter()
         .map(|f| {
             format!(
@@ -118,6 +132,10 @@ pub fn describe() -> String {
                 resolved(*f).unwrap_or("none (scalar loop)")
             )
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    parts.push(format!(
+        "matrix products: {}",
+        matmul_tier().unwrap_or("tract's own choice")
+    ));
+    parts.join(", ")
 }

@@ -5,8 +5,14 @@
 //! tract's scalar walk by rounding only.
 
 use std::arch::x86_64::*;
-use tract_linalg::isa::{Arch, Isa, IsaReq};
+use std::sync::{Mutex, OnceLock};
+
+use tract_core::prelude::DatumType;
+use tract_linalg::isa::{Arch, Isa, IsaReq, IsaSet};
+use tract_linalg::mmm::{Query, Suitable};
+use tract_linalg::mmm_tiers::MmmTier;
 use tract_linalg::routines::{Func, Routine, RoutineFactory};
+use tract_linalg::{MmmDispatch, WeightType};
 
 pub const W_NAME: &str = "lookout_x86_64_fma_depthwise_w_f32";
 pub const C_NAME: &str = "lookout_x86_64_fma_depthwise_c_f32";
@@ -23,6 +29,82 @@ inventory::submit! {
         round_trip: false,
         factory: RoutineFactory::DepthwiseWF32 { name: W_NAME, run: depthwise_w_f32 },
     }
+}
+
+/// The matrix-product tier this crate adds on AMD processors with AVX-512 (Zen 4 and later): see
+/// [`amd_avx512_preferred`].
+pub const TIER_NAME: &str = "lookout_amd_avx512_f32";
+/// `LOOKOUT_MATMUL_TIER=off` leaves every choice to tract: the baseline of the side-by-side figures, and a way
+/// out should a processor disagree with the measurement.
+pub const TIER_SWITCH: &str = "LOOKOUT_MATMUL_TIER";
+
+inventory::submit! {
+    MmmTier {
+        arch: Some(Arch::X86_64),
+        // Above every tier of tract 0.23.9 on x86_64 (1 to 8): asked first, it answers only f32 on AMD with
+        // AVX-512 and leaves everything else to them.
+        precedence: 9,
+        name: TIER_NAME,
+        applies: |isa| {
+            isa.has(Isa::X86_64Avx512f)
+                && isa.has(Isa::X86_64Avx2)
+                && isa.has(Isa::X86_64Fma)
+                && is_amd()
+                && std::env::var(TIER_SWITCH).as_deref() != Ok("off")
+        },
+        preferred: amd_avx512_preferred,
+    }
+}
+
+/// Whether the CPU is AMD's (CPUID leaf 0 vendor string).
+fn is_amd() -> bool {
+    let leaf = __cpuid(0);
+    let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    vendor == b"AuthenticAMD"
+}
+
+/// f32 matrix products on AMD with AVX-512: the kernel tract's own AVX2 + FMA tier would pick (the machine seen
+/// without AVX-512), not the 512-bit one. Zen 4 executes a 512-bit FMA as two 256-bit halves, and tract 0.23.9
+/// has no AMD calibration for its matrix-vector kernels ("AMD has no n=1-calibrated mmv model yet": it runs the
+/// 128x1 512-bit kernel on the head's first layer). Measured on an AMD EPYC (Zen 4), interleaved with tract's
+/// own choice (docs/performance.md): MobileNetV3-Small f32 4.93 → 4.45 ms a frame, Lite0 17.56 → 17.27 ms;
+/// answering only the matrix-vector products (n = 1) gained less. Intel machines are left to tract, whose
+/// AVX-512 choices are calibrated there.
+fn amd_avx512_preferred(
+    isa: &IsaSet,
+    accumulator: DatumType,
+    query: &Query,
+    _suitable: &[Suitable],
+) -> Option<&'static str> {
+    // Plain f32 products only: 4-bit weights (a q4 head) and mixed precision stay tract's to answer.
+    let plain_f32 = matches!(query.weight, WeightType::Plain(DatumType::F32))
+        && query.activation == DatumType::F32;
+    if accumulator != DatumType::F32 || !plain_f32 {
+        return None;
+    }
+    static WITHOUT_AVX512: OnceLock<MmmDispatch> = OnceLock::new();
+    let dispatch =
+        WITHOUT_AVX512.get_or_init(|| MmmDispatch::for_isa(isa.without(Isa::X86_64Avx512f)));
+    let kernel = dispatch.preferred_kernel(accumulator, query.m, query.k, query.n)?;
+    Some(interned(kernel.name()))
+}
+
+/// `name` as the `&'static str` a tier answers with: tract's kernels are statics but hand out their names
+/// through the boxed kernel; each of the few names is leaked once.
+fn interned(name: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = names.iter().find(|known| **known == name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    leaked
 }
 
 inventory::submit! {
