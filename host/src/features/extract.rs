@@ -23,7 +23,8 @@ use crate::dataset::{ImageFolder, SkippedFile, SplitEntry};
 use crate::transform::AugmentPolicy;
 use lookout_models::backbone::Backbone;
 
-/// Images per shard file: bounds memory (one shard in RAM) and the work an interruption loses.
+/// Images per shard file: bounds memory (a shard being computed and one being written) and the work an
+/// interruption loses.
 pub const DEFAULT_SHARD_SIZE: usize = 256;
 /// Name of the file recording which inputs the shards in a directory belong to (for resuming).
 const FINGERPRINT_FILE: &str = ".lookout-extract-fingerprint";
