@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{draw_error, register_font, save_rgb, PlotError, FAMILY};
+use super::{draw_error, draw_legend, register_font, save_rgb, PlotError, FAMILY};
 
 /// Accuracy per camera condition as bars, the clean photos first and the mean of the conditions as a line.
 pub fn conditions_chart(
@@ -84,14 +84,7 @@ pub fn conditions_chart(
             .map_err(|e| err(e.to_string()))?
             .label(format!("mean of the conditions {mean:.1}%"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight).map_err(&err)?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
     save_rgb(path, width, height, buffer)

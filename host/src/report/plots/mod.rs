@@ -58,6 +58,25 @@ fn register_font() -> bool {
         .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok())
 }
 
+/// The series' legend, in the one style of every plot: a white box with a black border at `position`.
+fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn draw_error(path: &Path) -> impl Fn(String) -> PlotError + '_ {
     move |message| PlotError::Draw {
         path: path.to_path_buf(),
@@ -207,14 +226,7 @@ fn curve_panel(
             .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
             .map_err(|e| err(e.to_string()))?;
     }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 14))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&err)?;
     Ok(())
 }
 

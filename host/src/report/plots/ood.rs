@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{draw_error, register_font, save_rgb, PlotError, FAMILY};
+use super::{draw_error, draw_legend, register_font, save_rgb, PlotError, FAMILY};
 
 /// Histograms of the out-of-distribution score for photos of the classes (blue) and photos of other things
 /// (red), with the threshold as a vertical line: how far apart the two are is the whole story of rejection.
@@ -102,14 +102,7 @@ pub fn ood_histogram(
             .map_err(|e| err(e.to_string()))?
             .label(format!("threshold {threshold:.3}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&err)?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
     save_rgb(path, width, height, buffer)
