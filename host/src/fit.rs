@@ -299,7 +299,7 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         export: exported,
         plots,
         warnings,
-        unknown_keep: options.unknown.map(|u| u.keep),
+        unknown_keep: trained.run.config.unknown.as_ref().map(|u| u.keep),
         augment_views: extracted.views,
         background: trained
             .run

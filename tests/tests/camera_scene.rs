@@ -173,14 +173,16 @@ fn day_one_with_a_fixed_camera() {
         "{}",
         report["background"]
     );
-    assert!(
-        report["unknown"]["calibrated_on_views"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
-        "{}",
-        report["unknown"]
-    );
+    // The rejection fitted with the views: calibrated on them, and the dim, noisy views the photos do not
+    // cover in its bank.
+    for field in ["calibrated_on_views", "bank_views"] {
+        assert!(
+            report["unknown"][field].as_u64().unwrap_or(0) > 0,
+            "{field}: {}",
+            report["unknown"]
+        );
+    }
+    assert_eq!(report["unknown"]["keep"], 0.98, "{}", report["unknown"]);
 
     // The later evening through the new bundle, with the zone.
     let later = later_evening(&shared, &dir.join("later"), &visiting[6..]);

@@ -32,7 +32,7 @@ pub fn load_test_split(run_dir: &Path, config: &RunConfig) -> Result<SplitFeatur
 }
 
 /// The run's features cache directory.
-fn features_dir(run_dir: &Path, config: &RunConfig) -> PathBuf {
+pub fn features_dir(run_dir: &Path, config: &RunConfig) -> PathBuf {
     let dir = &config.features.dir;
     // A relative cache path was relative to where `train` ran; the run directory is the next best guess.
     if dir.is_relative() && !dir.exists() && run_dir.join(dir).exists() {

@@ -14,6 +14,7 @@ pub mod measure;
 pub mod onnx;
 pub mod precision;
 pub mod quantize;
+mod recalibrate;
 mod report;
 pub mod run;
 
@@ -131,6 +132,7 @@ pub fn export(
         precision => vec![precision],
     };
     let validation = check::validation_paths(run_dir, &run.config)?;
+    let calibration = recalibrate::CalibrationImages::of_run(&run, run_dir, validation.clone())?;
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut sensitivity: Option<Vec<Sensitivity>> = None;
     let mut accepted = None;
@@ -144,6 +146,38 @@ pub fn export(
                     Vec::new(),
                 ),
                 _ => precision::apply(precision, combined.clone(), &keep_float)?,
+            };
+            // The rejection's bank through the 4-bit backbone, as frames will be (f16-q4: its f32 twin's, the
+            // same 4-bit weights: f16 is emulated on x86, ≈ 17 s an image); then the graph again with it.
+            let reduced = match (precision.quantizes_weights(), composer.unknown) {
+                (true, Some(detector)) => {
+                    let q4_twin;
+                    let weights_moved = if precision == ExportPrecision::F16Q4 {
+                        q4_twin =
+                            precision::apply(ExportPrecision::Q4, combined.clone(), &keep_float)?.0;
+                        &q4_twin
+                    } else {
+                        &reduced
+                    };
+                    match recalibrate::quantized_bank(
+                        weights_moved,
+                        &input_shape,
+                        &run,
+                        run_dir,
+                        detector,
+                    )? {
+                        Some(bank) => {
+                            let again = Composer {
+                                unknown: Some(&bank),
+                                backbone: composer.backbone.clone(),
+                                ..composer
+                            };
+                            precision::apply(precision, again.compose(None)?, &keep_float)?.0
+                        }
+                        None => reduced,
+                    }
+                }
+                _ => reduced,
             };
             let model_bytes = graph::to_nnef_tar_gz(&reduced)?;
             drop(reduced);
@@ -164,7 +198,7 @@ pub fn export(
                     },
                     _ => bundle.clone(),
                 };
-                let threshold = rejection_threshold(twin, &validation)?;
+                let threshold = recalibrate::rejection_threshold(twin, &calibration)?;
                 if let (Some(unknown), Some(threshold)) =
                     (bundle.header.unknown.as_mut(), threshold)
                 {
@@ -329,29 +363,6 @@ fn calibrated_sensitivity(
         &inputs,
     )
     .map_err(ExportError::Graph)
-}
-
-/// The rejection threshold of `bundle` from its own scores on the validation photos, as training set the
-/// float one from the float scores: the `keep` quantile (`None` without rejection or validation photos). 4-bit
-/// weights move the backbone's features and so every score (Lite0 in Q4_0: the float threshold called 37 % of
-/// the test photos unknown instead of 5 %), so the float threshold would not keep what it promises.
-fn rejection_threshold(bundle: Bundle, validation: &[PathBuf]) -> Result<Option<f32>, ExportError> {
-    let Some(keep) = bundle.header.unknown.as_ref().map(|u| u.keep) else {
-        return Ok(None);
-    };
-    if validation.is_empty() {
-        return Ok(None);
-    }
-    let mut model =
-        lookout_runtime::Model::from_bundle(bundle, &lookout_runtime::RuntimeOptions::default())?;
-    let bar = measure::progress_bar(validation.len(), "calibrating the rejection", false);
-    let scores: Vec<f32> = measure::classify_files(&mut model, validation, &bar)?
-        .iter()
-        .filter_map(|p| p.ood_score)
-        .collect();
-    Ok(Some(crate::head::unknown::quantile_threshold(
-        &scores, keep,
-    )))
 }
 
 /// Composes the run's backbone and head (and the rejection's score) into one graph.

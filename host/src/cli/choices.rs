@@ -50,19 +50,23 @@ impl From<PoolChoice> for Pooling {
 #[derive(Debug, Clone, clap::Args)]
 pub struct UnknownFitArgs {
     /// Calibrate the rejection to keep this fraction of held-out photos of the classes (the rest are
-    /// called unknown: lower rejects more of what is none of the classes, and more of what is).
-    #[arg(long, default_value_t = UnknownConfig::default().keep, value_name = "FRACTION")]
-    pub unknown_keep: f32,
-    /// Compare each image with at most this many training images (a coreset of the training set): the
-    /// bank is this × the backbone's channels floats in the bundle.
+    /// called unknown: lower rejects more of what is none of the classes, and more of what is). Default:
+    /// 0.97 of clean photos; 0.98 of the photos and their views when there are augmented views (measured:
+    /// docs/camera.md).
+    #[arg(long, value_name = "FRACTION")]
+    pub unknown_keep: Option<f32>,
+    /// Compare each image with at most this many training photos (a coreset of the training set), and with
+    /// augmented views at most this many more views the photos do not cover: the bank is its rows × the
+    /// backbone's channels floats in the bundle.
     #[arg(long, default_value_t = UnknownConfig::default().bank, value_name = "N")]
     pub unknown_bank: usize,
     /// Fit no rejection: every image gets one of the labels, however unlike them it is.
     #[arg(long)]
     pub no_unknown: bool,
-    /// Calibrate the rejection on clean validation photos only. By default, when the features have augmented
-    /// views (--augment), it is calibrated on the validation photos and their views together, so dim,
-    /// blurred, noisy or off-centre frames of the classes are kept about as often as clean photos.
+    /// Fit the rejection on clean photos only. By default, when the features have augmented views
+    /// (--augment), its bank holds the training views the photos do not cover and it is calibrated on the
+    /// validation photos and their views together, so dim, blurred, noisy or off-centre frames of the classes
+    /// are kept about as often as clean photos.
     #[arg(long, conflicts_with = "no_unknown")]
     pub unknown_clean: bool,
 }

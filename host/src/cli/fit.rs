@@ -149,9 +149,11 @@ fn summary(r: &FitReport) -> String {
     }
     let calibrated_on = match &r.unknown {
         Some(u) if u.calibrated_on_views > 0 => format!(
-            "{} validation photos and {} camera-like views of them",
+            "{} validation photos and {} camera-like views of them; the bank: {} photos and {} views",
             u.calibrated_on - u.calibrated_on_views,
-            u.calibrated_on_views
+            u.calibrated_on_views,
+            u.bank_size - u.bank_views,
+            u.bank_views
         ),
         Some(u) => format!("{} clean validation photos", u.calibrated_on),
         None => String::new(),

@@ -25,7 +25,8 @@ use crate::features::{FeatureRows, FeatureSet, Split};
 use crate::head::run::Run;
 use crate::head::train::validation_split;
 use crate::head::unknown::{
-    knn_cosine_score, normalized_rows, quantile_threshold, UnknownDetector, KNN_COSINE,
+    knn_cosine_score, normalized_rows, quantile_threshold, UnknownConfig, UnknownDetector,
+    KNN_COSINE,
 };
 
 /// One score, calibrated and measured.
@@ -218,19 +219,30 @@ pub fn evaluate_ood(
                 .count();
             result.test_kept = test_kept as f32 / test_scores.len().max(1) as f32;
             result.ood_accepted = ood_kept as f32 / ood_scores.len().max(1) as f32;
-            if detector.calibrated_on_views > 0 {
-                // The trade-off of calibrating on camera-like views: the same bank, its threshold calibrated
-                // on the clean validation photos alone.
-                let (mut clean, _, _) = sets.measure(
-                    &format!("{KNN_COSINE} (exported bank, calibrated on clean photos only)"),
+            if detector.calibrated_on_views > 0 || detector.bank_views > 0 {
+                // The trade-off of the camera-like views: what `--unknown-clean` would have exported, a bank
+                // of the training photos alone (as large), calibrated on the clean validation photos alone.
+                let (photos, dim) = normalized_rows(&bank_rows.features, shape)?;
+                let (valid_photos, _) = normalized_rows(&valid.features, shape)?;
+                let config = UnknownConfig {
+                    keep: Some(keep),
+                    bank: detector.bank_size(),
+                    on_views: false,
+                };
+                let photos_only = UnknownDetector::fit(&photos, &valid_photos, dim, &config)?;
+                let (clean, _, _) = sets.measure(
+                    &format!(
+                        "{KNN_COSINE} (photos only, as --unknown-clean: {} training photos, calibrated on clean photos)",
+                        photos_only.bank_size()
+                    ),
                     keep,
-                    &scorer,
+                    &|rows: &FeatureRows| detector_scores(&photos_only, rows, shape),
                 );
-                clean.auroc = result.auroc;
                 candidates.push(clean);
                 result.score = format!(
-                    "{} calibrated on {} photos + {} camera-like views)",
+                    "{}, {} of them camera-like views; calibrated on {} photos + {} views)",
                     result.score.trim_end_matches(')'),
+                    detector.bank_views,
                     detector.calibrated_on - detector.calibrated_on_views,
                     detector.calibrated_on_views
                 );

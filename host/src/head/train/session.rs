@@ -105,7 +105,8 @@ pub fn train_features(
         Vec::new()
     };
     let view_count = views.len();
-    // Camera calibration: the views in the same pooled, normalised space, before training consumes them.
+    // The rejection with views (bank and calibration): the views in the same pooled, normalised space, before
+    // training consumes them.
     let normalized_views = match unknown {
         Some(u) if u.on_views => views
             .iter()
@@ -137,18 +138,28 @@ pub fn train_features(
     let detector = match (unknown, normalized) {
         (Some(unknown), Some((rows, dim))) => {
             let (bank_rows, valid_rows) = split_rows(&rows, dim, &trained.valid_rows);
-            // The validation photos' views only: the bank's photos' views would be scored against themselves.
-            let valid_views: Vec<f32> = normalized_views
-                .iter()
-                .flat_map(|view| split_rows(view, dim, &trained.valid_rows).1)
-                .collect();
-            Some(UnknownDetector::fit_with_views(
+            // Each view goes where its photo went: the training photos' views are bank candidates, the
+            // validation photos' views calibrate (a view of a bank photo would be scored against its own photo).
+            let (mut bank_views, mut valid_views) = (Vec::new(), Vec::new());
+            for view in &normalized_views {
+                let (bank, valid) = split_rows(view, dim, &trained.valid_rows);
+                bank_views.extend(bank);
+                valid_views.extend(valid);
+            }
+            let mut detector = UnknownDetector::fit_with_views(
                 &bank_rows,
+                &bank_views,
                 &valid_rows,
                 &valid_views,
                 dim,
                 unknown,
-            )?)
+            )?;
+            // The bank's rows are the training split's rows less the validation ones.
+            let positions: Vec<usize> = (0..rows.len() / dim)
+                .filter(|i| trained.valid_rows.binary_search(i).is_err())
+                .collect();
+            detector.locate_sources(&positions);
+            Some(detector)
         }
         _ => None,
     };
