@@ -82,6 +82,16 @@ fn a_q4_bundle_finds_its_bank_photos_at_their_own_place() {
         "{}",
         report["unknown"]
     );
+    // And the summary says what a 4-bit backbone costs a camera's rejection, and what to fit instead.
+    assert!(
+        report["warnings"]
+            .as_array()
+            .is_some_and(|warnings| warnings.iter().any(|w| w
+                .as_str()
+                .is_some_and(|w| w.contains("--precision f32-q4head")))),
+        "{}",
+        report["warnings"]
+    );
 
     // The bank's photos, found as the features cache lists the training split.
     let sources = bank_sources(&work.join("run/unknown.safetensors"));
