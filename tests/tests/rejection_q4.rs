@@ -5,7 +5,8 @@
 //! frame far from it and the threshold, recalibrated on those scores, let in five times the photos of other
 //! things. `export` therefore runs each bank row's image (a photo, or one of its views drawn again) through
 //! the 4-bit backbone. Checked as a user fits: a photo of the bank is then its own nearest neighbour on the
-//! edge, at a score near 0 (measured: median 0.0005, largest 0.0076 of 60 photos), not 0.2.
+//! edge, at a score near 0 (measured: median 0.0005, largest 0.0076 of 60 photos), not 0.2. And `evaluate --ood`
+//! on such a run shows what its bank holds next to what `--unknown-clean` would have exported.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -131,5 +132,40 @@ fn a_q4_bundle_finds_its_bank_photos_at_their_own_place() {
     assert!(
         largest < 0.05,
         "the 4-bit bundle's scores of its own bank photos reach {largest:.4} (a float bank gives about 0.2): {scores:?}"
+    );
+
+    // `evaluate --ood` on a run whose bank holds views (20 ImageNet photos: what is measured is the report).
+    let mut imagenet: Vec<PathBuf> = fs::read_dir(shared.join("data/imagenet-sample"))
+        .expect("imagenet-sample")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("jpeg"))
+        })
+        .collect();
+    imagenet.sort();
+    let others = dir.path().join("others");
+    copy_into(&others, &imagenet[..20]);
+    let evaluated = run_ok(
+        command("lookout")
+            .args(["evaluate", "--json", "--run"])
+            .arg(work.join("run"))
+            .arg("--ood")
+            .arg(&others),
+    );
+    let ood: serde_json::Value =
+        serde_json::from_slice(&evaluated.stdout).expect("evaluate --json");
+    let ood = &ood["ood"];
+    let exported = ood["exported"]["score"].as_str().unwrap_or_default();
+    let views = report["unknown"]["bank_views"].as_u64().unwrap_or(0);
+    assert!(exported.contains(&format!("+ {views} views")), "{exported}");
+    assert!(
+        ood["candidates"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["score"]
+                .as_str()
+                .is_some_and(|s| s.contains("as --unknown-clean")))),
+        "{}",
+        ood["candidates"]
     );
 }

@@ -194,13 +194,22 @@ fn ood_table(r: &OodReport) -> String {
         r.keep * 100.0,
         r.validation_images
     );
+    // The first column as wide as its longest name (the exported score's says what its bank holds).
+    let width = r
+        .candidates
+        .iter()
+        .chain(&r.exported)
+        .map(|s| s.score.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(40);
     out.push_str(&format!(
-        "{:<52} {:>10} {:>11} {:>13} {:>8}\n",
+        "{:<width$} {:>10} {:>11} {:>13} {:>8}\n",
         "score", "test kept", "kept acc.", "OOD accepted", "AUROC"
     ));
     let row = |s: &ScoreResult| {
         format!(
-            "{:<52} {:>9.1}% {:>10.2}% {:>12.1}% {:>8.4}\n",
+            "{:<width$} {:>9.1}% {:>10.2}% {:>12.1}% {:>8.4}\n",
             s.score,
             s.test_kept * 100.0,
             s.kept_accuracy * 100.0,

@@ -226,13 +226,13 @@ pub fn evaluate_ood(
                 let (valid_photos, _) = normalized_rows(&valid.features, shape)?;
                 let config = UnknownConfig {
                     keep: Some(keep),
-                    bank: detector.bank_size(),
+                    bank: detector.bank_size() - detector.bank_views,
                     on_views: false,
                 };
                 let photos_only = UnknownDetector::fit(&photos, &valid_photos, dim, &config)?;
                 let (clean, _, _) = sets.measure(
                     &format!(
-                        "{KNN_COSINE} (photos only, as --unknown-clean: {} training photos, calibrated on clean photos)",
+                        "{KNN_COSINE} (as --unknown-clean: {} photos, calibrated on photos)",
                         photos_only.bank_size()
                     ),
                     keep,
@@ -240,8 +240,8 @@ pub fn evaluate_ood(
                 );
                 candidates.push(clean);
                 result.score = format!(
-                    "{}, {} of them camera-like views; calibrated on {} photos + {} views)",
-                    result.score.trim_end_matches(')'),
+                    "{KNN_COSINE} (exported: {} photos + {} views, calibrated on {} photos + {} views)",
+                    detector.bank_size() - detector.bank_views,
                     detector.bank_views,
                     detector.calibrated_on - detector.calibrated_on_views,
                     detector.calibrated_on_views
