@@ -149,7 +149,7 @@ pub fn export(
             };
             // The rejection's bank through the 4-bit backbone, as frames will be (f16-q4: its f32 twin's, the
             // same 4-bit weights: f16 is emulated on x86, ≈ 17 s an image); then the graph again with it.
-            let reduced = match (precision.quantizes_weights(), composer.unknown) {
+            let rebanked = match (precision.quantizes_weights(), composer.unknown) {
                 (true, Some(detector)) => {
                     let q4_twin;
                     let weights_moved = if precision == ExportPrecision::F16Q4 {
@@ -159,25 +159,30 @@ pub fn export(
                     } else {
                         &reduced
                     };
-                    match recalibrate::quantized_bank(
+                    recalibrate::quantized_bank(
                         weights_moved,
                         &input_shape,
                         &run,
                         run_dir,
                         detector,
-                    )? {
-                        Some(bank) => {
-                            let again = Composer {
-                                unknown: Some(&bank),
-                                backbone: composer.backbone.clone(),
-                                ..composer
-                            };
-                            precision::apply(precision, again.compose(None)?, &keep_float)?.0
+                    )?
+                    .map(|bank| {
+                        Composer {
+                            unknown: Some(&bank),
+                            backbone: composer.backbone.clone(),
+                            ..composer
                         }
-                        None => reduced,
-                    }
+                        .compose(None)
+                    })
+                    .transpose()?
                 }
-                _ => reduced,
+                _ => None,
+            };
+            // The float graph this try quantizes: with the bank computed again when it was.
+            let combined = rebanked.as_ref().unwrap_or(&combined);
+            let reduced = match &rebanked {
+                Some(graph) => precision::apply(precision, graph.clone(), &keep_float)?.0,
+                None => reduced,
             };
             let model_bytes = graph::to_nnef_tar_gz(&reduced)?;
             drop(reduced);
@@ -229,7 +234,7 @@ pub fn export(
                 None => sensitivity.insert(calibrated_sensitivity(
                     &run,
                     &validation,
-                    &combined,
+                    combined,
                     &layers,
                     &input_shape,
                 )?),
