@@ -42,18 +42,6 @@ pub fn features_dir(run_dir: &Path, config: &RunConfig) -> PathBuf {
     }
 }
 
-/// The photos the run's head was validated on and its rejection threshold calibrated on: training photos
-/// that neither the head's weights nor the rejection's bank saw, and never a test photo, which the accuracy
-/// gate measures on. Empty when the run had no validation split.
-pub fn validation_paths(run_dir: &Path, config: &RunConfig) -> Result<Vec<PathBuf>, ExportError> {
-    let set = FeatureSet::open(features_dir(run_dir, config))?;
-    let (paths, labels) = set.split_index(Split::Train)?;
-    let training = &config.training;
-    let (_, valid) =
-        crate::head::train::validation_split(&labels, training.val_split, training.seed);
-    Ok(valid.into_iter().map(|i| paths[i].clone()).collect())
-}
-
 /// Decodes and preprocesses image files with the run's recipe, as the edge does.
 pub fn preprocess_files(run: &Run, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>, ExportError> {
     let mut preprocessor =

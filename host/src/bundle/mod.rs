@@ -131,8 +131,10 @@ pub fn export(
             .collect(),
         precision => vec![precision],
     };
-    let validation = check::validation_paths(run_dir, &run.config)?;
-    let calibration = recalibrate::CalibrationImages::of_run(&run, run_dir, validation.clone())?;
+    let train_images = recalibrate::TrainImages::of_run(&run, run_dir)?;
+    let validation = train_images.validation_paths(&run.config);
+    let calibration =
+        recalibrate::CalibrationImages::of_run(&run, &train_images, validation.clone());
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut sensitivity: Option<Vec<Sensitivity>> = None;
     let mut accepted = None;
@@ -163,7 +165,7 @@ pub fn export(
                         weights_moved,
                         &input_shape,
                         &run,
-                        run_dir,
+                        &train_images,
                         detector,
                     )?
                     .map(|bank| {

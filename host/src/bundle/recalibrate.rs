@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use image::RgbImage;
 use lookout_runtime::{Model, RuntimeOptions};
 use lookout_shared::bundle::Bundle;
 use lookout_shared::preprocess::Preprocessor;
@@ -26,6 +27,90 @@ use crate::transform::AugmentPolicy;
 /// The node of the combined graph that gives the normalised, pooled features the bank is compared with.
 const NORMALIZED_FEATURES_NODE: &str = "lookout_unknown.normalize";
 
+/// The run's training images as extraction keyed them, read once per export (listing them reads the training
+/// shards): each training row's file and label, and how its augmented views were drawn.
+#[derive(Debug, Clone)]
+pub struct TrainImages {
+    /// Each training row's file, in the cache's row order.
+    paths: Vec<PathBuf>,
+    /// Each training row's class.
+    labels: Vec<u32>,
+    /// The data set's root as the cache recorded it: a file's key (what its views were drawn with) is its
+    /// path under it.
+    root: PathBuf,
+    /// How the views were drawn, when the cache has views.
+    views: Option<Views>,
+}
+
+#[derive(Debug, Clone)]
+struct Views {
+    policy: AugmentPolicy,
+    count: u32,
+    seed: u64,
+}
+
+impl TrainImages {
+    /// The training images of the run in `run_dir`.
+    pub fn of_run(run: &Run, run_dir: &Path) -> Result<TrainImages, ExportError> {
+        let set = FeatureSet::open(super::check::features_dir(run_dir, &run.config))?;
+        let (paths, labels) = set.split_index(Split::Train)?;
+        let views = match &run.config.features.augment {
+            Some(augment) => Some(Views {
+                policy: augment.policy.parse().map_err(|e| {
+                    ExportError::Mismatch(format!("the run's augmentation policy: {e}"))
+                })?,
+                count: augment.views,
+                seed: augment.seed,
+            }),
+            None => None,
+        };
+        Ok(TrainImages {
+            paths,
+            labels,
+            root: set.manifest.data_root,
+            views,
+        })
+    }
+
+    /// The photos the run's head was validated on and its rejection threshold calibrated on: training photos
+    /// that neither the head's weights nor the rejection's bank saw, and never a test photo, which the accuracy
+    /// gate measures on. Empty when the run had no validation split.
+    pub fn validation_paths(&self, config: &RunConfig) -> Vec<PathBuf> {
+        let training = &config.training;
+        let (_, valid) =
+            crate::head::train::validation_split(&self.labels, training.val_split, training.seed);
+        valid.into_iter().map(|i| self.paths[i].clone()).collect()
+    }
+
+    /// `image` (the file at `path`) as its view `view` was drawn (0: the photo itself).
+    fn view(&self, image: &RgbImage, path: &Path, view: u32) -> Result<RgbImage, ExportError> {
+        if view == 0 {
+            return Ok(image.clone());
+        }
+        let views = self.views.as_ref().ok_or_else(|| {
+            ExportError::Mismatch(
+                "the rejection was fitted on augmented views, the run records no augmentation"
+                    .into(),
+            )
+        })?;
+        views
+            .policy
+            .view(image, &data_set_key(&self.root, path), view, views.seed)
+            .map_err(|e| image_error(path, e.into()))
+    }
+}
+
+fn decode(path: &Path) -> Result<RgbImage, ExportError> {
+    lookout_shared::image_io::decode_file(path).map_err(|e| image_error(path, e.into()))
+}
+
+fn image_error(path: &Path, source: Box<dyn std::error::Error + Send + Sync>) -> ExportError {
+    ExportError::Image {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// `detector` with its bank computed again by `quantized` (a 4-bit combined graph of the run, f32
 /// arithmetic): each bank row's image through its backbone. `None` when the run does not record where its
 /// bank rows came from (runs from before it did): the float bank is kept then.
@@ -33,24 +118,12 @@ pub fn quantized_bank(
     quantized: &TypedModel,
     input_shape: &[usize],
     run: &Run,
-    run_dir: &Path,
+    train: &TrainImages,
     detector: &UnknownDetector,
 ) -> Result<Option<UnknownDetector>, ExportError> {
     if detector.sources.len() != detector.bank_size() || detector.sources.is_empty() {
         return Ok(None);
     }
-    let set = FeatureSet::open(super::check::features_dir(run_dir, &run.config))?;
-    let (paths, _) = set.split_index(Split::Train)?;
-    let root = set.manifest.data_root.clone();
-    let policy = match &run.config.features.augment {
-        Some(augment) => Some((
-            augment.policy.parse::<AugmentPolicy>().map_err(|e| {
-                ExportError::Mismatch(format!("the run's augmentation policy: {e}"))
-            })?,
-            augment.seed,
-        )),
-        None => None,
-    };
     let graph = ExportError::Graph;
     let mut features = quantized.clone();
     let node = features
@@ -75,32 +148,20 @@ pub fn quantized_bank(
         .map_init(
             || Preprocessor::new(spec),
             |preprocessor, source| -> Result<Vec<f32>, ExportError> {
-                let path = paths.get(source.row).ok_or_else(|| {
+                let path = train.paths.get(source.row).ok_or_else(|| {
                     ExportError::Mismatch(format!(
                         "the rejection's bank names training row {}, the features cache has {}",
                         source.row,
-                        paths.len()
+                        train.paths.len()
                     ))
                 })?;
-                let image_error = |source: Box<dyn std::error::Error + Send + Sync>| {
-                    ExportError::Image { path: path.clone(), source }
-                };
-                let mut image = lookout_shared::image_io::decode_file(path)
-                    .map_err(|e| image_error(e.into()))?;
-                if source.view > 0 {
-                    let (policy, seed) = policy.as_ref().ok_or_else(|| {
-                        ExportError::Mismatch(
-                            "the rejection's bank holds augmented views, the run records no augmentation".into(),
-                        )
-                    })?;
-                    image = policy
-                        .view(&image, &data_set_key(&root, path), source.view, *seed)
-                        .map_err(|e| image_error(e.into()))?;
-                }
+                let image = train.view(&decode(path)?, path, source.view)?;
                 let preprocessor = preprocessor.as_mut().map_err(|e| {
                     ExportError::Mismatch(format!("the run's preprocessing recipe: {e}"))
                 })?;
-                let input = preprocessor.run(&image).map_err(|e| image_error(e.into()))?;
+                let input = preprocessor
+                    .run(&image)
+                    .map_err(|e| image_error(path, e.into()))?;
                 let row = super::run::run_once(&plan, input_shape, &input).map_err(graph)?;
                 bar.inc(1);
                 Ok(row)
@@ -122,50 +183,42 @@ pub fn quantized_bank(
 
 /// What the rejection's threshold was calibrated on: the validation photos and, when asked, their views.
 #[derive(Debug, Clone)]
-pub struct CalibrationImages {
-    /// The validation photos ([`super::check::validation_paths`]).
+pub struct CalibrationImages<'a> {
+    /// The validation photos ([`TrainImages::validation_paths`]).
     pub photos: Vec<PathBuf>,
-    /// Each photo's key in the data set (what its views were drawn with), when the views count.
-    views: Option<Views>,
+    /// The training images, for drawing the photos' views again.
+    train: &'a TrainImages,
+    /// Views a photo (0: the photo alone): the cache's, when the rejection was calibrated on them.
+    views: u32,
 }
 
-#[derive(Debug, Clone)]
-struct Views {
-    keys: Vec<String>,
-    policy: AugmentPolicy,
-    count: u32,
-    seed: u64,
-}
-
-impl CalibrationImages {
+impl<'a> CalibrationImages<'a> {
     /// The images `run`'s threshold was calibrated on: `photos`, and their views when its rejection was
     /// calibrated on views (`calibrated_on_views`) of a cache whose views the run records.
     pub fn of_run(
         run: &Run,
-        run_dir: &Path,
+        train: &'a TrainImages,
         photos: Vec<PathBuf>,
-    ) -> Result<CalibrationImages, ExportError> {
-        let views = match (&run.config.unknown, &run.config.features.augment) {
-            (Some(unknown), Some(augment)) if unknown.calibrated_on_views > 0 => {
-                let policy: AugmentPolicy = augment.policy.parse().map_err(|e| {
-                    ExportError::Mismatch(format!("the run's augmentation policy: {e}"))
-                })?;
-                let root = data_root(run_dir, &run.config)?;
-                Some(Views {
-                    keys: photos.iter().map(|p| data_set_key(&root, p)).collect(),
-                    policy,
-                    count: augment.views,
-                    seed: augment.seed,
-                })
-            }
-            _ => None,
+    ) -> CalibrationImages<'a> {
+        let on_views = run
+            .config
+            .unknown
+            .as_ref()
+            .is_some_and(|u| u.calibrated_on_views > 0);
+        let views = match &train.views {
+            Some(views) if on_views => views.count,
+            _ => 0,
         };
-        Ok(CalibrationImages { photos, views })
+        CalibrationImages {
+            photos,
+            train,
+            views,
+        }
     }
 
     /// Images to score: the photos, times one plus the views of each.
     pub fn len(&self) -> usize {
-        self.photos.len() * (1 + self.views.as_ref().map_or(0, |v| v.count as usize))
+        self.photos.len() * (1 + self.views as usize)
     }
 
     /// True without photos.
@@ -176,22 +229,11 @@ impl CalibrationImages {
     /// The ood scores `model` gives photo `i` and its views.
     fn scores(&self, model: &mut Model, i: usize) -> Result<Vec<f32>, ExportError> {
         let path = &self.photos[i];
-        let image_error = |source: Box<dyn std::error::Error + Send + Sync>| ExportError::Image {
-            path: path.clone(),
-            source,
-        };
-        let image =
-            lookout_shared::image_io::decode_file(path).map_err(|e| image_error(e.into()))?;
+        let image = decode(path)?;
         let mut scores = Vec::new();
-        scores.extend(model.classify(&image)?.ood_score);
-        if let Some(views) = &self.views {
-            for view in 1..=views.count {
-                let drawn = views
-                    .policy
-                    .view(&image, &views.keys[i], view, views.seed)
-                    .map_err(|e| image_error(e.into()))?;
-                scores.extend(model.classify(&drawn)?.ood_score);
-            }
+        for view in 0..=self.views {
+            let drawn = self.train.view(&image, path, view)?;
+            scores.extend(model.classify(&drawn)?.ood_score);
         }
         Ok(scores)
     }
@@ -201,7 +243,7 @@ impl CalibrationImages {
 /// rejection or validation photos). A model per core: there are up to five images per validation photo.
 pub fn rejection_threshold(
     bundle: Bundle,
-    images: &CalibrationImages,
+    images: &CalibrationImages<'_>,
 ) -> Result<Option<f32>, ExportError> {
     let Some(keep) = bundle.header.unknown.as_ref().map(|u| u.keep) else {
         return Ok(None);
@@ -234,12 +276,6 @@ pub fn rejection_threshold(
     Ok(Some(crate::head::unknown::quantile_threshold(
         &scores, keep,
     )))
-}
-
-/// The data set's root as the features cache recorded it.
-fn data_root(run_dir: &Path, config: &RunConfig) -> Result<PathBuf, ExportError> {
-    let set = FeatureSet::open(super::check::features_dir(run_dir, config))?;
-    Ok(set.manifest.data_root)
 }
 
 /// A photo's key in the data set: its path under the root, `/`-separated (as extraction keyed its views); a
