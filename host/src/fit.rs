@@ -272,7 +272,7 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         warnings.push(format!(
             "the rejection was fitted on camera-like views, and a {} backbone rejects less well: on the \
              fixed-camera scene it accepted 4.2 % of photos of other things, f32-q4head 1.4 % (twice the \
-             size); for a fixed camera, fit with --precision f32-q4head (docs/camera.md)",
+             size); for a fixed camera, leave --precision at auto, which keeps the backbone float (docs/camera.md)",
             exported.precision
         ));
     }

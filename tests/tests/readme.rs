@@ -197,7 +197,7 @@ const EXPECTED: &[(&str, Expect)] = &[
         Expect::WaitsFor(NO_V4L2_CAMERA),
     ),
     (
-        "lookout fit --data PetImages --background porch-empty/ --augment 4 --augment-policy camera --precision f32-q4head --backbone efficientnet_lite0 --out porch.lookout",
+        "lookout fit --data PetImages --background porch-empty/ --augment 4 --augment-policy camera --backbone efficientnet_lite0 --out porch.lookout",
         Expect::Runs,
     ),
     (

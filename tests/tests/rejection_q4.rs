@@ -89,7 +89,7 @@ fn a_q4_bundle_finds_its_bank_photos_at_their_own_place() {
             .as_array()
             .is_some_and(|warnings| warnings.iter().any(|w| w
                 .as_str()
-                .is_some_and(|w| w.contains("--precision f32-q4head")))),
+                .is_some_and(|w| w.contains("leave --precision at auto")))),
         "{}",
         report["warnings"]
     );
@@ -167,5 +167,33 @@ fn a_q4_bundle_finds_its_bank_photos_at_their_own_place() {
                 .is_some_and(|s| s.contains("as --unknown-clean")))),
         "{}",
         ood["candidates"]
+    );
+
+    // `--precision auto` on the same run keeps the backbone float, and says why q4 was not tried.
+    let auto_bundle = dir.path().join("auto.lookout");
+    let exported = run_ok(
+        command("lookout")
+            .args(["export", "--json", "--run"])
+            .arg(work.join("run"))
+            .arg("--out")
+            .arg(&auto_bundle),
+    );
+    let auto: serde_json::Value = serde_json::from_slice(&exported.stdout).expect("export JSON");
+    assert_eq!(auto["precision"], "f32-q4head", "{auto}");
+    let skipped = auto["skipped"].as_array().cloned().unwrap_or_default();
+    assert!(
+        skipped.iter().any(|s| s["precision"] == "q4"
+            && s["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("camera-like views"))),
+        "{}",
+        auto["skipped"]
+    );
+    assert!(
+        auto["attempts"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| a["precision"] != "q4")),
+        "{}",
+        auto["attempts"]
     );
 }

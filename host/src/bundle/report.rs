@@ -49,6 +49,17 @@ pub struct ExportReport {
     pub weights: Option<WeightsReport>,
     /// Every precision measured, in order (one for a named precision that passed at once).
     pub attempts: Vec<Attempt>,
+    /// What `--precision auto` did not try, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A precision `--precision auto` left out before measuring it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The precision.
+    pub precision: ExportPrecision,
+    /// Why, in a sentence.
+    pub reason: String,
 }
 
 /// One precision measured on the way to the bundle written.

@@ -158,6 +158,9 @@ pub fn weights_lines(r: &ExportReport) -> String {
         out.push_str(
             "  gate:        tried, accuracy through the edge runtime against the float model:\n",
         );
+        for s in &r.skipped {
+            out.push_str(&format!("    {}: not tried: {}\n", s.precision, s.reason));
+        }
         for a in &r.attempts {
             let kept = a
                 .kept_float_phrase()
