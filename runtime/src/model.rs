@@ -246,6 +246,22 @@ impl Model {
             .map_err(RuntimeError::from)
     }
 
+    /// Decodes the image file at `path` for this bundle's recipe, which will see each of `regions` of it (all of
+    /// it when there are none): a large JPEG is decoded smaller where the recipe keeps no more detail
+    /// ([`lookout_shared::image_io::decode_file_for`]), as the host decoded the photos it was trained on.
+    pub fn decode_file(
+        &self,
+        path: &Path,
+        regions: &[lookout_shared::Region],
+    ) -> Result<RgbImage, lookout_shared::image_io::DecodeError> {
+        lookout_shared::image_io::decode_file_for(path, self.preprocessor.spec(), regions)
+    }
+
+    /// The bundle's preprocessing recipe.
+    pub fn preprocess_spec(&self) -> &lookout_shared::preprocess::PreprocessSpec {
+        self.preprocessor.spec()
+    }
+
     /// Preprocesses and classifies one image.
     pub fn classify(&mut self, image: &RgbImage) -> Result<Prediction, RuntimeError> {
         let start = Instant::now();

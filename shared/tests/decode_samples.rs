@@ -2,12 +2,14 @@
 //! folders, EXIF orientation, and the colour types that must all end up as RGB8.
 
 use std::collections::BTreeSet;
-use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba};
 use lookout_shared::image_io::{decode_bytes, decode_file, sniff_format, DecodeErrorKind};
 use lookout_testdata::require_shared;
+
+mod common;
+use common::{encode, with_exif_orientation};
 
 fn file_names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
@@ -22,14 +24,6 @@ fn file_names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut bytes), format)
-        .expect("encodes");
-    bytes
-}
-
 /// A JPEG whose left half is red and right half blue (16-pixel blocks, so JPEG keeps the colours clean).
 fn red_blue_jpeg(width: u32, height: u32) -> Vec<u8> {
     let image = RgbImage::from_fn(width, height, |x, _| {
@@ -40,31 +34,6 @@ fn red_blue_jpeg(width: u32, height: u32) -> Vec<u8> {
         }
     });
     encode(&DynamicImage::ImageRgb8(image), ImageFormat::Jpeg)
-}
-
-/// Inserts an APP1 EXIF segment holding only an orientation tag right after the JPEG's SOI marker.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = Vec::new();
-    tiff.extend_from_slice(b"MM\x00\x2a\x00\x00\x00\x08"); // big-endian TIFF header, IFD0 at offset 8
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count 1
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]); // value padding to 4 bytes
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
-    let mut payload = b"Exif\x00\x00".to_vec();
-    payload.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(
-        &u16::try_from(payload.len() + 2)
-            .expect("small")
-            .to_be_bytes(),
-    );
-    out.extend_from_slice(&payload);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 fn is_red(p: &Rgb<u8>) -> bool {

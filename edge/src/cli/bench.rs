@@ -96,7 +96,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let load_ms = ms(model.load_time());
     let image = match &args.image {
-        Some(path) => lookout_shared::image_io::decode_file(path)
+        Some(path) => model
+            .decode_file(path, roi.as_slice())
             .with_context(|| format!("reading {}", path.display()))?,
         None => synthetic_frame(),
     };

@@ -119,7 +119,7 @@ fn classify_one(
     roi: Option<Region>,
 ) -> anyhow::Result<(Prediction, f64)> {
     let start = Instant::now();
-    let mut image = lookout_shared::image_io::decode_file(path)?;
+    let mut image = model.decode_file(path, roi.as_slice())?;
     if let Some(roi) = roi {
         image = roi.crop(&image);
     }

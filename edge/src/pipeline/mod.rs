@@ -200,10 +200,16 @@ impl Pipeline {
             let name = frame.raw.name().map(|p| p.display().to_string());
             // Every zone is classified before any is told: a frame is reported whole, or failed whole.
             let motion = self.options.motion;
-            let results = frame.raw.decode().and_then(|image| {
-                let results = classify_regions(model, &image, &mut zones, motion.as_ref())?;
-                Ok((image, results))
-            });
+            // Decoded for the running model and the regions it will see: a large JPEG frame smaller, as
+            // `classify` decodes the same file.
+            let regions: Vec<lookout_shared::Region> = zones.iter().map(|z| z.region).collect();
+            let results = frame
+                .raw
+                .decode_for(model.preprocess_spec(), &regions)
+                .and_then(|image| {
+                    let results = classify_regions(model, &image, &mut zones, motion.as_ref())?;
+                    Ok((image, results))
+                });
             let (image, results) = match results {
                 Ok(results) => results,
                 Err(e) => {

@@ -67,10 +67,34 @@ impl RawFrame {
 
     /// Decodes the frame into an RGB image; the frame itself stays as delivered (a sink may save it).
     pub fn decode(&self) -> Result<RgbImage, EdgeError> {
+        self.decode_with(lookout_shared::image_io::decode_bytes)
+    }
+
+    /// Decodes the frame for a model whose recipe is `spec` and which will see each of `regions` of it (the
+    /// whole frame when there are none): a large JPEG frame is decoded smaller where the recipe keeps no more
+    /// detail, as `lookout-edge classify` decodes the same file
+    /// ([`lookout_shared::image_io::decode_bytes_for`]).
+    pub fn decode_for(
+        &self,
+        spec: &lookout_shared::preprocess::PreprocessSpec,
+        regions: &[lookout_shared::Region],
+    ) -> Result<RgbImage, EdgeError> {
+        self.decode_with(|bytes, name| {
+            lookout_shared::image_io::decode_bytes_for(bytes, name, spec, regions)
+        })
+    }
+
+    fn decode_with(
+        &self,
+        decode_encoded: impl FnOnce(
+            &[u8],
+            &Path,
+        ) -> Result<RgbImage, lookout_shared::image_io::DecodeError>,
+    ) -> Result<RgbImage, EdgeError> {
         match self {
             RawFrame::Encoded { bytes, name } => {
                 let name = name.as_deref().unwrap_or(Path::new("frame.jpg"));
-                Ok(lookout_shared::image_io::decode_bytes(bytes, name)?)
+                Ok(decode_encoded(bytes, name)?)
             }
             RawFrame::Yuyv {
                 data,

@@ -50,11 +50,11 @@ pub fn preprocess_files(run: &Run, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>, E
     paths
         .iter()
         .map(|path| {
-            let image =
-                lookout_shared::image_io::decode_file(path).map_err(|e| ExportError::Image {
-                    path: path.clone(),
-                    source: e.into(),
-                })?;
+            let image = lookout_shared::image_io::decode_file_for(path, preprocessor.spec(), &[])
+                .map_err(|e| ExportError::Image {
+                path: path.clone(),
+                source: e.into(),
+            })?;
             preprocessor.run(&image).map_err(|e| ExportError::Image {
                 path: path.clone(),
                 source: e.into(),

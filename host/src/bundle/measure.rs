@@ -100,10 +100,12 @@ pub fn classify_files(
 }
 
 fn classify_file(model: &mut Model, path: &Path) -> Result<Prediction, ExportError> {
-    let image = lookout_shared::image_io::decode_file(path).map_err(|e| ExportError::Image {
-        path: path.to_path_buf(),
-        source: e.into(),
-    })?;
+    let image = model
+        .decode_file(path, &[])
+        .map_err(|e| ExportError::Image {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
     Ok(model.classify(&image)?)
 }
 

@@ -155,7 +155,12 @@ pub fn quantized_bank(
                         train.paths.len()
                     ))
                 })?;
-                let image = train.view(&decode(path)?, path, source.view)?;
+                // The photo as extraction decoded it; a view drawn from the whole photo, as extraction drew it.
+                let image = match source.view {
+                    0 => lookout_shared::image_io::decode_file_for(path, spec, &[])
+                        .map_err(|e| image_error(path, e.into()))?,
+                    view => train.view(&decode(path)?, path, view)?,
+                };
                 let preprocessor = preprocessor.as_mut().map_err(|e| {
                     ExportError::Mismatch(format!("the run's preprocessing recipe: {e}"))
                 })?;
@@ -229,11 +234,17 @@ impl<'a> CalibrationImages<'a> {
     /// The ood scores `model` gives photo `i` and its views.
     fn scores(&self, model: &mut Model, i: usize) -> Result<Vec<f32>, ExportError> {
         let path = &self.photos[i];
-        let image = decode(path)?;
-        let mut scores = Vec::new();
-        for view in 0..=self.views {
-            let drawn = self.train.view(&image, path, view)?;
-            scores.extend(model.classify(&drawn)?.ood_score);
+        // The photo as extraction decoded it; its views drawn from the whole photo, as extraction drew them.
+        let photo = model
+            .decode_file(path, &[])
+            .map_err(|e| image_error(path, e.into()))?;
+        let mut scores: Vec<f32> = model.classify(&photo)?.ood_score.into_iter().collect();
+        if self.views > 0 {
+            let whole = decode(path)?;
+            for view in 1..=self.views {
+                let drawn = self.train.view(&whole, path, view)?;
+                scores.extend(model.classify(&drawn)?.ood_score);
+            }
         }
         Ok(scores)
     }

@@ -214,7 +214,7 @@ fn predict_with_run(run_dir: &Path, args: &Args) -> anyhow::Result<(Vec<String>,
             let mut worker = extractor.worker().context("cannot prepare the backbone")?;
             let mut outcomes = Vec::with_capacity(args.images.len());
             for path in &args.images {
-                outcomes.push(match lookout_shared::image_io::decode_file(path) {
+                outcomes.push(match worker.decode_file(path, &[region]) {
                     Ok(image) => Ok(worker
                         .extract_image(&region.crop(&image))
                         .context("the backbone failed")?),

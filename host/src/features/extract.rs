@@ -105,6 +105,10 @@ pub struct ExtractReport {
     pub classes: Vec<String>,
 }
 
+/// How images are decoded for the backbone, part of the cache's fingerprint.
+const DECODE_TAG: &str =
+    "decode: JPEG scaled by 1/2, 1/4 or 1/8 where the recipe keeps no more detail";
+
 /// Hash of every input that determines the cache contents.
 fn fingerprint(
     folder: &ImageFolder,
@@ -125,6 +129,9 @@ fn fingerprint(
     };
     // The shards' format: format 2 changed only the manifest's layout, so caches of format 1 stay reusable.
     put(FORMAT_TAG_1);
+    // Large JPEGs are decoded smaller where the recipe keeps no more detail (`image_io::decode_file_for`):
+    // features of a cache made before would differ from what the edge computes for the same photo.
+    put(DECODE_TAG);
     put(&folder.root.to_string_lossy());
     for c in &folder.classes {
         put(c);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use lookout_shared::image_io::{decode_file, DecodeError};
+use lookout_shared::image_io::{decode_file_for, DecodeError};
 use lookout_shared::preprocess::{PreprocessError, Preprocessor};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -268,7 +268,7 @@ impl ExtractorWorker<'_> {
     fn load_into(&mut self, path: &Path, out: &mut [f32]) -> Result<(), String> {
         let clock = &self.extractor.clock;
         let t = Instant::now();
-        let decoded = decode_file(path);
+        let decoded = decode_file_for(path, self.preprocessor.spec(), &[]);
         StageClock::add(&clock.decode_ns, t);
         let image = decoded.map_err(|e: DecodeError| e.kind.to_string())?;
         let t = Instant::now();
@@ -316,6 +316,16 @@ impl ExtractorWorker<'_> {
             )));
         }
         self.run_model(input)
+    }
+
+    /// Decodes the image file at `path` for the backbone's recipe, which will see `regions` of it
+    /// ([`lookout_shared::image_io::decode_file_for`], as extraction and the edge decode).
+    pub fn decode_file(
+        &self,
+        path: &Path,
+        regions: &[lookout_shared::Region],
+    ) -> Result<image::RgbImage, DecodeError> {
+        decode_file_for(path, self.preprocessor.spec(), regions)
     }
 
     /// Features of one decoded image.
@@ -421,7 +431,8 @@ impl FeatureExtractor {
                     |pre, (slot, path)| {
                         let pre = pre.as_mut().map_err(|e| e.to_string())?;
                         let t = Instant::now();
-                        let image = decode_file(path).map_err(|e| e.kind.to_string());
+                        let image =
+                            decode_file_for(path, pre.spec(), &[]).map_err(|e| e.kind.to_string());
                         StageClock::add(&self.clock.decode_ns, t);
                         let t = Instant::now();
                         let done = pre.run_into(&image?, slot).map_err(|e| e.to_string());

@@ -92,7 +92,8 @@ pub fn predict_bundle(
     let bar = progress_bar(images.len(), "predicting", progress && images.len() > 1);
     let mut out = Vec::with_capacity(images.len());
     for path in images {
-        let result = lookout_shared::image_io::decode_file(path)
+        let result = model
+            .decode_file(path, (!region.is_full()).then_some(region).as_slice())
             .map_err(|e| e.to_string())
             .and_then(|image| {
                 let image = if region.is_full() {
