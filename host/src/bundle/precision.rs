@@ -71,7 +71,8 @@ pub enum ExportPrecision {
     #[value(name = "f16-q4")]
     F16Q4,
     /// the smallest of q4, f32-q4head and f32 that passes the accuracy gate, layers kept float included (f16
-    /// kinds only when asked by name: a Pi 4 emulates FP16).
+    /// kinds only when asked by name: a Pi 4 emulates FP16; q4 not when the rejection was fitted on
+    /// camera-like views).
     #[value(name = "auto")]
     Auto,
 }

@@ -38,7 +38,8 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 pub struct ExportGateArgs {
     /// Numeric precision of the exported model: by default the smallest that passes the accuracy gate (q4,
-    /// then f32-q4head, then f32); `f32` for the float bundle.
+    /// then f32-q4head, then f32; from f32-q4head when the rejection was fitted on camera-like views, where a
+    /// 4-bit backbone rejects less well); `f32` for the float bundle.
     #[arg(long, value_enum, default_value_t = lookout_host::bundle::precision::DEFAULT_PRECISION)]
     pub precision: ExportPrecision,
     /// Largest accepted test-accuracy drop against the float model, in percentage points.
