@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use lookout_runtime::{Model, RuntimeOptions};
 use lookout_shared::bundle::Bundle;
-use lookout_shared::preprocess::Preprocessor;
+use lookout_shared::preprocess::{PreprocessSpec, Preprocessor};
 use rayon::prelude::*;
 use tract_core::prelude::*;
 
@@ -82,26 +82,39 @@ impl TrainImages {
         valid.into_iter().map(|i| self.paths[i].clone()).collect()
     }
 
-    /// `image` (the file at `path`) as its view `view` was drawn (0: the photo itself).
-    fn view(&self, image: &RgbImage, path: &Path, view: u32) -> Result<RgbImage, ExportError> {
-        if view == 0 {
-            return Ok(image.clone());
-        }
-        let views = self.views.as_ref().ok_or_else(|| {
+    /// The photo at `path` decoded as extraction decoded it to draw its views (`AugmentPolicy::decode_photo`).
+    fn decode_for_views(
+        &self,
+        path: &Path,
+        spec: &PreprocessSpec,
+    ) -> Result<RgbImage, ExportError> {
+        self.views()?
+            .policy
+            .decode_photo(path, spec)
+            .map_err(|e| image_error(path, e.into()))
+    }
+
+    fn views(&self) -> Result<&Views, ExportError> {
+        self.views.as_ref().ok_or_else(|| {
             ExportError::Mismatch(
                 "the rejection was fitted on augmented views, the run records no augmentation"
                     .into(),
             )
-        })?;
+        })
+    }
+
+    /// `image` (the file at `path`, [`TrainImages::decode_for_views`]) as its view `view` was drawn (0: the
+    /// photo itself).
+    fn view(&self, image: &RgbImage, path: &Path, view: u32) -> Result<RgbImage, ExportError> {
+        if view == 0 {
+            return Ok(image.clone());
+        }
+        let views = self.views()?;
         views
             .policy
             .view(image, &data_set_key(&self.root, path), view, views.seed)
             .map_err(|e| image_error(path, e.into()))
     }
-}
-
-fn decode(path: &Path) -> Result<RgbImage, ExportError> {
-    lookout_shared::image_io::decode_file(path).map_err(|e| image_error(path, e.into()))
 }
 
 fn image_error(path: &Path, source: Box<dyn std::error::Error + Send + Sync>) -> ExportError {
@@ -159,7 +172,7 @@ pub fn quantized_bank(
                 let image = match source.view {
                     0 => lookout_shared::image_io::decode_file_for(path, spec, &[])
                         .map_err(|e| image_error(path, e.into()))?,
-                    view => train.view(&decode(path)?, path, view)?,
+                    view => train.view(&train.decode_for_views(path, spec)?, path, view)?,
                 };
                 let preprocessor = preprocessor.as_mut().map_err(|e| {
                     ExportError::Mismatch(format!("the run's preprocessing recipe: {e}"))
@@ -240,7 +253,7 @@ impl<'a> CalibrationImages<'a> {
             .map_err(|e| image_error(path, e.into()))?;
         let mut scores: Vec<f32> = model.classify(&photo)?.ood_score.into_iter().collect();
         if self.views > 0 {
-            let whole = decode(path)?;
+            let whole = self.train.decode_for_views(path, model.preprocess_spec())?;
             for view in 1..=self.views {
                 let drawn = self.train.view(&whole, path, view)?;
                 scores.extend(model.classify(&drawn)?.ood_score);

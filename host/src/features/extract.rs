@@ -107,7 +107,7 @@ pub struct ExtractReport {
 
 /// How images are decoded for the backbone, part of the cache's fingerprint.
 const DECODE_TAG: &str =
-    "decode: JPEG scaled by 1/2, 1/4 or 1/8 where the recipe keeps no more detail";
+    "decode: JPEG scaled by 1/2, 1/4 or 1/8 where the recipe keeps no more detail (views: their smallest crop)";
 
 /// Hash of every input that determines the cache contents.
 fn fingerprint(

@@ -328,6 +328,11 @@ impl ExtractorWorker<'_> {
         decode_file_for(path, self.preprocessor.spec(), regions)
     }
 
+    /// The backbone's preprocessing recipe.
+    pub fn preprocess_spec(&self) -> &lookout_shared::PreprocessSpec {
+        self.preprocessor.spec()
+    }
+
     /// Features of one decoded image.
     pub fn extract_image(&mut self, image: &image::RgbImage) -> Result<Vec<f32>, ExtractError> {
         let extractor = self.extractor;

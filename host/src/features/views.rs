@@ -66,7 +66,7 @@ impl FeatureExtractor {
     ) -> Result<Vec<ViewOutcome>, ExtractError> {
         let items: Vec<(&PathBuf, &String)> = paths.iter().zip(keys).collect();
         self.par_map_with_workers(&items, |worker, &(path, key)| {
-            let image = match lookout_shared::image_io::decode_file(path) {
+            let image = match policy.decode_photo(path, worker.preprocess_spec()) {
                 Ok(image) => image,
                 Err(e) => {
                     progress.inc(views.len() as u64);

@@ -74,6 +74,35 @@ impl AugmentPolicy {
         }
     }
 
+    /// The smallest region of a photo a view can keep (its random crop at the smallest area and the most
+    /// elongated aspect ratio, as fractions of each side): what the photo must be decoded at least at, so that
+    /// the view still has the pixels the recipe resizes to (`lookout_shared::image_io::decode_file_for`).
+    pub fn smallest_crop(&self) -> lookout_shared::Region {
+        if self.crop >= 1.0 {
+            return lookout_shared::Region::FULL;
+        }
+        // w = sqrt(area · ratio), h = sqrt(area / ratio), area ≥ crop, ratio in [3/4, 4/3]: each side at least
+        // sqrt(crop · 3/4).
+        let side = (self.crop.clamp(0.05, 1.0) * 0.75).sqrt();
+        lookout_shared::Region {
+            w: side,
+            h: side,
+            ..lookout_shared::Region::FULL
+        }
+    }
+
+    /// The photo at `path` decoded for drawing this policy's views before `spec`: a large JPEG at 1/2, 1/4 or
+    /// 1/8 where even the smallest crop keeps the pixels the recipe needs. Besides the time (a view's blur,
+    /// noise and rotation over 12 Mpixel), it keeps the views' strength: blur and noise are in pixels of the
+    /// decoded photo, so a phone photo decoded as stored saw them sixteen times fainter than a 500-pixel photo.
+    pub fn decode_photo(
+        &self,
+        path: &std::path::Path,
+        spec: &lookout_shared::PreprocessSpec,
+    ) -> Result<RgbImage, lookout_shared::image_io::DecodeError> {
+        lookout_shared::image_io::decode_file_for(path, spec, &[self.smallest_crop()])
+    }
+
     /// View number `view` (1, 2, …) of the image at `key` (its path in the data set), under `seed`: the same
     /// three give the same view.
     pub fn view(
@@ -279,6 +308,31 @@ mod tests {
         assert_eq!(
             AugmentPolicy::none().view(&image, "k", 1, 1).unwrap(),
             image
+        );
+    }
+
+    #[test]
+    fn every_view_of_a_photo_decoded_at_its_smallest_crop_keeps_the_pixels_the_recipe_needs() {
+        // The least a photo may be decoded at for a 256-pixel resize: its shorter side times the smallest crop's
+        // side just reaches 256. Every view drawn from it must still give the resize 256 pixels (one less for
+        // rounding); a side fraction only a little too large (sqrt(crop), the square crop's) lets some fall short.
+        for (name, policy) in [("camera", CAMERA_POLICY), ("default", DEFAULT_POLICY)] {
+            let policy: AugmentPolicy = policy.parse().unwrap();
+            let side = policy.smallest_crop().w;
+            let short = (256.0 / side).ceil() as u32;
+            let image = RgbImage::from_pixel(short * 4 / 3, short, image::Rgb([90, 120, 150]));
+            let smallest = (1..=400)
+                .map(|view| {
+                    let v = policy.view(&image, "cat.1.jpg", view, 7).unwrap();
+                    v.width().min(v.height())
+                })
+                .min()
+                .unwrap();
+            assert!(smallest >= 255, "{name}: a view of {smallest} pixels");
+        }
+        assert_eq!(
+            AugmentPolicy::none().smallest_crop(),
+            lookout_shared::Region::FULL
         );
     }
 }
