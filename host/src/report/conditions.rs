@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::bundle::ExportError;
 use crate::head::run::Run;
+use crate::transform::conditions::SMALLEST_WINDOW;
 use crate::transform::Condition;
 
 /// The seed of the conditions' per-photo draws: fixed, so every bundle sees the same frames.
@@ -71,7 +72,14 @@ pub fn evaluate_conditions(
                 let model = model
                     .as_mut()
                     .map_err(|e| ExportError::Mismatch(e.to_string()))?;
-                let Ok(image) = lookout_shared::image_io::decode_file(path) else {
+                // Clean as every path into a model decodes it (the gate's, `evaluate`'s); the conditions drawn
+                // from the photo decoded for their smallest window (the same image unless it is a large JPEG).
+                let decoded = model.decode_file(path, &[]).and_then(|clean| {
+                    let spec = model.preprocess_spec();
+                    lookout_shared::image_io::decode_file_for(path, spec, &[SMALLEST_WINDOW])
+                        .map(|for_conditions| (clean, for_conditions))
+                });
+                let Ok((image, for_conditions)) = decoded else {
                     progress.inc(passes as u64);
                     return Ok(vec![(false, false); passes]);
                 };
@@ -84,7 +92,7 @@ pub fn evaluate_conditions(
                 out.push(judge(&image)?);
                 for condition in Condition::ALL {
                     let rendered = condition
-                        .apply(&image, index, CONDITIONS_SEED)
+                        .apply(&for_conditions, index, CONDITIONS_SEED)
                         .map_err(|e| ExportError::Mismatch(format!("{}: {e}", path.display())))?;
                     out.push(judge(&rendered)?);
                 }

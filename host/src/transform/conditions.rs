@@ -7,6 +7,20 @@ use serde::Serialize;
 use super::ops::{self, OpError};
 use crate::rng::SplitMix64;
 
+/// The off-centre condition's window, a fraction of each side.
+const OFF_CENTRE_WINDOW: f32 = 0.6;
+
+/// The smallest part of a photo a condition keeps (the off-centre window): what the photo is decoded at least at
+/// for the conditions, so that each still has the pixels the recipe resizes to
+/// (`lookout_shared::image_io::decode_file_for`). Their blur and noise are in pixels of the decoded photo, so a
+/// phone photo decoded so renders them as strong as the 500-pixel photos they were measured on.
+pub const SMALLEST_WINDOW: lookout_shared::Region = lookout_shared::Region {
+    x: 0.0,
+    y: 0.0,
+    w: OFF_CENTRE_WINDOW,
+    h: OFF_CENTRE_WINDOW,
+};
+
 /// One camera condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {
@@ -87,7 +101,7 @@ impl Condition {
             Condition::OffCentre => {
                 let corner = rng.below(4);
                 let (x, y) = (0.4 * (corner % 2) as f32, 0.4 * (corner / 2) as f32);
-                ops::crop_fraction(image, x, y, 0.6, 0.6)
+                ops::crop_fraction(image, x, y, OFF_CENTRE_WINDOW, OFF_CENTRE_WINDOW)
             }
             Condition::LowRes => ops::downscale_upscale(image, 0.25),
         })
