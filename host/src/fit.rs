@@ -261,13 +261,7 @@ pub fn fit(options: &FitOptions, on_step: &mut dyn FnMut(&str)) -> Result<FitRep
         ..ExportOptions::default()
     };
     let exported = export(&run_dir, &options.out, &export_options)?;
-    let camera_rejection = trained
-        .run
-        .config
-        .unknown
-        .as_ref()
-        .is_some_and(|u| u.calibrated_on_views > 0);
-    if camera_rejection && exported.precision.quantizes_weights() {
+    if trained.run.config.rejection_fitted_on_views() && exported.precision.quantizes_weights() {
         // Measured on the fixed-camera scene (docs/camera.md): the gate checks accuracy, not this.
         warnings.push(format!(
             "the rejection was fitted on camera-like views, and a {} backbone rejects less well: on the \

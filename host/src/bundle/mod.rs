@@ -127,11 +127,7 @@ pub fn export(
     // A rejection fitted on camera-like views loses more to a 4-bit backbone than the gate can see (it measures
     // accuracy, and has no photos of other things): on the fixed-camera scene the q4 bundle accepted 4.2 % of
     // them, f32-q4head 1.4 % (docs/camera.md). `auto` keeps the backbone float there; a named q4 is still made.
-    let camera_rejection = run
-        .config
-        .unknown
-        .as_ref()
-        .is_some_and(|u| u.calibrated_on_views > 0);
+    let camera_rejection = run.config.rejection_fitted_on_views();
     let mut skipped = Vec::new();
     let candidates: Vec<ExportPrecision> = match options.precision {
         ExportPrecision::Auto => precision::AUTO_CANDIDATES

@@ -218,13 +218,8 @@ impl<'a> CalibrationImages<'a> {
         train: &'a TrainImages,
         photos: Vec<PathBuf>,
     ) -> CalibrationImages<'a> {
-        let on_views = run
-            .config
-            .unknown
-            .as_ref()
-            .is_some_and(|u| u.calibrated_on_views > 0);
         let views = match &train.views {
-            Some(views) if on_views => views.count,
+            Some(views) if run.config.rejection_fitted_on_views() => views.count,
             _ => 0,
         };
         CalibrationImages {

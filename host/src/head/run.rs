@@ -205,6 +205,16 @@ pub struct RunConfig {
     pub unknown: Option<UnknownRecord>,
 }
 
+impl RunConfig {
+    /// Whether the run's rejection was calibrated on augmented (camera-like) views as well as photos: its
+    /// threshold is then recalibrated on the views at export, and `--precision auto` keeps the backbone float.
+    pub fn rejection_fitted_on_views(&self) -> bool {
+        self.unknown
+            .as_ref()
+            .is_some_and(|u| u.calibrated_on_views > 0)
+    }
+}
+
 /// A run directory loaded into memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
