@@ -4,6 +4,7 @@
 # mechanism added in turn. Lite0 (the shared ONNX file), the tutorial head, 5 epochs, f32 bundles.
 #
 #   benches/camera_scene.sh WORK_DIR
+#   INFRARED=1 benches/camera_scene.sh WORK_DIR   # the camera in its infrared night mode: monochrome frames
 #
 # Variants (each a whole `lookout fit` with --conditions):
 #   photos       the cats-vs-dogs photos only (zero-shot on the camera)
@@ -11,8 +12,11 @@
 #   day1-bg      + --background: the 20 day-one empty frames' bowl crops
 #   day1-bg-cam  + --augment 4 --augment-policy camera (rejection calibrated on the views, the default)
 #   day1-bg-cam-clean  the same features and head, the rejection calibrated on clean photos (--unknown-clean)
+#   day1-bg-cam-mono   day1-bg-cam with a quarter of the views monochrome (`camera,mono=0.25`: for an infrared
+#                      night mode)
+# ONLY="NAME ..." runs (and tabulates) only those variants.
 # For each: the later frames through `lookout-edge classify --roi BOWL` (cats called Cat, empty and other animals
-# called no pet: nothing or unknown), the test photos under the seven conditions (right label and kept), the 216
+# called no pet: nothing or unknown), the test photos under the eight conditions (right label and kept), the 216
 # ImageNet photos of other things, accepted. Writes WORK_DIR/*.json and prints one table.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -21,7 +25,8 @@ backbone=$shared/models/efficientnet_lite0_features_dynbatch.onnx
 bowl=0.3,0.4,0.4,0.55
 mkdir -p "$work"
 
-[ -d "$work/scene/later" ] || cargo run --release -q -p lookout-e2e --example camera_scene -- "$work/scene" >/dev/null
+[ -d "$work/scene/later" ] || cargo run --release -q -p lookout-e2e --example camera_scene -- "$work/scene" \
+    ${INFRARED:+--infrared} >/dev/null
 if [ ! -d "$work/others" ]; then # ImageNet photos that are no dogs or cats (classes 151-285 left out)
     mkdir -p "$work/others"
     awk -F, 'NR > 1 && ($2 < 151 || $2 > 285) { print $1 }' "$shared/data/imagenet-sample/labels.csv" |
@@ -38,9 +43,11 @@ data_for() { # variant -> data folder
 }
 
 fit() { # name, data variant, extra args (the features of another variant are reused with WORK_OF=NAME)
-    local name=$1 data; data=$(data_for "$2"); shift 2
-    local features=${WORK_OF:-$name}
+    local name=$1 data
     [ -f "$work/$name.json" ] && return
+    [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $name "* ]] || return 0
+    data=$(data_for "$2"); shift 2
+    local features=${WORK_OF:-$name}
     "$lookout" fit --data "$data" --backbone "$backbone" --preprocess tf-inception --work "$work/work-$features" \
         --out "$work/$name.lookout" --precision f32 --conditions --json "$@" > "$work/$name.fit.json"
     for set in cat empty visitor; do
@@ -57,8 +64,9 @@ fit day1-bg day1 --background "$work/scene/day1-bowl/empty"
 fit day1-bg-cam day1 --background "$work/scene/day1-bowl/empty" --augment 4 --augment-policy camera
 WORK_OF=day1-bg-cam fit day1-bg-cam-clean day1 --background "$work/scene/day1-bowl/empty" --augment 4 \
     --augment-policy camera --unknown-clean
+fit day1-bg-cam-mono day1 --background "$work/scene/day1-bowl/empty" --augment 4 --augment-policy camera,mono=0.25
 
-python3 - "$work" photos day1 day1-bg day1-bg-cam day1-bg-cam-clean <<'PY'
+python3 - "$work" ${ONLY:-photos day1 day1-bg day1-bg-cam day1-bg-cam-clean day1-bg-cam-mono} <<'PY'
 import json, sys
 work, names = sys.argv[1], sys.argv[2:]
 def lines(path):

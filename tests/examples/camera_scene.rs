@@ -2,7 +2,7 @@
 //! and the photo folder to fit on (the cats-vs-dogs set without the cats that visit the scene):
 //!
 //! ```text
-//! cargo run --release -p lookout-e2e --example camera_scene -- OUT
+//! cargo run --release -p lookout-e2e --example camera_scene -- OUT [--infrared]
 //! OUT/PetImages/{Cat,Dog}      the shared photos, less the visiting cats
 //! OUT/day1/cat/                6 frames of the first visits (what a user sorts on day one)
 //! OUT/day1/empty/              20 frames of the first evening's empty scene
@@ -10,17 +10,28 @@
 //! OUT/later/{cat,empty,visitor}/  the test: 20 later visits, 40 later empty frames, 12 other animals
 //! ```
 //!
+//! `--infrared`: the camera's night mode, monochrome frames (`NightMode::Infrared`).
 //! `benches/camera_scene.sh` fits on it and measures; `tests/tests/camera_scene.rs` runs the same workflow small.
 
 use std::path::PathBuf;
 
-use lookout_e2e::scene::{scene, visitor_photos, write_frames, write_zone_crops};
+use lookout_e2e::scene::{scene, visitor_photos, write_frames, write_zone_crops, NightMode};
 
 fn main() {
-    let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| {
-        eprintln!("usage: camera_scene OUT_DIR");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let night = if args.iter().any(|a| a == "--infrared") {
+        NightMode::Infrared
+    } else {
+        NightMode::Colour
+    };
+    let Some(out) = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(PathBuf::from)
+    else {
+        eprintln!("usage: camera_scene OUT_DIR [--infrared]");
         std::process::exit(2)
-    }));
+    };
     let Some(shared) = lookout_e2e::shared_dir() else {
         eprintln!(
             "the shared test data was not found: put it in ../shared or set LOOKOUT_TEST_DATA"
@@ -36,6 +47,7 @@ fn main() {
     let porch = scene(&shared);
     let day1_cats = write_frames(
         &out.join("day1/cat"),
+        night,
         "day1",
         &porch,
         &visiting[..6],
@@ -45,6 +57,7 @@ fn main() {
     );
     let day1_empty = write_frames(
         &out.join("day1/empty"),
+        night,
         "day1",
         &porch,
         &[],
@@ -56,6 +69,7 @@ fn main() {
     write_zone_crops(&day1_empty, &out.join("day1-bowl/empty"));
     write_frames(
         &out.join("later/cat"),
+        night,
         "later",
         &porch,
         &visiting[6..],
@@ -65,6 +79,7 @@ fn main() {
     );
     write_frames(
         &out.join("later/empty"),
+        night,
         "later",
         &porch,
         &[],
@@ -74,6 +89,7 @@ fn main() {
     );
     write_frames(
         &out.join("later/visitor"),
+        night,
         "later",
         &porch,
         &visitor_photos(&shared),

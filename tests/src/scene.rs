@@ -43,6 +43,17 @@ pub struct Light {
     pub noise: f32,
 }
 
+/// What the camera does after dark: keep its colour sensor on (a porch light lights the scene), or switch to
+/// its infrared night mode (IR-cut filter out, IR LEDs on), which delivers monochrome frames, as a Pi NoIR
+/// camera and most home webcams do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NightMode {
+    /// Colour frames.
+    Colour,
+    /// Monochrome frames: each pixel's luma, the sensor's noise the same in all three channels.
+    Infrared,
+}
+
 /// Dusk, evening, night, dark night: the light levels frames are drawn from.
 pub const LIGHTS: [Light; 4] = [
     Light {
@@ -103,8 +114,8 @@ pub fn with_visitor(scene: &RgbImage, visitor: &Path) -> RgbImage {
 }
 
 /// What the camera does to a frame: a cheap lens and sensor's softness (half the detail: down to 320×240 and
-/// back), dim light, sensor noise (seeded), then JPEG at quality 75.
-pub fn through_camera(frame: &RgbImage, light: Light, seed: u64) -> Vec<u8> {
+/// back), dim light, sensor noise (seeded), monochrome in the infrared night mode, then JPEG at quality 75.
+pub fn through_camera(frame: &RgbImage, light: Light, night: NightMode, seed: u64) -> Vec<u8> {
     let (w, h) = frame.dimensions();
     let soft = imageops::resize(
         &imageops::resize(frame, w / 2, h / 2, imageops::FilterType::Triangle),
@@ -140,7 +151,14 @@ pub fn through_camera(frame: &RgbImage, light: Light, seed: u64) -> Vec<u8> {
                 .round()
                 .clamp(0.0, 255.0) as u8
         };
-        *o = Rgb([channel(r), channel(g), channel(b)]);
+        *o = match night {
+            NightMode::Colour => Rgb([channel(r), channel(g), channel(b)]),
+            NightMode::Infrared => {
+                let luma = 0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b);
+                let v = channel(luma.round() as u8);
+                Rgb([v, v, v])
+            }
+        };
     }
     let mut bytes = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut bytes), 75)
@@ -159,9 +177,11 @@ pub struct SceneFrame {
 }
 
 /// Writes `count` frames of one kind into `dir` as `PREFIX-NNN-TRUTH.jpg`, cycling through `visitors` (none:
-/// empty frames) and the light levels, with noise seeds from `seed`.
+/// empty frames) and the light levels, with noise seeds from `seed`, in colour or the infrared night mode.
+#[allow(clippy::too_many_arguments)] // each is one fact of the frames; a struct would only rename them
 pub fn write_frames(
     dir: &Path,
+    night: NightMode,
     prefix: &str,
     scene: &RgbImage,
     visitors: &[PathBuf],
@@ -180,7 +200,7 @@ pub fn write_frames(
             let path = dir.join(format!("{prefix}-{i:03}-{truth}.jpg"));
             std::fs::write(
                 &path,
-                through_camera(&frame, light, seed.wrapping_add(i as u64)),
+                through_camera(&frame, light, night, seed.wrapping_add(i as u64)),
             )
             .expect("writing a frame");
             SceneFrame { path, truth }
@@ -232,7 +252,7 @@ pub fn still_with_visits(shared: &Path, dir: &Path) -> Vec<bool> {
         for _ in 0..count {
             let n = visits.len();
             // Dusk light, fresh sensor noise in every frame.
-            let jpeg = through_camera(&frame, LIGHTS[0], 1000 + n as u64);
+            let jpeg = through_camera(&frame, LIGHTS[0], NightMode::Colour, 1000 + n as u64);
             std::fs::write(dir.join(format!("{n:04}.jpg")), jpeg).expect("frame");
             visits.push(visitor.is_some());
         }

@@ -56,7 +56,7 @@ fn augmented_views_are_cached_once_and_conditions_are_measured_through_the_bundl
         run["features"]
     );
 
-    // Conditions: seven, each a fraction; the clean pass is the export's own measurement of the same photos.
+    // Conditions: eight, each a fraction; the clean pass is the export's own measurement of the same photos.
     let conditions = &report["conditions"];
     let names: Vec<&str> = conditions["conditions"]
         .as_array()
@@ -73,7 +73,8 @@ fn augmented_views_are_cached_once_and_conditions_are_measured_through_the_bundl
             "jpeg_20",
             "rotate_15",
             "off_centre",
-            "low_res"
+            "low_res",
+            "infrared"
         ]
     );
     assert_eq!(

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use lookout_e2e::scene::{scene, visitor_photos, write_frames, SceneFrame, BOWL};
+use lookout_e2e::scene::{scene, visitor_photos, write_frames, NightMode, SceneFrame, BOWL};
 use lookout_e2e::{
     command, copy_into, fit_pooled_lite0, json_lines, photos, require_shared, run_ok,
 };
@@ -32,6 +32,7 @@ fn later_evening(shared: &Path, dir: &Path, cats: &[PathBuf]) -> Vec<SceneFrame>
     for (part, (visiting, truth, count)) in parts.into_iter().enumerate() {
         let written = write_frames(
             &staging,
+            NightMode::Colour,
             &format!("p{part}"),
             &porch,
             visiting,
@@ -102,8 +103,26 @@ fn day_one_with_a_fixed_camera() {
     // frame's crop captured.
     let porch = scene(&shared);
     let camera = dir.join("camera");
-    let mut day1 = write_frames(&camera, "a", &porch, &visiting[..6], "cat", 6, 1);
-    day1.extend(write_frames(&camera, "b", &porch, &[], "empty", 18, 100));
+    let mut day1 = write_frames(
+        &camera,
+        NightMode::Colour,
+        "a",
+        &porch,
+        &visiting[..6],
+        "cat",
+        6,
+        1,
+    );
+    day1.extend(write_frames(
+        &camera,
+        NightMode::Colour,
+        "b",
+        &porch,
+        &[],
+        "empty",
+        18,
+        100,
+    ));
     let captured = dir.join("captured");
     let zone = format!("bowl={BOWL}");
     let out = run_ok(

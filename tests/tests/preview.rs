@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lookout_e2e::browser::Browser;
-use lookout_e2e::scene::{scene, write_frames, BOWL};
+use lookout_e2e::scene::{scene, write_frames, NightMode, BOWL};
 use lookout_e2e::{command, copy_into, fit_small_lite0, free_port, photos, require_shared, run_ok};
 use lookout_shared::Region;
 
@@ -301,7 +301,16 @@ fn zones_are_drawn_on_the_live_image_and_a_drag_gives_the_flag_to_paste() {
     // The fixed camera of the scene test: a porch at night, a cat at the bowl.
     let camera = tmp.path().join("camera");
     let cats = photos(&shared, "Cat");
-    write_frames(&camera, "f", &scene(&shared), &cats[..3], "cat", 6, 7);
+    write_frames(
+        &camera,
+        NightMode::Colour,
+        "f",
+        &scene(&shared),
+        &cats[..3],
+        "cat",
+        6,
+        7,
+    );
     let host_port = format!("127.0.0.1:{}", free_port());
     let bowl = format!("bowl={BOWL}");
     let watching = watch_with_preview(

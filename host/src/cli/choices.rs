@@ -92,9 +92,10 @@ pub struct AugmentArgs {
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub augment: u32,
     /// How the views are drawn: a preset (`default`, `camera`: dim light, sensor noise, motion blur, low
-    /// resolution and wide crops as a fixed camera delivers them) or comma-separated crop=MIN_AREA, flip,
+    /// resolution and wide crops as a fixed camera delivers them), comma-separated crop=MIN_AREA, flip,
     /// jitter=J, rotate=DEGREES, blur=SIGMA, noise=SIGMA, jpeg=MIN_QUALITY, dark=GAMMA, motion=FRACTION,
-    /// lowres=FRACTION.
+    /// lowres=FRACTION, mono=PROBABILITY, or a preset followed by some of them: `camera,mono=0.25` for a
+    /// camera whose night mode is infrared (monochrome frames).
     #[arg(long, value_name = "SPEC", default_value = DEFAULT_POLICY, requires = "augment")]
     pub augment_policy: AugmentPolicy,
 }

@@ -43,7 +43,8 @@ pub struct Args {
     #[arg(long, value_name = "FRACTION", requires = "ood")]
     pub unknown_keep: Option<f32>,
     /// With --model: also measure the bundle on the test photos under camera conditions (low light, motion
-    /// blur, noise, JPEG quality 20, a 15° tilt, off-centre, low resolution) at fixed seeded strengths;
+    /// blur, noise, JPEG quality 20, a 15° tilt, off-centre, low resolution, an infrared night mode's
+    /// monochrome) at fixed seeded strengths;
     /// accuracy per condition and the mean, drawn to RUN_DIR/conditions.png.
     #[arg(long, requires = "model")]
     pub conditions: bool,

@@ -70,7 +70,7 @@ pub struct Args {
     #[command(flatten)]
     pub augment: AugmentArgs,
     /// After export, measure the bundle on the test photos under camera conditions (low light, motion blur,
-    /// noise, JPEG 20, tilt, off-centre, low resolution): 8 passes over the test split.
+    /// noise, JPEG 20, tilt, off-centre, low resolution, infrared monochrome): 9 passes over the test split.
     #[arg(long)]
     pub conditions: bool,
     /// Print the summary as JSON on stdout (no progress bars).

@@ -38,6 +38,8 @@ pub enum Condition {
     OffCentre,
     /// Low resolution: scaled to ¼ and back, as a subject that fills a quarter of a 640×480 frame.
     LowRes,
+    /// Infrared night mode: no colour, each pixel its luma (a Pi NoIR camera or a webcam after dark).
+    Infrared,
 }
 
 impl Serialize for Condition {
@@ -48,7 +50,7 @@ impl Serialize for Condition {
 
 impl Condition {
     /// Every condition, in report order.
-    pub const ALL: [Condition; 7] = [
+    pub const ALL: [Condition; 8] = [
         Condition::LowLight,
         Condition::MotionBlur,
         Condition::Noise,
@@ -56,6 +58,7 @@ impl Condition {
         Condition::Rotate15,
         Condition::OffCentre,
         Condition::LowRes,
+        Condition::Infrared,
     ];
 
     /// The name in reports and JSON.
@@ -68,6 +71,7 @@ impl Condition {
             Condition::Rotate15 => "rotate_15",
             Condition::OffCentre => "off_centre",
             Condition::LowRes => "low_res",
+            Condition::Infrared => "infrared",
         }
     }
 
@@ -83,6 +87,7 @@ impl Condition {
             Condition::LowRes => {
                 "scaled to 1/4 and back: a subject filling a quarter of a 640x480 frame"
             }
+            Condition::Infrared => "an infrared night mode: no colour",
         }
     }
 
@@ -104,6 +109,7 @@ impl Condition {
                 ops::crop_fraction(image, x, y, OFF_CENTRE_WINDOW, OFF_CENTRE_WINDOW)
             }
             Condition::LowRes => ops::downscale_upscale(image, 0.25),
+            Condition::Infrared => ops::monochrome(image),
         })
     }
 }

@@ -56,6 +56,12 @@ pub fn color_jitter(image: &RgbImage, brightness: f32, contrast: f32, saturation
     out
 }
 
+/// Colour dropped, each pixel its luma (BT.601) in all three channels: a camera's infrared night mode (an
+/// IR-lit scene, the IR-cut filter out) delivers such frames, as do most home webcams after dark.
+pub fn monochrome(image: &RgbImage) -> RgbImage {
+    color_jitter(image, 1.0, 1.0, 0.0)
+}
+
 /// Darker and with crushed shadows, as a sensor in dim light: `255 · gain · (v / 255)^gamma`.
 pub fn low_light(image: &RgbImage, gamma: f32, gain: f32) -> RgbImage {
     let lut: Vec<u8> = (0..=255u32)
