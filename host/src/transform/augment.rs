@@ -231,14 +231,16 @@ impl FromStr for AugmentPolicy {
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .peekable();
-        let mut policy = match parts.peek().copied() {
-            Some("default") => DEFAULT_POLICY.parse()?,
-            Some("camera") => CAMERA_POLICY.parse()?,
-            _ => AugmentPolicy::none(),
+        let preset = match parts.peek().copied() {
+            Some("default") => Some(DEFAULT_POLICY.parse()?),
+            Some("camera") => Some(CAMERA_POLICY.parse()?),
+            Some("none") => Some(AugmentPolicy::none()),
+            _ => None,
         };
-        if matches!(parts.peek().copied(), Some("default" | "camera" | "none")) {
+        if preset.is_some() {
             parts.next();
         }
+        let mut policy = preset.unwrap_or_else(AugmentPolicy::none);
         for part in parts {
             let (key, value) = match part.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -265,9 +267,10 @@ impl FromStr for AugmentPolicy {
                 "mono" => policy.mono = number(0.0, 1.0)?,
                 _ => {
                     return Err(format!(
-                        "{part:?} is not an augmentation; the spec is a preset (default, camera, none), \
-                         optionally followed by, or else comma-separated from crop=AREA, flip, jitter=J, rotate=DEGREES, blur=SIGMA, noise=SIGMA, \
-                         jpeg=QUALITY, dark=GAMMA, motion=FRACTION, lowres=FRACTION, mono=P, e.g. {CAMERA_POLICY}"
+                        "{part:?} is not an augmentation; the spec is comma-separated from crop=AREA, flip, \
+                         jitter=J, rotate=DEGREES, blur=SIGMA, noise=SIGMA, jpeg=QUALITY, dark=GAMMA, \
+                         motion=FRACTION, lowres=FRACTION, mono=P, optionally after a preset (default, camera, \
+                         none), e.g. {CAMERA_POLICY} or camera,mono=0.25"
                     ))
                 }
             }
