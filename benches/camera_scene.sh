@@ -14,9 +14,14 @@
 #   day1-bg-cam-clean  the same features and head, the rejection calibrated on clean photos (--unknown-clean)
 #   day1-bg-cam-mono   day1-bg-cam with a quarter of the views monochrome (`camera,mono=0.25`: for an infrared
 #                      night mode)
+#   week2-class  day1-bg-cam + week two: 6 bowl crops of the three other animals day1-bg-cam calls Cat (the
+#                frames `watch --capture-when event` saved) sorted into a class of their own, Visitor/
+#   week2-bg     the same crops sorted into --background instead (the animals become "nothing")
+#   week2-class-cats  week2-class, and the 6 crops of the day-one cats come back that week sorted into Cat/
+#                (everything `--capture-when event` saved in week two, sorted)
 # ONLY="NAME ..." runs (and tabulates) only those variants.
 # For each: the later frames through `lookout-edge classify --roi BOWL` (cats called Cat, empty and other animals
-# called no pet: nothing or unknown), the test photos under the eight conditions (right label and kept), the 216
+# called no pet: nothing, unknown or Visitor; the animals of week two and the three never sorted counted apart), the test photos under the eight conditions (right label and kept), the 216
 # ImageNet photos of other things, accepted. Writes WORK_DIR/*.json and prints one table.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -38,6 +43,8 @@ data_for() { # variant -> data folder
     if [ ! -d "$dir" ]; then
         cp -r "$work/scene/PetImages" "$dir"
         [ "$1" = photos ] || cp "$work/scene/day1-bowl/cat/"* "$dir/Cat/"
+        if [[ $1 == week2* ]]; then mkdir -p "$dir/Visitor" && cp "$work/scene/week2-bowl/visitor/"* "$dir/Visitor/"; fi
+        [ "$1" != week2-cats ] || cp "$work/scene/week2-bowl/cat/"* "$dir/Cat/"
     fi
     echo "$dir"
 }
@@ -65,16 +72,25 @@ fit day1-bg-cam day1 --background "$work/scene/day1-bowl/empty" --augment 4 --au
 WORK_OF=day1-bg-cam fit day1-bg-cam-clean day1 --background "$work/scene/day1-bowl/empty" --augment 4 \
     --augment-policy camera --unknown-clean
 fit day1-bg-cam-mono day1 --background "$work/scene/day1-bowl/empty" --augment 4 --augment-policy camera,mono=0.25
+fit week2-class week2 --background "$work/scene/day1-bowl/empty" --augment 4 --augment-policy camera
+if [ ! -d "$work/background-week2" ]; then
+    mkdir -p "$work/background-week2"
+    cp "$work/scene/day1-bowl/empty/"* "$work/scene/week2-bowl/visitor/"* "$work/background-week2/"
+fi
+fit week2-bg day1 --background "$work/background-week2" --augment 4 --augment-policy camera
+fit week2-class-cats week2-cats --background "$work/scene/day1-bowl/empty" --augment 4 --augment-policy camera
 
-python3 - "$work" ${ONLY:-photos day1 day1-bg day1-bg-cam day1-bg-cam-clean day1-bg-cam-mono} <<'PY'
+python3 - "$work" ${ONLY:-photos day1 day1-bg day1-bg-cam day1-bg-cam-clean day1-bg-cam-mono week2-class week2-bg week2-class-cats} <<'PY'
 import json, sys
 work, names = sys.argv[1], sys.argv[2:]
 def lines(path):
     return [json.loads(l) for l in open(path) if l.strip().startswith("{")]
 def frames(name, s):
     return [l for l in lines(f"{work}/{name}.{s}.jsonl") if "label" in l and "path" in l]
-def pet(l):  # called a pet: a label that is not the background, and not unknown
-    return not l.get("unknown") and not l.get("background")
+def pet(l):  # called a pet: Cat or Dog, not unknown (the background and a Visitor class are no pet)
+    return not l.get("unknown") and not l.get("background") and l["label"] in ("Cat", "Dog")
+def seen(l):  # the later frames of the three animals sorted in week two (every other one: the six alternate)
+    return int(l["path"].rsplit("-", 2)[-2]) % 2 == 1
 rows = {}
 for n in names:
     fit = json.load(open(f"{work}/{n}.fit.json"))
@@ -84,6 +100,8 @@ for n in names:
         "later cats called Cat": f'{sum(pet(l) and l["label"] == "Cat" for l in cats)}/{len(cats)}',
         "later empty called no pet": f'{sum(not pet(l) for l in empty)}/{len(empty)}',
         "other animals called no pet": f'{sum(not pet(l) for l in vis)}/{len(vis)}',
+        "of them, the three of week two": f'{sum(not pet(l) for l in vis if seen(l))}/{sum(map(seen, vis))}',
+        "of them, the three never sorted": f'{sum(not pet(l) for l in vis if not seen(l))}/{sum(not seen(l) for l in vis)}',
         "ImageNet others accepted": f'{sum(pet(l) for l in others) / max(len(others), 1) * 100:.1f} %',
         "clean (bundle)": f'{c["clean"]["accuracy"] * 100:.2f} %',
         "mean of the conditions": f'{c["mean_accuracy"] * 100:.2f} %',

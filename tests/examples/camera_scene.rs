@@ -8,6 +8,11 @@
 //! OUT/day1/empty/              20 frames of the first evening's empty scene
 //! OUT/day1-bowl/{cat,empty}/   the same frames' bowl zone, as `watch --zone bowl=… --capture` saves them
 //! OUT/later/{cat,empty,visitor}/  the test: 20 later visits, 40 later empty frames, 12 other animals
+//! OUT/week2-bowl/visitor/      6 bowl crops of the three other animals the day-one bundle calls Cat (weasel,
+//!                              Angora rabbit, giant panda), mirrored, at other light and noise: what `watch
+//!                              --capture-when event` saved when they were called Cat, for the user to sort
+//! OUT/week2-bowl/cat/          6 bowl crops of the day-one cats come back (mirrored, other light): the events
+//!                              of the same week that were right
 //! ```
 //!
 //! `--infrared`: the camera's night mode, monochrome frames (`NightMode::Infrared`).
@@ -97,5 +102,48 @@ fn main() {
         12,
         400,
     );
+    // Week two: the three animals the day-one bundle calls Cat came by, and the day-one cats came back. Their
+    // frames are mirrored (another visit, not the same frames again) and written at other lights and noise;
+    // the other three animals stay unseen.
+    let mirrored = out.join("week2-photos");
+    std::fs::create_dir_all(&mirrored).expect("week-two photos folder");
+    let mirror = |photo: &PathBuf| {
+        let path = mirrored.join(photo.file_name().expect("file name"));
+        image::open(photo)
+            .expect("a photo")
+            .fliph()
+            .save(&path)
+            .expect("writing a mirrored photo");
+        path
+    };
+    let seen: Vec<PathBuf> = visitor_photos(&shared)
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(mirror)
+        .collect();
+    let cats_again: Vec<PathBuf> = visiting[..6].iter().map(mirror).collect();
+    let week2_cats = write_frames(
+        &out.join("week2/cat"),
+        night,
+        "week2",
+        &porch,
+        &cats_again,
+        "cat",
+        6,
+        600,
+    );
+    write_zone_crops(&week2_cats, &out.join("week2-bowl/cat"));
+    let week2 = write_frames(
+        &out.join("week2/visitor"),
+        night,
+        "week2",
+        &porch,
+        &seen,
+        "visitor",
+        6,
+        500,
+    );
+    write_zone_crops(&week2, &out.join("week2-bowl/visitor"));
     println!("{}", out.display());
 }
