@@ -21,8 +21,9 @@
 #                (everything `--capture-when event` saved in week two, sorted)
 # ONLY="NAME ..." runs (and tabulates) only those variants.
 # For each: the later frames through `lookout-edge classify --roi BOWL` (cats called Cat, empty and other animals
-# called no pet: nothing, unknown or Visitor; the animals of week two and the three never sorted counted apart), the test photos under the eight conditions (right label and kept), the 216
-# ImageNet photos of other things, accepted. Writes WORK_DIR/*.json and prints one table.
+# called no pet: nothing, unknown or Visitor; the animals of week two and the three never sorted counted apart),
+# the test photos under the eight conditions (right label and kept), the 216 ImageNet photos of other things,
+# accepted. Writes WORK_DIR/*.json and prints one table.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 work=$(realpath -m "$1")
@@ -43,7 +44,9 @@ data_for() { # variant -> data folder
     if [ ! -d "$dir" ]; then
         cp -r "$work/scene/PetImages" "$dir"
         [ "$1" = photos ] || cp "$work/scene/day1-bowl/cat/"* "$dir/Cat/"
-        if [[ $1 == week2* ]]; then mkdir -p "$dir/Visitor" && cp "$work/scene/week2-bowl/visitor/"* "$dir/Visitor/"; fi
+        if [[ $1 == week2* ]]; then
+            mkdir -p "$dir/Visitor" && cp "$work/scene/week2-bowl/visitor/"* "$dir/Visitor/"
+        fi
         [ "$1" != week2-cats ] || cp "$work/scene/week2-bowl/cat/"* "$dir/Cat/"
     fi
     echo "$dir"
@@ -89,7 +92,9 @@ def frames(name, s):
     return [l for l in lines(f"{work}/{name}.{s}.jsonl") if "label" in l and "path" in l]
 def pet(l):  # called a pet: Cat or Dog, not unknown (the background and a Visitor class are no pet)
     return not l.get("unknown") and not l.get("background") and l["label"] in ("Cat", "Dog")
-def seen(l):  # the later frames of the three animals sorted in week two (every other one: the six alternate)
+# The later frames of the three animals sorted in week two: the later frames cycle through the six animals and
+# tests/examples/camera_scene.rs sorts the 2nd, 4th and 6th (`skip(1).step_by(2)`), so the odd frame numbers.
+def seen(l):
     return int(l["path"].rsplit("-", 2)[-2]) % 2 == 1
 rows = {}
 for n in names:

@@ -104,7 +104,8 @@ fn main() {
     );
     // Week two: the three animals the day-one bundle calls Cat came by, and the day-one cats came back. Their
     // frames are mirrored (another visit, not the same frames again) and written at other lights and noise;
-    // the other three animals stay unseen.
+    // the other three animals stay unseen. (benches/camera_scene.sh counts the sorted ones by this choice: the
+    // odd later visitor frames.)
     let mirrored = out.join("week2-photos");
     std::fs::create_dir_all(&mirrored).expect("week-two photos folder");
     let mirror = |photo: &PathBuf| {
