@@ -39,4 +39,11 @@ echo "median inference p50, $threads thread(s): lookout-edge $me ms, onnxruntime
 if [[ ${#base_p50s[@]} -gt 0 ]]; then
     mb=$(median "${base_p50s[@]}")
     echo "baseline lookout-edge $mb ms: $(python3 -c "print(f'{$mb / $mo:.2f}')")x onnxruntime, $(python3 -c "print(f'{$mb / $me:.2f}')")x this build"
+    # Each round's own ratio, which a machine whose speed drifts between rounds moves less than the medians.
+    python3 - "${base_p50s[*]}" "${edge_p50s[*]}" <<'PY'
+import statistics, sys
+ratios = [b / e for b, e in zip(map(float, sys.argv[1].split()), map(float, sys.argv[2].split()))]
+q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+print(f"baseline / this build, round by round: median {statistics.median(ratios):.3f} (quartiles {q[0]:.3f}-{q[2]:.3f})")
+PY
 fi

@@ -116,20 +116,9 @@ fn amd_avx512_matrix_products_take_the_fma_kernels() {
     use tract_core::prelude::DatumType;
     use tract_linalg::MmmDispatch;
     let isa = tract_linalg::isa::native();
-    let tier = kernels::matmul_tier();
-    let amd = cfg!(target_arch = "x86_64") && amd_cpu();
-    let switched_off = std::env::var("LOOKOUT_MATMUL_TIER").as_deref() == Ok("off");
-    let applies = amd
-        && isa.has(Isa::X86_64Avx512f)
-        && isa.has(Isa::X86_64Avx2)
-        && isa.has(Isa::X86_64Fma)
-        && !switched_off;
-    println!("machine: {isa:?}, AMD: {amd}; tier: {tier:?}");
-    if !applies {
-        assert_eq!(tier, None, "the tier speaks where it must not");
+    if !tier_speaks_here(b"AuthenticAMD", "lookout_amd_avx512_f32") {
         return;
     }
-    assert_eq!(tier, Some("lookout_amd_avx512_f32"));
     let without = MmmDispatch::for_isa(isa.without(Isa::X86_64Avx512f));
     // The heads' first layers (MobileNetV3-Small and Lite0 tutorial heads), a 112x112 expansion, a 7x7 one.
     for (m, k, n) in [
@@ -150,17 +139,74 @@ fn amd_avx512_matrix_products_take_the_fma_kernels() {
     }
 }
 
+/// On an Intel processor with AVX-512 our tier answers f32 products of more than one column with the kernel
+/// whose tiles fit the product best: Lite0's stem and first expansion (the layers tract's Intel cost model gave
+/// tiles two or three columns wide) run 16x12 tiles; matrix-vector products stay tract's own.
+#[test]
+fn intel_avx512_matrix_products_take_the_best_fitting_tiles() {
+    use tract_core::prelude::DatumType;
+    use tract_linalg::MmmDispatch;
+    if !tier_speaks_here(b"GenuineIntel", "lookout_intel_avx512_f32") {
+        return;
+    }
+    let picked = |m: usize, k: usize, n: usize| {
+        MmmDispatch::native()
+            .preferred_kernel(DatumType::F32, Some(m), Some(k), Some(n))
+            .map(|kernel| kernel.name().to_string())
+            .unwrap_or_default()
+    };
+    // Shapes as tract hands them over: the stem (a convolution: 32 channels from 27 taps over 112 x 112
+    // positions), then einsums, whose larger side tract makes m: the first expansion (96 channels from 16), a
+    // 7 x 7 expansion (1152 from 192), a projection to 16 channels (8 columns fit it whole).
+    for (m, k, n, expected) in [
+        (32, 27, 12544, "avx512_mmm_f32_16x12"),
+        (12544, 16, 96, "avx512_mmm_f32_16x12"),
+        (1152, 192, 49, "avx512_mmm_f32_32x5"),
+        (12544, 32, 16, "avx512_mmm_f32_16x8"),
+    ] {
+        assert_eq!(picked(m, k, n), expected, "m={m} k={k} n={n}");
+    }
+    // The heads' first layers (MobileNetV3-Small and Lite0 tutorial heads): tract's matrix-vector choice.
+    for (m, k) in [(256, 28224), (256, 62720)] {
+        assert_eq!(picked(m, k, 1), "avx512_mmm_f32_128x1", "m={m} k={k} n=1");
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
-fn amd_cpu() -> bool {
+fn vendor() -> [u8; 12] {
     let leaf = std::arch::x86_64::__cpuid(0);
-    let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    vendor == b"AuthenticAMD"
+    let mut vendor = [0; 12];
+    for (chunk, register) in vendor.chunks_mut(4).zip([leaf.ebx, leaf.edx, leaf.ecx]) {
+        chunk.copy_from_slice(&register.to_le_bytes());
+    }
+    vendor
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn amd_cpu() -> bool {
-    false
+fn vendor() -> [u8; 12] {
+    [0; 12]
+}
+
+/// Whether the tier `name`, measured on `vendor_id`'s processors with AVX-512, must speak on this machine:
+/// asserts that it does where it must, and that it is silent elsewhere.
+fn tier_speaks_here(vendor_id: &[u8; 12], name: &str) -> bool {
+    let isa = tract_linalg::isa::native();
+    let tier = kernels::matmul_tier();
+    let switched_off = std::env::var("LOOKOUT_MATMUL_TIER").as_deref() == Ok("off");
+    let applies = cfg!(target_arch = "x86_64")
+        && vendor() == *vendor_id
+        && isa.has(Isa::X86_64Avx512f)
+        && isa.has(Isa::X86_64Avx2)
+        && isa.has(Isa::X86_64Fma)
+        && !switched_off;
+    println!(
+        "machine: {isa:?}, vendor {}; tier: {tier:?}",
+        String::from_utf8_lossy(&vendor())
+    );
+    if applies {
+        assert_eq!(tier, Some(name));
+    } else {
+        assert_ne!(tier, Some(name), "{name} speaks where it must not");
+    }
+    applies
 }

@@ -21,6 +21,9 @@
 //! - **x86_64, AMD with AVX-512** (`x86_64.rs`): a matrix-product *tier* (`tract_linalg::mmm_tiers::MmmTier`,
 //!   collected the same way), asked before tract's own, that answers f32 products with the kernel tract's
 //!   AVX2 + FMA tier would pick: on Zen 4 tract's 512-bit choices, uncalibrated for AMD at n = 1, were slower.
+//! - **x86_64, Intel with AVX-512** (`x86_64.rs`): a second tier that answers f32 products of more than one
+//!   column with the kernel whose tiles fit the product best (tract's own rule where it has no cost model):
+//!   tract's Intel cost model gave the convolutions over 112 × 112 positions tiles two or three columns wide.
 //!
 //! A registration lives in an object file the linker keeps only when something references it:
 //! [`ensure_linked`] does, and [`crate::Model`] calls it before optimising a plan. Tests in

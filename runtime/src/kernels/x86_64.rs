@@ -45,25 +45,126 @@ inventory::submit! {
         // AVX-512 and leaves everything else to them.
         precedence: 9,
         name: TIER_NAME,
-        applies: |isa| {
-            isa.has(Isa::X86_64Avx512f)
-                && isa.has(Isa::X86_64Avx2)
-                && isa.has(Isa::X86_64Fma)
-                && is_amd()
-                && std::env::var(TIER_SWITCH).as_deref() != Ok("off")
-        },
+        applies: |isa| tier_applies(isa, b"AuthenticAMD"),
         preferred: amd_avx512_preferred,
     }
 }
 
-/// Whether the CPU is AMD's (CPUID leaf 0 vendor string).
-fn is_amd() -> bool {
+/// The matrix-product tier this crate adds on Intel processors with AVX-512: see [`intel_avx512_preferred`].
+pub const INTEL_TIER_NAME: &str = "lookout_intel_avx512_f32";
+
+inventory::submit! {
+    MmmTier {
+        arch: Some(Arch::X86_64),
+        // Above the AMD tier (which never applies on the same machine) and every tier of tract 0.23.9.
+        precedence: 10,
+        name: INTEL_TIER_NAME,
+        applies: |isa| tier_applies(isa, b"GenuineIntel"),
+        preferred: intel_avx512_preferred,
+    }
+}
+
+/// Whether a tier of this crate speaks on `isa`: AVX-512 with AVX2 and FMA, the processor of `vendor` (both
+/// tiers were measured on one vendor's machines), and not switched off with [`TIER_SWITCH`].
+fn tier_applies(isa: &IsaSet, vendor_id: &[u8; 12]) -> bool {
+    isa.has(Isa::X86_64Avx512f)
+        && isa.has(Isa::X86_64Avx2)
+        && isa.has(Isa::X86_64Fma)
+        && vendor() == *vendor_id
+        && std::env::var(TIER_SWITCH).as_deref() != Ok("off")
+}
+
+/// The CPU's vendor string (CPUID leaf 0).
+fn vendor() -> [u8; 12] {
     let leaf = __cpuid(0);
-    let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
+    let mut vendor = [0; 12];
+    for (chunk, register) in vendor.chunks_mut(4).zip([leaf.ebx, leaf.edx, leaf.ecx]) {
+        chunk.copy_from_slice(&register.to_le_bytes());
+    }
+    vendor
+}
+
+/// One f32 kernel tract-linalg 0.23.9 runs on AVX-512 machines: its tile (`mr` × `nr`) and its throughput at a
+/// full tile relative to the fastest (tract's own table for machines it has no cost model for,
+/// `X86_F32_CHOICES` in `tract-linalg/src/x86_64/mmm.rs`, measured with `tract hwbench`).
+struct Tile {
+    name: &'static str,
+    mr: usize,
+    nr: usize,
+    scale: f32,
+}
+
+impl Tile {
+    const fn new(name: &'static str, mr: usize, nr: usize, scale: f32) -> Tile {
+        Tile {
+            name,
+            mr,
+            nr,
+            scale,
+        }
+    }
+}
+
+const AVX512_TILES: &[Tile] = &[
+    Tile::new("avx512_mmm_f32_16x12", 16, 12, 1.000),
+    Tile::new("avx512_mmm_f32_16x8", 16, 8, 0.995),
+    Tile::new("avx512_mmm_f32_32x5", 32, 5, 0.992),
+    Tile::new("avx512_mmm_f32_32x6", 32, 6, 0.990),
+    Tile::new("avx512_mmm_f32_48x4", 48, 4, 0.978),
+    Tile::new("fma_mmm_f32_16x6", 16, 6, 0.964),
+    Tile::new("fma_mmm_f32_24x4", 24, 4, 0.948),
+    Tile::new("fma_mmm_f32_16x5", 16, 5, 0.935),
+    Tile::new("fma_mmm_f32_32x3", 32, 3, 0.919),
+    Tile::new("avx512_mmm_f32_64x3", 64, 3, 0.895),
+    Tile::new("fma_mmm_f32_40x2", 40, 2, 0.842),
+    Tile::new("fma_mmm_f32_8x8", 8, 8, 0.788),
+    Tile::new("avx512_mmm_f32_80x2", 80, 2, 0.766),
+];
+
+/// f32 matrix products (n > 1) on Intel with AVX-512: the kernel whose tiles waste the least of the product,
+/// weighted by its throughput, which is tract's own rule for machines it has no cost model for. tract 0.23.9
+/// answers Intel from a linear cost model fitted on another Intel machine, which on a Xeon (family 6 model 207)
+/// picked tiles two or three columns wide for the convolutions over 112 × 112 positions: `fma_mmm_f32_32x3` for
+/// Lite0's stem (32 channels from 27 taps, 2.76 ms of a 27.9 ms plan against onnxruntime's 0.50 ms) and
+/// `avx512_mmm_f32_80x2` for its first expansion (96 channels from 16: 96 rows in two 80-row tiles).
+/// Matrix-vector products (n = 1, the head) stay tract's: its model for them was measured on Intel.
+fn intel_avx512_preferred(
+    _isa: &IsaSet,
+    accumulator: DatumType,
+    query: &Query,
+    suitable: &[Suitable],
+) -> Option<&'static str> {
+    if !plain_f32(accumulator, query) {
+        return None;
+    }
+    let (Some(m), Some(n)) = (query.m, query.n) else {
+        return None;
+    };
+    if n < 2 {
+        return None;
+    }
+    let utilisation = |d: usize, tile: usize| d as f32 / (d.div_ceil(tile) * tile) as f32;
+    let tiles = |t: &Tile| m.div_ceil(t.mr) * n.div_ceil(t.nr);
+    AVX512_TILES
         .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    vendor == b"AuthenticAMD"
+        .filter(|t| tract_linalg::mmm::suitable_named(suitable, t.name).is_some())
+        .max_by(|a, b| {
+            let score = |t: &Tile| t.scale * utilisation(m, t.mr) * utilisation(n, t.nr);
+            score(a)
+                .total_cmp(&score(b))
+                // Then fewer tiles (less loop overhead), then wider ones.
+                .then(tiles(b).cmp(&tiles(a)))
+                .then(a.nr.cmp(&b.nr))
+        })
+        .map(|t| t.name)
+}
+
+/// Whether a query is a plain f32 product, the only kind the tiers of this crate answer: 4-bit weights (a q4
+/// head) and mixed precision stay tract's to answer.
+fn plain_f32(accumulator: DatumType, query: &Query) -> bool {
+    accumulator == DatumType::F32
+        && matches!(query.weight, WeightType::Plain(DatumType::F32))
+        && query.activation == DatumType::F32
 }
 
 /// f32 matrix products on AMD with AVX-512: the kernel tract's own AVX2 + FMA tier would pick (the machine seen
@@ -71,18 +172,15 @@ fn is_amd() -> bool {
 /// has no AMD calibration for its matrix-vector kernels ("AMD has no n=1-calibrated mmv model yet": it runs the
 /// 128x1 512-bit kernel on the head's first layer). Measured on an AMD EPYC (Zen 4), interleaved with tract's
 /// own choice (docs/performance.md): MobileNetV3-Small f32 4.93 → 4.45 ms a frame, Lite0 17.56 → 17.27 ms;
-/// answering only the matrix-vector products (n = 1) gained less. Intel machines are left to tract, whose
-/// AVX-512 choices are calibrated there.
+/// answering only the matrix-vector products (n = 1) gained less. On an Intel Xeon the same answers were 0.85× as
+/// fast as tract's 512-bit choices: Intel has its own tier ([`intel_avx512_preferred`]).
 fn amd_avx512_preferred(
     isa: &IsaSet,
     accumulator: DatumType,
     query: &Query,
     _suitable: &[Suitable],
 ) -> Option<&'static str> {
-    // Plain f32 products only: 4-bit weights (a q4 head) and mixed precision stay tract's to answer.
-    let plain_f32 = matches!(query.weight, WeightType::Plain(DatumType::F32))
-        && query.activation == DatumType::F32;
-    if accumulator != DatumType::F32 || !plain_f32 {
+    if !plain_f32(accumulator, query) {
         return None;
     }
     static WITHOUT_AVX512: OnceLock<MmmDispatch> = OnceLock::new();
