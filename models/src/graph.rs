@@ -287,7 +287,7 @@ fn fold(
     in_channels: usize,
 ) -> Result<FoldedConv, ModelsError> {
     let (out_channels, per_group) = (shape[0], shape[1]);
-    if per_group == 0 || in_channels % per_group != 0 {
+    if per_group == 0 || !in_channels.is_multiple_of(per_group) {
         return Err(sd.wrong(format!(
             "`{conv}.weight` has shape {shape:?}, which does not take {in_channels} input channels"
         )));

@@ -8,7 +8,8 @@
 //! - [`shape::pin_input_shape`]: the one place a model's symbolic input dimensions (the batch) become concrete;
 //!   bundles here, and backbone files in `lookout-models`, go through it.
 //! - [`error_line`]: how both command-line tools print an error and its causes on one line.
-//! - [`kernels`]: depthwise-convolution kernels tract lacks, registered into its kernel registry.
+//! - [`kernels`]: kernels tract lacks (depthwise convolutions, an AVX-512 matrix product), registered into its
+//!   registries.
 //! - [`WeightMemory`]: whether a `q4` bundle's convolution weights stay in blocks or are expanded at load.
 
 pub mod error;

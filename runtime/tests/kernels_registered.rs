@@ -139,9 +139,10 @@ fn amd_avx512_matrix_products_take_the_fma_kernels() {
     }
 }
 
-/// On an Intel processor with AVX-512 our tier answers f32 products of more than one column with the kernel
-/// whose tiles fit the product best: Lite0's stem and first expansion (the layers tract's Intel cost model gave
-/// tiles two or three columns wide) run 16x12 tiles; matrix-vector products stay tract's own.
+/// On an Intel processor with AVX-512 our tier answers f32 products of more than one column with this crate's
+/// kernel, which stores whole vectors, wherever its 16 x 16 tiles fit the product at least 0.8 as well as the
+/// best of tract's, and otherwise with tract's best-fitting tile (tract's Intel cost model gave Lite0's stem
+/// and first expansion tiles two or three columns wide); matrix-vector products stay tract's own.
 #[test]
 fn intel_avx512_matrix_products_take_the_best_fitting_tiles() {
     use tract_core::prelude::DatumType;
@@ -156,13 +157,18 @@ fn intel_avx512_matrix_products_take_the_best_fitting_tiles() {
             .unwrap_or_default()
     };
     // Shapes as tract hands them over: the stem (a convolution: 32 channels from 27 taps over 112 x 112
-    // positions), then einsums, whose larger side tract makes m: the first expansion (96 channels from 16), a
-    // 7 x 7 expansion (1152 from 192), a projection to 16 channels (8 columns fit it whole).
+    // positions), then einsums: the first expansion (96 channels from 16), a projection to 16 channels, an
+    // expansion at 28 x 28 to 240 channels and a projection to 40 (48 columns: 0.83 of 16x8's fit), all ours;
+    // a 7 x 7 expansion (1152 from 192: 49 columns fill 16 to 0.77, 32x5's 5 to 0.98) and a projection to 24
+    // channels (0.75 of 16x12's fit), tract's.
     for (m, k, n, expected) in [
-        (32, 27, 12544, "avx512_mmm_f32_16x12"),
-        (12544, 16, 96, "avx512_mmm_f32_16x12"),
+        (32, 27, 12544, "lookout_avx512_mmm_f32_16x16"),
+        (12544, 16, 96, "lookout_avx512_mmm_f32_16x16"),
+        (12544, 32, 16, "lookout_avx512_mmm_f32_16x16"),
+        (784, 40, 240, "lookout_avx512_mmm_f32_16x16"),
+        (784, 240, 40, "lookout_avx512_mmm_f32_16x16"),
         (1152, 192, 49, "avx512_mmm_f32_32x5"),
-        (12544, 32, 16, "avx512_mmm_f32_16x8"),
+        (3136, 144, 24, "avx512_mmm_f32_16x12"),
     ] {
         assert_eq!(picked(m, k, n), expected, "m={m} k={k} n={n}");
     }

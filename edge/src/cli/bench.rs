@@ -238,6 +238,8 @@ fn profile_json(p: &OpProfile, preprocess_ms: f64) -> serde_json::Value {
         "plan_ms": round3(ms(p.total_per_run())),
         "by_kind": p.by_kind().into_iter().map(|(kind, t, share)| json!({"kind": kind, "ms": round3(ms(t)), "share": round3(share)})).collect::<Vec<_>>(),
         "by_op": p.by_op.iter().map(|(name, (t, nodes))| json!({"op": name, "ms": round3(ms(*t / runs)), "nodes": nodes})).collect::<Vec<_>>(),
-        "slowest_nodes": p.slowest_nodes(SLOWEST_NODES).into_iter().map(|(node, t)| json!({"node": node.name, "op": node.op, "output_shape": node.output_shape, "ms": round3(ms(t))})).collect::<Vec<_>>(),
+        // Every node, slowest first (the text names the first SLOWEST_NODES): what a script comparing two
+        // builds layer by layer needs.
+        "nodes": p.slowest_nodes(usize::MAX).into_iter().map(|(node, t)| json!({"node": node.name, "op": node.op, "output_shape": node.output_shape, "ms": round3(ms(t))})).collect::<Vec<_>>(),
     })
 }

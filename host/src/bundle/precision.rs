@@ -189,7 +189,7 @@ pub fn block_quant_weight(
 ) -> TractResult<OutletId> {
     let format = Q4_0;
     anyhow::ensure!(
-        inputs % format.block_len() == 0,
+        inputs.is_multiple_of(format.block_len()),
         "{name}: {inputs} inputs is not a whole number of Q4_0 blocks"
     );
     let blob = format.quant_f32(weight)?;

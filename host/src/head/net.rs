@@ -147,7 +147,7 @@ impl Head {
     pub fn forward(&self, features: &[f32]) -> Vec<f32> {
         let input_len = self.input_len();
         assert!(
-            input_len > 0 && features.len() % input_len == 0,
+            input_len > 0 && features.len().is_multiple_of(input_len),
             "Head::forward: {} values is not a whole number of inputs of {input_len}",
             features.len()
         );

@@ -140,7 +140,7 @@ pub fn normalized_rows(
         [c] | [c, _, _] => *c,
         _ => return Err(UnknownError::Shape(shape.to_vec())),
     };
-    if len == 0 || features.len() % len != 0 {
+    if len == 0 || !features.len().is_multiple_of(len) {
         return Err(UnknownError::Shape(shape.to_vec()));
     }
     let out: Vec<f32> = features
@@ -305,7 +305,7 @@ impl UnknownDetector {
             // The views are view-major over the same rows (view 1 of each, then view 2, …); otherwise where a
             // view came from is not known.
             let photos = train.len() / dim;
-            if photos > 0 && train_views.len() % train.len() == 0 {
+            if photos > 0 && train_views.len().is_multiple_of(train.len()) {
                 sources.extend(picks.iter().map(|&i| BankSource {
                     row: i % photos,
                     view: (i / photos + 1) as u32,

@@ -1,4 +1,5 @@
-//! Depthwise-convolution kernels tract 0.23.9 lacks, registered into its kernel registry.
+//! Kernels tract 0.23.9 lacks (depthwise convolutions; an AVX-512 matrix product that stores vectors), and
+//! matrix-product tiers, registered into its registries.
 //!
 //! tract-linalg picks each single-winner kernel from a registry: `Routine` values collected with
 //! `inventory`, looked up per function (`Func::DepthwiseW`, `Func::DepthwiseC`, …) by
@@ -24,6 +25,9 @@
 //! - **x86_64, Intel with AVX-512** (`x86_64.rs`): a second tier that answers f32 products of more than one
 //!   column with the kernel whose tiles fit the product best (tract's own rule where it has no cost model):
 //!   tract's Intel cost model gave the convolutions over 112 × 112 positions tiles two or three columns wide.
+//!   Where its tiles fit the product about as well, it answers with this crate's own matrix-product kernel
+//!   (`x86_64/mmm.rs`, registered as an `MmmRoutine`, the registry tract-linalg's kernel macros fill), which stores
+//!   whole vectors where tract's AVX-512 kernels store every value on its own.
 //!
 //! A registration lives in an object file the linker keeps only when something references it:
 //! [`ensure_linked`] does, and [`crate::Model`] calls it before optimising a plan. Tests in

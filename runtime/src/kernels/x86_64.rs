@@ -1,4 +1,5 @@
-//! x86_64 AVX2 + FMA depthwise kernels, registered for machines offering both.
+//! x86_64 AVX2 + FMA depthwise kernels, registered for machines offering both; the matrix-product tiers for AMD
+//! and Intel processors with AVX-512, and (`mmm`) the AVX-512 matrix-product kernel the Intel tier names.
 //!
 //! Contracts are tract-linalg 0.23.9's `DepthwiseWF32` and `DepthwiseCF32`
 //! (`tract_linalg::routines`). Products are fused (one FMA per tap), so results differ from
@@ -17,6 +18,8 @@ use tract_linalg::{MmmDispatch, WeightType};
 pub const W_NAME: &str = "lookout_x86_64_fma_depthwise_w_f32";
 pub const C_NAME: &str = "lookout_x86_64_fma_depthwise_c_f32";
 pub static REGISTERED: &[(Func, &str)] = &[(Func::DepthwiseW, W_NAME), (Func::DepthwiseC, C_NAME)];
+
+mod mmm;
 
 const NEEDS: IsaReq = IsaReq::ANY.needing(&[Isa::X86_64Avx2, Isa::X86_64Fma]);
 
@@ -127,7 +130,9 @@ const AVX512_TILES: &[Tile] = &[
 /// picked tiles two or three columns wide for the convolutions over 112 × 112 positions: `fma_mmm_f32_32x3` for
 /// Lite0's stem (32 channels from 27 taps, 2.76 ms of a 27.9 ms plan against onnxruntime's 0.50 ms) and
 /// `avx512_mmm_f32_80x2` for its first expansion (96 channels from 16: 96 rows in two 80-row tiles).
-/// Matrix-vector products (n = 1, the head) stay tract's: its model for them was measured on Intel.
+/// Where this crate's own kernel ([`mmm`], which stores whole vectors) fits the product nearly as well as that
+/// tile, it answers with it instead. Matrix-vector products (n = 1, the head) stay tract's: its model for them was
+/// measured on Intel.
 fn intel_avx512_preferred(
     _isa: &IsaSet,
     accumulator: DatumType,
@@ -145,19 +150,33 @@ fn intel_avx512_preferred(
     }
     let utilisation = |d: usize, tile: usize| d as f32 / (d.div_ceil(tile) * tile) as f32;
     let tiles = |t: &Tile| m.div_ceil(t.mr) * n.div_ceil(t.nr);
-    AVX512_TILES
+    let score = |t: &Tile| t.scale * utilisation(m, t.mr) * utilisation(n, t.nr);
+    let best = AVX512_TILES
         .iter()
         .filter(|t| tract_linalg::mmm::suitable_named(suitable, t.name).is_some())
         .max_by(|a, b| {
-            let score = |t: &Tile| t.scale * utilisation(m, t.mr) * utilisation(n, t.nr);
             score(a)
                 .total_cmp(&score(b))
                 // Then fewer tiles (less loop overhead), then wider ones.
                 .then(tiles(b).cmp(&tiles(a)))
                 .then(a.nr.cmp(&b.nr))
-        })
-        .map(|t| t.name)
+        })?;
+    // This crate's kernel stores whole vectors where tract's store value by value. Measured layer by layer on
+    // Lite0 (docs/performance.md, "A kernel that stores vectors"), it took 0.34 to 0.92 of the time of tract's
+    // best-fitting tile wherever its own 16 x 16 tiles fitted the product at least 0.83 as well, about the same
+    // (0.95) at 0.75, and 1.09 to 1.32 of the time on the 7 x 7 layers, where 49 columns fill 16-wide tiles to
+    // 0.77 against 0.98 for 32x5 (0.79 as well).
+    let ours = utilisation(m, mmm::MR) * utilisation(n, mmm::NR);
+    if ours >= OWN_KERNEL_MIN_FIT * score(best)
+        && tract_linalg::mmm::suitable_named(suitable, mmm::NAME).is_some()
+    {
+        return Some(mmm::NAME);
+    }
+    Some(best.name)
 }
+
+/// How much of the best-fitting tile's utilisation this crate's kernel must reach to be chosen over it.
+const OWN_KERNEL_MIN_FIT: f32 = 0.8;
 
 /// Whether a query is a plain f32 product, the only kind the tiers of this crate answer: 4-bit weights (a q4
 /// head) and mixed precision stay tract's to answer.
@@ -220,7 +239,11 @@ inventory::submit! {
 /// in it, in the binary.
 #[inline(never)]
 pub fn ensure_linked() {
-    std::hint::black_box((depthwise_w_f32 as *const (), depthwise_c_f32 as *const ()));
+    std::hint::black_box((
+        depthwise_w_f32 as *const (),
+        depthwise_c_f32 as *const (),
+        mmm::anchor(),
+    ));
 }
 
 /// Mask of the first `n` lanes (`n` at most 8).

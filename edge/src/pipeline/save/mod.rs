@@ -148,7 +148,7 @@ impl SaveSink {
         match self.options.rule {
             SaveRule::Uncertain(bound) => f.prediction.score < bound,
             SaveRule::Unknown => f.prediction.unknown,
-            SaveRule::Every(n) => f.number % n == 0,
+            SaveRule::Every(n) => f.number.is_multiple_of(n),
             SaveRule::Event => false,
         }
     }

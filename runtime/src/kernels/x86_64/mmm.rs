@@ -1,0 +1,319 @@
+//! An f32 matrix-product kernel for AVX-512 that stores its tile a vector at a time.
+//!
+//! tract-linalg 0.23.9's AVX-512 kernels store every value of a tile on its own (`vextractps` in each
+//! `avx512_mmm_f32_*.S.j2`, whatever the output's layout). A layer with few multiply-adds a value is bound by
+//! those stores: Lite0's first expansion (96 channels from 16, over 112 × 112 positions) writes 1.2 M values for
+//! 16 multiply-adds each, and ran about twice onnxruntime's time in every tile tract has. This kernel computes
+//! the same 16 × 16 tile as tract's kernels do (sixteen 512-bit accumulators, one per column, one FMA per
+//! column and step of k) and stores it with whole-vector writes: columns as they are when the rows of the
+//! output are contiguous, rows after an in-register transpose when its columns are (a channel-last
+//! convolution's output, the positions being the rows); a layout with neither falls back to single values.
+//!
+//! It is a [`DynKernel`] submitted to tract-linalg's own kernel registry (`MmmRoutine`, the one its kernel
+//! macros fill), so tract packs its operands and drives it like any of its own kernels; only the Intel tier of
+//! this crate names it (its boost of -1 keeps tract's own rules on its own kernels).
+
+use std::arch::x86_64::*;
+use std::sync::LazyLock;
+
+use tract_linalg::isa::{Arch, Isa, IsaReq};
+use tract_linalg::mmm::{DynKernel, FusedKerSpec, OutputStoreKer};
+use tract_linalg::mmm_routines::MmmRoutine;
+use tract_linalg::pack::Packing;
+
+/// The kernel's name, as tract lists it and as the Intel tier answers with it.
+pub const NAME: &str = "lookout_avx512_mmm_f32_16x16";
+/// Rows of a tile (the packed A panel's width).
+pub const MR: usize = 16;
+/// Columns of a tile (the packed B panel's width).
+pub const NR: usize = 16;
+
+static KERNEL: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| {
+    // Panels on cache lines: each step of k then reads A's 16 values as one aligned vector and B's 16 from one
+    // line.
+    let (a, b) = (f32::packing(MR).align(64), f32::packing(NR).align(64));
+    let mut kernel = DynKernel::<MR, NR, f32>::new(NAME, run, a, b);
+    kernel.arch = Some(Arch::X86_64);
+    kernel
+        .with_isa(IsaReq::ANY.needing(&[Isa::X86_64Avx512f]))
+        // Below tract's own AVX-512 kernels (boost 0 at the same level) wherever tract chooses by its generic
+        // rules: only a tier naming this kernel runs it.
+        .with_boost(|| -1)
+});
+
+inventory::submit! {
+    MmmRoutine { make: || KERNEL.mmm() }
+}
+
+/// Referenced from [`super::ensure_linked`] with the rest of this architecture's registrations.
+pub fn anchor() -> *const () {
+    run as *const ()
+}
+
+/// The kernel as tract calls it: a program of fused operations on one tile.
+///
+/// # Safety
+/// tract-linalg's kernel contract: every pointer in `ops` valid for the tile it describes. The CPU must offer
+/// AVX-512F (the registration requires it, so tract runs this kernel only there).
+unsafe fn run(ops: &[FusedKerSpec<f32>]) -> isize {
+    // SAFETY: the caller's contract; AVX-512F is required by the registration.
+    unsafe { program(ops) }
+}
+
+/// One tile: column `j` in `tile[j]`, its lane `i` the value of row `i`.
+type Tile = [__m512; NR];
+
+#[target_feature(enable = "avx512f")]
+unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
+    let zero = _mm512_setzero_ps();
+    let mut tile: Tile = [zero; NR];
+    for op in ops {
+        // SAFETY (every arm): the pointers come from tract for this tile, as the kernel contract says.
+        unsafe {
+            match *op {
+                FusedKerSpec::Done => return 0,
+                FusedKerSpec::Clear => tile = [zero; NR],
+                FusedKerSpec::LoadTile(column_major, _) => {
+                    for (j, column) in tile.iter_mut().enumerate() {
+                        *column = _mm512_loadu_ps(column_major.add(j * MR));
+                    }
+                }
+                // tract's operand order: the scalar or vector first, the tile value second (`ScalarSub` is
+                // `s - x`, `ScalarSubF` is `x - s`); `_mm512_min_ps(a, b)` is `a < b ? a : b`, as tract's.
+                FusedKerSpec::ScalarMin(s) => scalar(&mut tile, s, |s, x| _mm512_min_ps(s, x)),
+                FusedKerSpec::ScalarMax(s) => scalar(&mut tile, s, |s, x| _mm512_max_ps(s, x)),
+                FusedKerSpec::ScalarAdd(s) => scalar(&mut tile, s, |s, x| _mm512_add_ps(s, x)),
+                FusedKerSpec::ScalarMul(s) => scalar(&mut tile, s, |s, x| _mm512_mul_ps(s, x)),
+                FusedKerSpec::ScalarSub(s) => scalar(&mut tile, s, |s, x| _mm512_sub_ps(s, x)),
+                FusedKerSpec::ScalarSubF(s) => scalar(&mut tile, s, |s, x| _mm512_sub_ps(x, s)),
+                FusedKerSpec::LeakyRelu(alpha) => scalar(&mut tile, alpha, |alpha, x| {
+                    let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_setzero_ps());
+                    _mm512_mask_blend_ps(positive, _mm512_mul_ps(alpha, x), x)
+                }),
+                FusedKerSpec::PerRowMin(p) => per_row(&mut tile, p, |v, x| _mm512_min_ps(v, x)),
+                FusedKerSpec::PerRowMax(p) => per_row(&mut tile, p, |v, x| _mm512_max_ps(v, x)),
+                FusedKerSpec::PerRowAdd(p) => per_row(&mut tile, p, |v, x| _mm512_add_ps(v, x)),
+                FusedKerSpec::PerRowMul(p) => per_row(&mut tile, p, |v, x| _mm512_mul_ps(v, x)),
+                FusedKerSpec::PerRowSub(p) => per_row(&mut tile, p, |v, x| _mm512_sub_ps(v, x)),
+                FusedKerSpec::PerRowSubF(p) => per_row(&mut tile, p, |v, x| _mm512_sub_ps(x, v)),
+                FusedKerSpec::PerColMin(p) => per_col(&mut tile, p, |v, x| _mm512_min_ps(v, x)),
+                FusedKerSpec::PerColMax(p) => per_col(&mut tile, p, |v, x| _mm512_max_ps(v, x)),
+                FusedKerSpec::PerColAdd(p) => per_col(&mut tile, p, |v, x| _mm512_add_ps(v, x)),
+                FusedKerSpec::PerColMul(p) => per_col(&mut tile, p, |v, x| _mm512_mul_ps(v, x)),
+                FusedKerSpec::PerColSub(p) => per_col(&mut tile, p, |v, x| _mm512_sub_ps(v, x)),
+                FusedKerSpec::PerColSubF(p) => per_col(&mut tile, p, |v, x| _mm512_sub_ps(x, v)),
+                FusedKerSpec::AddRowColProducts(rows, columns) => {
+                    let rows = _mm512_loadu_ps(rows);
+                    for (j, column) in tile.iter_mut().enumerate() {
+                        *column = _mm512_fmadd_ps(rows, _mm512_set1_ps(*columns.add(j)), *column);
+                    }
+                }
+                FusedKerSpec::AddUnicast(other) => {
+                    if other.item_size != 4 {
+                        return 1;
+                    }
+                    let addend = load(&other);
+                    for (column, add) in tile.iter_mut().zip(addend) {
+                        *column = _mm512_add_ps(*column, add);
+                    }
+                }
+                FusedKerSpec::Store(output) => {
+                    if output.item_size != 4 {
+                        return 1;
+                    }
+                    store(&output, &tile);
+                }
+                FusedKerSpec::AddMatMul { k, pa, pb, packing } => {
+                    if packing != 0 {
+                        return 1;
+                    }
+                    add_mat_mul(&mut tile, pa as *const f32, pb as *const f32, k);
+                }
+                // Integer requantisation: never fused into an f32 product.
+                FusedKerSpec::QScale(..)
+                | FusedKerSpec::RoundingShiftRight(..)
+                | FusedKerSpec::ShiftLeft(..) => return 1,
+            }
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn scalar(tile: &mut Tile, s: f32, f: impl Fn(__m512, __m512) -> __m512) {
+    // SAFETY: register-only; the enclosing function enables AVX-512F.
+    let s = unsafe { _mm512_set1_ps(s) };
+    for column in tile.iter_mut() {
+        *column = f(s, *column);
+    }
+}
+
+#[inline(always)]
+unsafe fn per_row(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> __m512) {
+    // SAFETY: `p` holds one value per row of the tile (tract's contract).
+    let v = unsafe { _mm512_loadu_ps(p) };
+    for column in tile.iter_mut() {
+        *column = f(v, *column);
+    }
+}
+
+#[inline(always)]
+unsafe fn per_col(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> __m512) {
+    for (j, column) in tile.iter_mut().enumerate() {
+        // SAFETY: `p` holds one value per column of the tile (tract's contract).
+        *column = f(unsafe { _mm512_set1_ps(*p.add(j)) }, *column);
+    }
+}
+
+/// `tile += A · B` over `k` steps of tract's packed panels: `MR` values of A, then `NR` of B, per step.
+#[inline(always)]
+unsafe fn add_mat_mul(tile: &mut Tile, a: *const f32, b: *const f32, k: usize) {
+    // A local copy that LLVM keeps in sixteen registers through the loop.
+    let mut acc = *tile;
+    for step in 0..k {
+        // SAFETY: the panels hold `k` steps (tract's packing for this kernel's MR and NR).
+        unsafe {
+            let column = _mm512_loadu_ps(a.add(step * MR));
+            let b = b.add(step * NR);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_fmadd_ps(column, _mm512_set1_ps(*b.add(j)), *acc);
+            }
+        }
+    }
+    *tile = acc;
+}
+
+/// The 16 × 16 tile at `at` (f32), as columns.
+#[inline(always)]
+unsafe fn load(at: &OutputStoreKer) -> Tile {
+    let (rows, columns) = (at.row_byte_stride, at.col_byte_stride);
+    // SAFETY: `at` describes a 16 × 16 f32 tile (tract's contract).
+    unsafe {
+        let p = at.ptr as *const u8;
+        let mut tile: Tile = [_mm512_setzero_ps(); NR];
+        if rows == 4 {
+            for (j, column) in tile.iter_mut().enumerate() {
+                *column = _mm512_loadu_ps(p.offset(j as isize * columns) as *const f32);
+            }
+        } else if columns == 4 {
+            for (i, row) in tile.iter_mut().enumerate() {
+                *row = _mm512_loadu_ps(p.offset(i as isize * rows) as *const f32);
+            }
+            transpose(&mut tile);
+        } else {
+            let mut values = [0f32; MR * NR];
+            for j in 0..NR {
+                for i in 0..MR {
+                    values[j * MR + i] =
+                        *(p.offset(i as isize * rows + j as isize * columns) as *const f32);
+                }
+            }
+            for (j, column) in tile.iter_mut().enumerate() {
+                *column = _mm512_loadu_ps(values.as_ptr().add(j * MR));
+            }
+        }
+        tile
+    }
+}
+
+/// Writes `tile` to `at` (f32) a vector at a time where one of its strides is contiguous.
+#[inline(always)]
+unsafe fn store(at: &OutputStoreKer, tile: &Tile) {
+    let (rows, columns) = (at.row_byte_stride, at.col_byte_stride);
+    // SAFETY: `at` describes a 16 × 16 f32 tile (tract's contract).
+    unsafe {
+        let p = at.ptr;
+        if rows == 4 {
+            for (j, column) in tile.iter().enumerate() {
+                _mm512_storeu_ps(p.offset(j as isize * columns) as *mut f32, *column);
+            }
+        } else if columns == 4 {
+            let mut by_rows = *tile;
+            transpose(&mut by_rows);
+            for (i, row) in by_rows.iter().enumerate() {
+                _mm512_storeu_ps(p.offset(i as isize * rows) as *mut f32, *row);
+            }
+        } else {
+            let mut values = [0f32; MR * NR];
+            for (j, column) in tile.iter().enumerate() {
+                _mm512_storeu_ps(values.as_mut_ptr().add(j * MR), *column);
+            }
+            for j in 0..NR {
+                for i in 0..MR {
+                    *(p.offset(i as isize * rows + j as isize * columns) as *mut f32) =
+                        values[j * MR + i];
+                }
+            }
+        }
+    }
+}
+
+/// Transposes a 16 × 16 f32 matrix held as sixteen vectors, in registers: pairs of vectors interleaved
+/// (32-bit, then 64-bit), then 128-bit lanes exchanged twice.
+#[inline(always)]
+fn transpose(m: &mut Tile) {
+    // SAFETY: register-only shuffles; the enclosing function enables AVX-512F.
+    unsafe {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for p in 0..8 {
+            t[2 * p] = _mm512_unpacklo_ps(m[2 * p], m[2 * p + 1]);
+            t[2 * p + 1] = _mm512_unpackhi_ps(m[2 * p], m[2 * p + 1]);
+        }
+        // t[4q + 0..4]: from rows 4q..4q+4. Now 64-bit pairs across t[4q] / t[4q + 2] and t[4q + 1] / t[4q + 3].
+        let mut u = [_mm512_setzero_ps(); 16];
+        for q in 0..4 {
+            let b = 4 * q;
+            u[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
+            u[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
+            u[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+            u[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
+        }
+        // u[4q + c], lane group g (128 bits), holds rows 4q..4q+4 of column 4g + c. Exchange 128-bit lanes:
+        // first between row groups q and q + 1 (pairs 0/1 and 2/3), then between 0/2 and 1/3.
+        let mut v = [_mm512_setzero_ps(); 16];
+        for half in 0..2 {
+            let (x, y) = (8 * half, 8 * half + 4);
+            for c in 0..4 {
+                v[x + c] = _mm512_shuffle_f32x4::<0x88>(u[x + c], u[y + c]);
+                v[y + c] = _mm512_shuffle_f32x4::<0xDD>(u[x + c], u[y + c]);
+            }
+        }
+        for c in 0..8 {
+            m[c] = _mm512_shuffle_f32x4::<0x88>(v[c], v[c + 8]);
+            m[c + 8] = _mm512_shuffle_f32x4::<0xDD>(v[c], v[c + 8]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_is_a_transpose() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let values: Vec<f32> = (0..256).map(|v| v as f32).collect();
+        // SAFETY: AVX-512F checked above; the buffers hold 256 values.
+        unsafe { check_transpose(&values) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn check_transpose(values: &[f32]) {
+        let mut m: Tile = [_mm512_setzero_ps(); 16];
+        for (i, row) in m.iter_mut().enumerate() {
+            *row = unsafe { _mm512_loadu_ps(values.as_ptr().add(16 * i)) };
+        }
+        transpose(&mut m);
+        let mut out = [0f32; 256];
+        for (i, row) in m.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(16 * i), *row) };
+        }
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(out[16 * i + j], values[16 * j + i], "at ({i}, {j})");
+            }
+        }
+    }
+}
