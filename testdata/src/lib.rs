@@ -17,10 +17,19 @@ pub fn shared_dir() -> Option<PathBuf> {
         let dir = PathBuf::from(dir);
         return dir.is_dir().then_some(dir);
     }
-    // CARGO_MANIFEST_DIR of this crate is <workspace>/testdata.
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    let dir = workspace.parent()?.join("shared");
-    dir.join("data").is_dir().then_some(dir)
+    // The checkout the test runs from: cargo sets CARGO_MANIFEST_DIR for each test it runs (the test's crate, one
+    // level below the workspace), and this crate's own, compiled in, is the fallback for a test binary run by
+    // hand. Run time comes first because one target directory can serve two checkouts: cargo then reuses this
+    // crate's build from the other one, compiled-in path and all, and the tests would look beside it.
+    let manifest_dirs = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    manifest_dirs
+        .into_iter()
+        .flatten()
+        .filter_map(|crate_dir| Some(crate_dir.parent()?.parent()?.join("shared")))
+        .find(|dir| dir.join("data").is_dir())
 }
 
 /// Whether the tests run under CI: `CI` is set to anything but empty, `0` or `false` (CI systems set
