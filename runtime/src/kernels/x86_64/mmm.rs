@@ -73,11 +73,7 @@ unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
             match *op {
                 FusedKerSpec::Done => return 0,
                 FusedKerSpec::Clear => tile = [zero; NR],
-                FusedKerSpec::LoadTile(column_major, _) => {
-                    for (j, column) in tile.iter_mut().enumerate() {
-                        *column = _mm512_loadu_ps(column_major.add(j * MR));
-                    }
-                }
+                FusedKerSpec::LoadTile(column_major, _) => tile = load_column_major(column_major),
                 // tract's operand order: the scalar or vector first, the tile value second (`ScalarSub` is
                 // `s - x`, `ScalarSubF` is `x - s`); `_mm512_min_ps(a, b)` is `a < b ? a : b`, as tract's.
                 FusedKerSpec::ScalarMin(s) => scalar(&mut tile, s, |s, x| _mm512_min_ps(s, x)),
@@ -87,7 +83,7 @@ unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
                 FusedKerSpec::ScalarSub(s) => scalar(&mut tile, s, |s, x| _mm512_sub_ps(s, x)),
                 FusedKerSpec::ScalarSubF(s) => scalar(&mut tile, s, |s, x| _mm512_sub_ps(x, s)),
                 FusedKerSpec::LeakyRelu(alpha) => scalar(&mut tile, alpha, |alpha, x| {
-                    let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_setzero_ps());
+                    let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, zero);
                     _mm512_mask_blend_ps(positive, _mm512_mul_ps(alpha, x), x)
                 }),
                 FusedKerSpec::PerRowMin(p) => per_row(&mut tile, p, |v, x| _mm512_min_ps(v, x)),
@@ -139,10 +135,10 @@ unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
     0
 }
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f")]
 fn scalar(tile: &mut Tile, s: f32, f: impl Fn(__m512, __m512) -> __m512) {
-    // SAFETY: register-only; the enclosing function enables AVX-512F.
-    let s = unsafe { _mm512_set1_ps(s) };
+    let s = _mm512_set1_ps(s);
     for column in tile.iter_mut() {
         *column = f(s, *column);
     }
@@ -183,6 +179,13 @@ unsafe fn add_mat_mul(tile: &mut Tile, a: *const f32, b: *const f32, k: usize) {
     *tile = acc;
 }
 
+/// The 16 × 16 tile stored column after column at `values` (`MR` values each): tract's `LoadTile` layout.
+#[inline(always)]
+unsafe fn load_column_major(values: *const f32) -> Tile {
+    // SAFETY: `values` holds `MR * NR` f32, and the caller runs with AVX-512F (its contract).
+    std::array::from_fn(|j| unsafe { _mm512_loadu_ps(values.add(j * MR)) })
+}
+
 /// The 16 × 16 tile at `at` (f32), as columns.
 #[inline(always)]
 unsafe fn load(at: &OutputStoreKer) -> Tile {
@@ -208,9 +211,7 @@ unsafe fn load(at: &OutputStoreKer) -> Tile {
                         *(p.offset(i as isize * rows + j as isize * columns) as *const f32);
                 }
             }
-            for (j, column) in tile.iter_mut().enumerate() {
-                *column = _mm512_loadu_ps(values.as_ptr().add(j * MR));
-            }
+            tile = load_column_major(values.as_ptr());
         }
         tile
     }
@@ -250,38 +251,36 @@ unsafe fn store(at: &OutputStoreKer, tile: &Tile) {
 
 /// Transposes a 16 × 16 f32 matrix held as sixteen vectors, in registers: pairs of vectors interleaved
 /// (32-bit, then 64-bit), then 128-bit lanes exchanged twice.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx512f")]
 fn transpose(m: &mut Tile) {
-    // SAFETY: register-only shuffles; the enclosing function enables AVX-512F.
-    unsafe {
-        let mut t = [_mm512_setzero_ps(); 16];
-        for p in 0..8 {
-            t[2 * p] = _mm512_unpacklo_ps(m[2 * p], m[2 * p + 1]);
-            t[2 * p + 1] = _mm512_unpackhi_ps(m[2 * p], m[2 * p + 1]);
+    let mut t = [_mm512_setzero_ps(); 16];
+    for p in 0..8 {
+        t[2 * p] = _mm512_unpacklo_ps(m[2 * p], m[2 * p + 1]);
+        t[2 * p + 1] = _mm512_unpackhi_ps(m[2 * p], m[2 * p + 1]);
+    }
+    // t[4q + 0..4]: from rows 4q..4q+4. Now 64-bit pairs across t[4q] / t[4q + 2] and t[4q + 1] / t[4q + 3].
+    let mut u = [_mm512_setzero_ps(); 16];
+    for q in 0..4 {
+        let b = 4 * q;
+        u[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
+        u[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
+        u[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+        u[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
+    }
+    // u[4q + c], lane group g (128 bits), holds rows 4q..4q+4 of column 4g + c. Exchange 128-bit lanes:
+    // first between row groups q and q + 1 (pairs 0/1 and 2/3), then between 0/2 and 1/3.
+    let mut v = [_mm512_setzero_ps(); 16];
+    for half in 0..2 {
+        let (x, y) = (8 * half, 8 * half + 4);
+        for c in 0..4 {
+            v[x + c] = _mm512_shuffle_f32x4::<0x88>(u[x + c], u[y + c]);
+            v[y + c] = _mm512_shuffle_f32x4::<0xDD>(u[x + c], u[y + c]);
         }
-        // t[4q + 0..4]: from rows 4q..4q+4. Now 64-bit pairs across t[4q] / t[4q + 2] and t[4q + 1] / t[4q + 3].
-        let mut u = [_mm512_setzero_ps(); 16];
-        for q in 0..4 {
-            let b = 4 * q;
-            u[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
-            u[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
-            u[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
-            u[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
-        }
-        // u[4q + c], lane group g (128 bits), holds rows 4q..4q+4 of column 4g + c. Exchange 128-bit lanes:
-        // first between row groups q and q + 1 (pairs 0/1 and 2/3), then between 0/2 and 1/3.
-        let mut v = [_mm512_setzero_ps(); 16];
-        for half in 0..2 {
-            let (x, y) = (8 * half, 8 * half + 4);
-            for c in 0..4 {
-                v[x + c] = _mm512_shuffle_f32x4::<0x88>(u[x + c], u[y + c]);
-                v[y + c] = _mm512_shuffle_f32x4::<0xDD>(u[x + c], u[y + c]);
-            }
-        }
-        for c in 0..8 {
-            m[c] = _mm512_shuffle_f32x4::<0x88>(v[c], v[c + 8]);
-            m[c + 8] = _mm512_shuffle_f32x4::<0xDD>(v[c], v[c + 8]);
-        }
+    }
+    for c in 0..8 {
+        m[c] = _mm512_shuffle_f32x4::<0x88>(v[c], v[c + 8]);
+        m[c + 8] = _mm512_shuffle_f32x4::<0xDD>(v[c], v[c + 8]);
     }
 }
 
