@@ -10,11 +10,15 @@
 //! - [`error_line`]: how both command-line tools print an error and its causes on one line.
 //! - [`kernels`]: kernels tract lacks (depthwise convolutions, an AVX-512 matrix product), registered into its
 //!   registries.
+//! - [`plan`]: how every model becomes a plan on the CPU, here and in the host: tract's optimiser, then two
+//!   rewrites of ours (per-channel operations tract leaves on its generic path; clips fused into the depthwise
+//!   convolutions before them).
 //! - [`WeightMemory`]: whether a `q4` bundle's convolution weights stay in blocks or are expanded at load.
 
 pub mod error;
 pub mod kernels;
 pub mod model;
+pub mod plan;
 pub mod profile;
 pub mod shape;
 pub mod weights;

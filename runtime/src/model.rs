@@ -163,10 +163,7 @@ impl Model {
             .input_fact(0)
             .map_err(|e| RuntimeError::ModelLoad(format!("{e:#}")))?
             .datum_type;
-        // tract resolves its kernels on first use: ours must be in the binary before that.
-        crate::kernels::ensure_linked();
-        let plan = model
-            .into_optimized()
+        let plan = crate::plan::optimize(model)
             .and_then(|m| m.into_runnable())
             .map_err(|e| RuntimeError::ModelLoad(format!("optimising: {e:#}")))?;
         let state = plan

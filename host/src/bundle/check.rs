@@ -90,14 +90,10 @@ pub fn check_composition(
     options: &ExportOptions,
 ) -> Result<f32, ExportError> {
     let graph = ExportError::Graph;
-    let backbone_plan = backbone
-        .clone()
-        .into_optimized()
+    let backbone_plan = lookout_runtime::plan::optimize(backbone.clone())
         .and_then(|m| m.into_runnable())
         .map_err(graph)?;
-    let combined_plan = combined
-        .clone()
-        .into_optimized()
+    let combined_plan = lookout_runtime::plan::optimize(combined.clone())
         .and_then(|m| m.into_runnable())
         .map_err(graph)?;
     let pool_at_extraction = run.config.features.recipe.pooling == Pooling::Avg;

@@ -295,7 +295,7 @@ pub fn layer_sensitivity(
     probe.select_output_outlets(&outlets)?;
     let probe = probe.into_decluttered()?;
     let run = |model: TypedModel| -> TractResult<Vec<Vec<Vec<f32>>>> {
-        let plan = model.into_optimized()?.into_runnable()?;
+        let plan = lookout_runtime::plan::optimize(model)?.into_runnable()?;
         inputs
             .iter()
             .map(|input| super::run::run_all(&plan, input_shape, input))

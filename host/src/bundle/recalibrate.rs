@@ -145,8 +145,7 @@ pub fn quantized_bank(
     features
         .select_output_outlets(&[OutletId::new(node, 0)])
         .map_err(graph)?;
-    let plan = features
-        .into_optimized()
+    let plan = lookout_runtime::plan::optimize(features)
         .and_then(|m| m.into_runnable())
         .map_err(graph)?;
     let spec = &run.config.features.recipe.preprocess;

@@ -132,10 +132,10 @@ fn gpu(name: &'static str) -> Result<Device, DeviceError> {
     Ok(Device { runtime, name })
 }
 
-/// The CPU runtime.
+/// The CPU runtime: tract's, preparing models as the bundle runtime does (`lookout_runtime::plan`).
 pub fn cpu() -> Device {
     Device {
-        runtime: &tract_core::runtime::DefaultRuntime,
+        runtime: &lookout_runtime::plan::CpuRuntime,
         name: "cpu",
     }
 }

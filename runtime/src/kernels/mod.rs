@@ -13,7 +13,8 @@
 //!   convolutions stay channel-first there: `Conv::suggested_axis_changes` asks for channel-last
 //!   only where a `DepthwiseC` kernel exists) and `DepthwiseW` with stride 2 and masked tails
 //!   (tract's is AVX, stride 1 only, scalar on the last `len % 8` points of every row). Both need
-//!   a higher level than tract's AVX kernel, so they win `best_for`.
+//!   a higher level than tract's AVX kernel, so they win `best_for`. The `DepthwiseC` kernel also clamps what
+//!   it stores when a plan node offers bounds ([`fused_clamp`], used by `crate::plan::ClampedDepthwise`).
 //! - **aarch64** (`aarch64.rs`): `DepthwiseW` for stride 2 at any tap count (tract vectorises
 //!   stride 2 only up to four taps, so 3×3 and 5×5 stride-2 layers ran scalar); stride 1 and the
 //!   rest go to tract's own kernel. Same level as tract's, so it carries `boost` 1.
@@ -71,6 +72,60 @@ unsafe fn depthwise_w_points(
             *output.add(i) = sum;
         }
     }
+}
+
+/// A clamp offered to this thread's `DepthwiseC` kernel for the values it stores: how
+/// [`crate::plan::ClampedDepthwise`] fuses the clip that follows a depthwise convolution (a ReLU6) into it.
+///
+/// A kernel's signature is tract's, with no room for an activation, and a depthwise plan node calls it once per
+/// row of outputs; a thread-local lets the node say "clamp what you store" for the length of its own evaluation,
+/// and lets the kernel say how many values it clamped. The node then clamps whatever was not (values another
+/// thread of a multithreaded plan computed, or a kernel that takes no clamp: every one but the x86_64 one here),
+/// which is harmless for the values that were: a clamp is idempotent.
+pub(crate) mod fused_clamp {
+    use std::cell::Cell;
+
+    thread_local! {
+        static BOUNDS: Cell<Option<(f32, f32)>> = const { Cell::new(None) };
+        static CLAMPED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Runs `f` with `bounds` (low, high) offered to this thread's kernels; returns what `f` returns and how many
+    /// values they clamped.
+    pub(crate) fn offer<R>(bounds: (f32, f32), f: impl FnOnce() -> R) -> (R, usize) {
+        struct Withdraw;
+        impl Drop for Withdraw {
+            fn drop(&mut self) {
+                BOUNDS.set(None);
+            }
+        }
+        BOUNDS.set(Some(bounds));
+        CLAMPED.set(0);
+        let withdraw = Withdraw;
+        let result = f();
+        drop(withdraw);
+        (result, CLAMPED.get())
+    }
+
+    /// For a kernel about to store `values` values: the bounds to clamp them to, if a node offered some (they are
+    /// then counted as clamped).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn take(values: usize) -> Option<(f32, f32)> {
+        let bounds = BOUNDS.get();
+        if bounds.is_some() {
+            CLAMPED.set(CLAMPED.get() + values);
+        }
+        bounds
+    }
+}
+
+/// Whether tract's `DepthwiseC` kernel on this machine is one that takes [`fused_clamp`]'s offer (this crate's
+/// x86_64 kernel): where it is not, fusing a clip into a depthwise node gains nothing.
+pub fn depthwise_c_takes_clamp() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return resolved(Func::DepthwiseC) == Some(x86_64::C_NAME);
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Every kernel name this crate registers starts with this.

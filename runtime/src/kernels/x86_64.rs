@@ -465,6 +465,7 @@ pub unsafe fn depthwise_c_f32(
     out_stride: isize,
 ) {
     let n = tap_indices.len().min(offsets.len());
+    let clamp = super::fused_clamp::take(len * channels);
     let g = Geometry {
         input,
         output,
@@ -476,6 +477,7 @@ pub unsafe fn depthwise_c_f32(
         len,
         in_stride,
         out_stride,
+        clamp,
     };
     // SAFETY: the caller's contract and the CPU features (above).
     unsafe { c_all(&g, channels) }
@@ -493,6 +495,9 @@ struct Geometry<'a> {
     len: usize,
     in_stride: isize,
     out_stride: isize,
+    /// Low and high bounds every stored value is clamped to (`max` then `min`, as tract's clip chain applies
+    /// them), when a plan node fused its clip into this one (`super::fused_clamp`).
+    clamp: Option<(f32, f32)>,
 }
 
 /// Channel blocks outer (16, then 8, then a masked rest), output positions inner, four at a time:
@@ -581,6 +586,12 @@ unsafe fn c_block<const P: usize, const V: usize, const MASKED: bool>(
                 for v in 0..V {
                     row[v] = _mm256_fmadd_ps(load::<MASKED>(xp.add(8 * v), m), k[v], row[v]);
                 }
+            }
+        }
+        if let Some((low, high)) = g.clamp {
+            let (low, high) = (_mm256_set1_ps(low), _mm256_set1_ps(high));
+            for a in acc.iter_mut().flatten() {
+                *a = _mm256_min_ps(_mm256_max_ps(*a, low), high);
             }
         }
         for (p, row) in acc.iter().enumerate() {
