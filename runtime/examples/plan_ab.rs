@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let pairs: usize = args.next().map(|p| p.parse()).transpose()?.unwrap_or(300);
     let options = RuntimeOptions::default();
     let mut ours = Model::load(&path, &options)?;
-    // SAFETY: single-threaded here; nothing else reads the environment while it is set.
+    // SAFETY: one thread (the options' default), so no other thread reads the environment while it is set.
     unsafe { std::env::set_var(REWRITES_SWITCH, "off") };
     let tracts = Model::load(&path, &options);
     unsafe { std::env::remove_var(REWRITES_SWITCH) };

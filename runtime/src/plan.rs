@@ -70,17 +70,28 @@ impl Runtime for CpuRuntime {
 /// over the larger one's leading axes (`a: [.., H, W, C]`, `b: [1, .., 1, C]`) by a [`RowBroadcast`].
 /// Returns how many were replaced.
 pub fn rewrite_row_broadcasts(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
+    rewrite_each(model, row_broadcast_patch)
+}
+
+/// Applies `patch_for`'s patch for every node of `model` (in evaluation order) it has one for, then drops what
+/// the patches left unused. Returns how many were applied.
+fn rewrite_each(
+    model: &mut TypedModel,
+    patch_for: fn(&TypedModel, usize) -> TractResult<Option<TypedModelPatch>>,
+) -> TractResult<usize> {
+    let mut applied = 0;
+    // A patch adds nodes and reroutes the replaced ones' consumers, never renumbers: the ids of the first
+    // evaluation order stay valid as patches are applied.
     for id in model.eval_order()? {
-        if let Some(patch) = row_broadcast_patch(model, id)? {
+        if let Some(patch) = patch_for(model, id)? {
             patch.apply(model)?;
-            replaced += 1;
+            applied += 1;
         }
     }
-    if replaced > 0 {
+    if applied > 0 {
         model.compact()?;
     }
-    Ok(replaced)
+    Ok(applied)
 }
 
 /// The patch replacing node `id` by a [`RowBroadcast`], if it is a case for one.
@@ -239,17 +250,7 @@ impl TypedOp for RowBroadcast {
 /// Fuses every clip (`max` then `min` by constants: a ReLU6) that is the only consumer of a depthwise convolution
 /// into it, as a [`ClampedDepthwise`]. Returns how many were fused.
 pub fn fuse_depthwise_clamps(model: &mut TypedModel) -> TractResult<usize> {
-    let mut fused = 0;
-    for id in model.eval_order()? {
-        if let Some(patch) = clamped_depthwise_patch(model, id)? {
-            patch.apply(model)?;
-            fused += 1;
-        }
-    }
-    if fused > 0 {
-        model.compact()?;
-    }
-    Ok(fused)
+    rewrite_each(model, clamped_depthwise_patch)
 }
 
 /// The patch fusing node `id` (a depthwise convolution) with the clip after it, if it is followed by one alone.

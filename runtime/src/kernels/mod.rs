@@ -14,7 +14,7 @@
 //!   only where a `DepthwiseC` kernel exists) and `DepthwiseW` with stride 2 and masked tails
 //!   (tract's is AVX, stride 1 only, scalar on the last `len % 8` points of every row). Both need
 //!   a higher level than tract's AVX kernel, so they win `best_for`. The `DepthwiseC` kernel also clamps what
-//!   it stores when a plan node offers bounds ([`fused_clamp`], used by `crate::plan::ClampedDepthwise`).
+//!   it stores when a plan node offers bounds (`fused_clamp`, used by `crate::plan::ClampedDepthwise`).
 //! - **aarch64** (`aarch64.rs`): `DepthwiseW` for stride 2 at any tap count (tract vectorises
 //!   stride 2 only up to four taps, so 3×3 and 5×5 stride-2 layers ran scalar); stride 1 and the
 //!   rest go to tract's own kernel. Same level as tract's, so it carries `boost` 1.
@@ -119,7 +119,7 @@ pub(crate) mod fused_clamp {
     }
 }
 
-/// Whether tract's `DepthwiseC` kernel on this machine is one that takes [`fused_clamp`]'s offer (this crate's
+/// Whether tract's `DepthwiseC` kernel on this machine is one that takes `fused_clamp`'s offer (this crate's
 /// x86_64 kernel): where it is not, fusing a clip into a depthwise node gains nothing.
 pub fn depthwise_c_takes_clamp() -> bool {
     #[cfg(target_arch = "x86_64")]
