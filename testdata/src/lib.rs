@@ -32,6 +32,17 @@ pub fn shared_dir() -> Option<PathBuf> {
         .find(|dir| dir.join("data").is_dir())
 }
 
+/// The folder of the crate whose test is running, in the checkout it runs from: cargo's `CARGO_MANIFEST_DIR`
+/// at run time, or `compiled_in` (pass `env!("CARGO_MANIFEST_DIR")`) for a test binary run by hand. Run time first
+/// for the reason [`shared_dir`] gives: one target directory serving two checkouts reuses a test binary built in
+/// the other one, its compiled-in path included.
+pub fn crate_dir(compiled_in: &str) -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(|| PathBuf::from(compiled_in))
+}
+
 /// Whether the tests run under CI: `CI` is set to anything but empty, `0` or `false` (CI systems set
 /// `CI=true`).
 pub fn in_ci() -> bool {

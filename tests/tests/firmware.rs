@@ -16,7 +16,7 @@ use lookout_e2e::{command, fit_small_lite0, json_lines, photos, require_shared, 
 const TARGET: &str = "thumbv7em-none-eabihf";
 
 fn firmware_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    lookout_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("firmware")
 }

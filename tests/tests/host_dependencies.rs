@@ -31,7 +31,7 @@ fn dependency_names(package: &str) -> Vec<String> {
             "--format",
             "{p}",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(lookout_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")))
         .output()
         .expect("running cargo tree");
     assert!(

@@ -253,7 +253,8 @@ fn have_rtsp(test: &str) -> bool {
 /// An RTSP camera serving the JPEGs of `frames` (named 0000.jpg, …) at `rtsp://127.0.0.1:PORT/camera`, with
 /// Basic authentication for `login`.
 fn rtsp_camera(frames: &Path, port: u16, login: (&str, &str)) -> Running {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rtsp_camera.py");
+    let script =
+        lookout_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/rtsp_camera.py");
     let mut child = std::process::Command::new("/usr/bin/python3")
         .arg(script)
         .arg(port.to_string())

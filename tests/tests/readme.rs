@@ -314,7 +314,7 @@ fn page_commands(page: &str) -> Vec<String> {
 
 /// The repository's root.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    lookout_testdata::crate_dir(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ lives in the repository")
         .to_path_buf()

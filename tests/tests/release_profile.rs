@@ -4,10 +4,8 @@
 //! without the profile's `strip`. The binaries measured in docs/performance.md lost 3.4 MB of symbol tables this way once.
 //! A release build takes 20 minutes per target, too long for every test run, so the manifest is checked instead.
 
-use std::path::Path;
-
 fn workspace_manifest() -> toml::Table {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let path = lookout_testdata::crate_dir(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let text = std::fs::read_to_string(&path).expect("workspace Cargo.toml");
     text.parse().expect("workspace Cargo.toml parses")
 }
