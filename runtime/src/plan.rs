@@ -3,9 +3,13 @@
 //! Both sides prepare models through here ([`optimize`]; the host's feature extractor through [`CpuRuntime`],
 //! tract's `Runtime` trait), so a backbone runs the same plan in `lookout extract` as in its bundle on the Pi.
 //!
-//! The one rewrite today, [`RowBroadcast`], is for the element-wise operations tract 0.23.9 leaves on its
-//! generic broadcasting path. The squeeze-and-excitation blocks of MobileNetV3 (and most mobile backbones)
-//! multiply an `H × W × C` activation by one scale per channel. tract's optimiser turns such a product into
+//! Two rewrites, each keeping every value as tract's plan computes it:
+//! - [`ClampedDepthwise`] fuses the clip after a depthwise convolution (a ReLU6) into the convolution's kernel,
+//!   where that kernel is this crate's (see its documentation).
+//! - [`RowBroadcast`] is for the element-wise operations tract 0.23.9 leaves on its generic broadcasting path.
+//!
+//! The squeeze-and-excitation blocks of MobileNetV3 (and most mobile backbones) multiply an `H × W × C`
+//! activation by one scale per channel. tract's optimiser turns such a product into
 //! its fast `OptBinUnicast` only when `C` is a multiple of `vector_size()`, a width it counts in bytes (64 with
 //! AVX-512, 32 with AVX2, 16 on ARM) but compares with a number of elements: 240, 144, 120 or 672 channels
 //! fail it, and the product then runs through ndarray's general broadcast, about 3 ns a value (MobileNetV3-Small:
