@@ -3,23 +3,13 @@
 //! whole depthwise convolutions through tract (3×3 and 5×5, strides 1 and 2, channel counts that are not a
 //! multiple of the vector width, both layouts, padded borders) against a direct convolution in f64.
 
+mod common;
+
+use common::values;
 use proptest::prelude::*;
 use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
 use tract_core::ops::nn::DataFormat;
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    // A small deterministic generator: the shape is what proptest varies.
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// `|got - want|` within what f32 accumulation of these terms can move, per point.
 fn close(got: f32, want: f64, magnitude: f64) -> bool {

@@ -5,6 +5,9 @@
 //! differently: rows contiguous (channel-first), columns contiguous (channel-last), neither.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
+use common::values;
 use proptest::prelude::*;
 use tract_core::prelude::*;
 use tract_linalg::mmm::{AsInputValue, FusedSpec, MatMatMul};
@@ -94,19 +97,6 @@ fn cases() -> impl Strategy<Value = Case> {
         })
 }
 
-/// Values in [-1, 1) from a seed (xorshift), so that a failing case reproduces from its printout.
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
 struct Inputs {
     a: Tensor,
     b: Tensor,
@@ -120,11 +110,11 @@ impl Inputs {
         let (m, k, n) = (case.m, case.k, case.n);
         let (_, _, len) = case.layout.strides(m, n);
         Ok(Inputs {
-            a: Tensor::from_shape(&[m, k], &values(case.seed, m * k))?,
-            b: Tensor::from_shape(&[k, n], &values(case.seed ^ 0x5151, k * n))?,
-            row: Tensor::from_shape(&[m], &values(case.seed ^ 0x7777, m))?,
-            col: Tensor::from_shape(&[n], &values(case.seed ^ 0x1234, n))?,
-            unicast: Tensor::from_shape(&[len], &values(case.seed ^ 0x4242, len))?,
+            a: Tensor::from_shape(&[m, k], &values(m * k, case.seed))?,
+            b: Tensor::from_shape(&[k, n], &values(k * n, case.seed ^ 0x5151))?,
+            row: Tensor::from_shape(&[m], &values(m, case.seed ^ 0x7777))?,
+            col: Tensor::from_shape(&[n], &values(n, case.seed ^ 0x1234))?,
+            unicast: Tensor::from_shape(&[len], &values(len, case.seed ^ 0x4242))?,
         })
     }
 }

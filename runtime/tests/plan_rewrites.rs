@@ -5,6 +5,8 @@
 //! - `ClampedDepthwise`, a depthwise convolution with the clip after it fused into its kernel: the same values as
 //!   tract's plan, on one thread and on several, where the kernel takes the clamp and where it does not.
 
+mod common;
+
 use lookout_runtime::kernels::depthwise_c_takes_clamp;
 use lookout_runtime::plan::optimize;
 use proptest::prelude::*;
@@ -46,19 +48,10 @@ impl Operation {
     }
 }
 
+/// The shared values, four times as spread: a depthwise sum of them crosses a clip's bounds (0 to 6) on both
+/// sides, so a clamp that forgets either shows.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    // A small linear congruential sequence: the values need to differ, not to be good random numbers.
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0
-        })
-        .collect()
+    common::values(n, seed).iter().map(|v| 4.0 * v).collect()
 }
 
 /// `big` (shape `rows × channels`, as `[1, h, w, c]`) and `small` (`[1, 1, 1, c]`) through `operation`,
