@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Where the rest of the gap to onnxruntime is, block by block: one bundle's plan (`lookout-edge bench --profile
+--json`, every node timed) and onnxruntime's per-node profile of the same model as ONNX, both on 1 thread, in
+turn, ROUNDS times; the median of each block's time per run (docs/performance.md).
+
+    python3 benches/blocks_side_by_side.py model.lookout model.onnx [ROUNDS]   # LOOKOUT_EDGE=binary
+
+Nodes are grouped by the block their name carries (`_blocks.N` in EfficientNet-Lite's ONNX names and in the
+node names tract derives from them), `stem` and the convolution after the last block together as `stem + top`
+(onnxruntime's fused node names do not tell them apart), and the head Lookout appends (`lookout_*`) as `head`.
+Needs numpy and onnxruntime.
+"""
+import collections
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+bundle, onnx = sys.argv[1], sys.argv[2]
+rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+edge = os.environ.get("LOOKOUT_EDGE", "target/release/lookout-edge")
+
+
+def block(name):
+    found = re.search(r"blocks[._]+(\d+)", name)
+    if found:
+        return f"block {int(found.group(1)):2d}"
+    return "head" if "lookout" in name else "stem + top"
+
+
+def ours():
+    out = subprocess.run([edge, "bench", "--model", bundle, "--threads", "1", "--iters", "30", "--profile",
+                          "--json"], check=True, capture_output=True, text=True).stdout
+    times = collections.Counter()
+    for node in json.loads(out.strip().splitlines()[-1])["profile"]["nodes"]:
+        times[block(node["node"])] += node["ms"]
+    return times
+
+
+def theirs():
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+    given = session.get_inputs()[0]
+    x = np.random.rand(*[d if isinstance(d, int) else 1 for d in given.shape]).astype(np.float32)
+    runs = 35
+    for _ in range(runs):
+        session.run(None, {given.name: x})
+    profile = session.end_profiling()
+    times = collections.Counter()
+    for event in json.load(open(profile)):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            times[block(event["name"])] += event["dur"] / runs / 1000
+    os.remove(profile)
+    return times
+
+
+ours_rounds, theirs_rounds = [], []
+for _ in range(rounds):
+    ours_rounds.append(ours())
+    theirs_rounds.append(theirs())
+blocks = sorted(set().union(*ours_rounds, *theirs_rounds))
+print("| part | tract (Lookout's plan) | onnxruntime | ratio |")
+print("|---|---|---|---|")
+total = [0.0, 0.0]
+for name in blocks:
+    a = statistics.median(r[name] for r in ours_rounds)
+    b = statistics.median(r[name] for r in theirs_rounds)
+    total[0] += a
+    total[1] += b
+    print(f"| {name} | {a:.2f} ms | {b:.2f} ms | {a / b:.2f} |" if b > 0 else f"| {name} | {a:.2f} ms | - | - |")
+print(f"| sum | {total[0]:.2f} ms | {total[1]:.2f} ms | {total[0] / total[1]:.2f} |")
