@@ -8,7 +8,7 @@ turn, ROUNDS times; the median of each block's time per run (docs/performance.md
 Nodes are grouped by the block their name carries (`_blocks.N` in EfficientNet-Lite's ONNX names and in the
 node names tract derives from them), `stem` and the convolution after the last block together as `stem + top`
 (onnxruntime's fused node names do not tell them apart), and the head Lookout appends (`lookout_*`) as `head`.
-Needs numpy and onnxruntime.
+Needs numpy and onnxruntime (through benches/ort_profile.py).
 """
 import collections
 import json
@@ -18,8 +18,7 @@ import statistics
 import subprocess
 import sys
 
-import numpy as np
-import onnxruntime as ort
+from ort_profile import profile  # benches/ort_profile.py: onnxruntime's per-node profile, 1 thread
 
 bundle, onnx = sys.argv[1], sys.argv[2]
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
@@ -43,22 +42,9 @@ def ours():
 
 
 def theirs():
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.enable_profiling = True
-    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
-    given = session.get_inputs()[0]
-    x = np.random.rand(*[d if isinstance(d, int) else 1 for d in given.shape]).astype(np.float32)
-    runs = 35
-    for _ in range(runs):
-        session.run(None, {given.name: x})
-    profile = session.end_profiling()
     times = collections.Counter()
-    for event in json.load(open(profile)):
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            times[block(event["name"])] += event["dur"] / runs / 1000
-    os.remove(profile)
+    for node, ms in profile(onnx, runs=30)[0].items():
+        times[block(node)] += ms
     return times
 
 

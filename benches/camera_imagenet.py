@@ -10,14 +10,13 @@ Needs numpy, Pillow and onnxruntime.
 """
 import glob, os, sys
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
+
+from imagenet_classifier import kinds, load, top1
 
 work = os.path.realpath(sys.argv[1])
 shared = os.path.realpath(os.environ.get("LOOKOUT_TEST_DATA", "../shared"))
-session = ort.InferenceSession(f"{shared}/models/efficientnet_lite0_classifier_dynbatch.onnx",
-                               providers=["CPUExecutionProvider"])
-names = [l.strip() for l in open(f"{shared}/models/imagenet_classes.txt")]
+session, names = load(shared)
 
 def tensor(path):  # the model's preprocessing (SOURCES.md): shorter side 256, centre 224, [-1, 1]
     image = Image.open(path).convert("RGB")
@@ -32,9 +31,8 @@ print("| bowl crops | top-1 a cat class | top-1 another animal | top-1 an object
 print("|---|---|---|---|---|")
 for kind in ("cat", "visitor", "empty"):
     files = sorted(glob.glob(f"{work}/rejection/data/{kind}/*.jpg"))
-    top = session.run(None, {"input": np.stack([tensor(f) for f in files])})[0].argmax(1)
-    cats = np.sum((top >= 281) & (top <= 285))
-    animals = np.sum(top <= 397) - cats
+    top = top1(session, [tensor(f) for f in files])
+    cats, animals, objects = kinds(top)
     names_seen, counts = np.unique([names[i] for i in top], return_counts=True)
     frequent = ", ".join(f"{n} {c}" for n, c in sorted(zip(names_seen, counts), key=lambda x: -x[1])[:4])
-    print(f"| {kind} ({len(files)}) | {cats} | {animals} | {len(files) - cats - animals} | {frequent} |")
+    print(f"| {kind} ({len(files)}) | {cats} | {animals} | {objects} | {frequent} |")

@@ -26,16 +26,15 @@ import os
 import sys
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 from scipy import ndimage
+
+from imagenet_classifier import kinds, load, top1
 
 work = os.path.realpath(sys.argv[1])
 scene = f"{work}/scene"
 shared = os.path.realpath(os.environ.get("LOOKOUT_TEST_DATA", "../shared"))
-session = ort.InferenceSession(f"{shared}/models/efficientnet_lite0_classifier_dynbatch.onnx",
-                               providers=["CPUExecutionProvider"])
-names = [line.strip() for line in open(f"{shared}/models/imagenet_classes.txt")]
+session, _ = load(shared)
 ZONE = (0.3, 0.4, 0.4, 0.55)  # BOWL in tests/src/scene.rs
 SMALL = (160, 120)
 CHANGED = 0.25  # a pixel differs when this far from the light-matched background
@@ -108,10 +107,7 @@ def tensor(image):  # the classifier's preprocessing (SOURCES.md), the crop resi
 
 
 def seen(crops):
-    top = session.run(None, {"input": np.stack([tensor(c) for c in crops])})[0].argmax(1)
-    cats = int(np.sum((top >= 281) & (top <= 285)))
-    animals = int(np.sum(top <= 397)) - cats
-    return cats, animals, len(crops) - cats - animals
+    return kinds(top1(session, [tensor(c) for c in crops]))
 
 
 frames = {kind: [Image.open(f).convert("RGB") for f in sorted(glob.glob(f"{scene}/later/{kind}/*"))]
