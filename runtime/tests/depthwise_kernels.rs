@@ -10,10 +10,30 @@ use proptest::prelude::*;
 use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
 use tract_core::ops::nn::DataFormat;
+use tract_linalg::routines::{
+    best_for, declared, DepthwiseCF32, DepthwiseWF32, Func, RoutineFactory,
+};
 
 /// `|got - want|` within what f32 accumulation of these terms can move, per point.
 fn close(got: f32, want: f64, magnitude: f64) -> bool {
     ((got as f64) - want).abs() <= 1e-5 * magnitude + 1e-6
+}
+
+/// Every kernel of `func` to check on this machine: the one tract resolves (what its convolutions run) and each
+/// of this crate's that the machine can run (the AVX2 kernels run on an AVX-512 machine too, where tract resolves
+/// the AVX-512 ones), each once.
+fn kernels(func: Func) -> Vec<(&'static str, &'static RoutineFactory)> {
+    lookout_runtime::kernels::ensure_linked();
+    let isa = tract_linalg::isa::native();
+    let resolved = best_for(func, DatumType::F32, &isa).map(|r| r.name());
+    declared()
+        .filter(|r| r.func == func && r.dt() == DatumType::F32 && r.runnable_on(&isa))
+        .filter(|r| {
+            r.name().starts_with(lookout_runtime::kernels::NAME_PREFIX)
+                || Some(r.name()) == resolved
+        })
+        .map(|r| (r.name(), &r.factory))
+        .collect()
 }
 
 fn check_w(
@@ -23,10 +43,24 @@ fn check_w(
     spread: usize,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let Some(ker) = tract_linalg::routines::depthwise_w_f32() else {
-        return Ok(());
-    };
-    lookout_runtime::kernels::ensure_linked();
+    for (name, factory) in kernels(Func::DepthwiseW) {
+        let RoutineFactory::DepthwiseWF32 { run, .. } = *factory else {
+            continue;
+        };
+        check_w_with(run, taps, len, stride, spread, seed)
+            .map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn check_w_with(
+    ker: DepthwiseWF32,
+    taps: usize,
+    len: usize,
+    stride: usize,
+    spread: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
     let k = values(taps, seed);
     let bias = values(1, seed + 1)[0];
     // Offsets anywhere in [-spread, spread]; the buffer holds exactly the points read.
@@ -78,10 +112,26 @@ fn check_c(
     stride: usize,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let Some(ker) = tract_linalg::routines::depthwise_c_f32() else {
-        return Ok(());
-    };
-    lookout_runtime::kernels::ensure_linked();
+    for (name, factory) in kernels(Func::DepthwiseC) {
+        let RoutineFactory::DepthwiseCF32 { run, .. } = *factory else {
+            continue;
+        };
+        check_c_with(run, taps, channels, pad_c, len, stride, seed)
+            .map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_c_with(
+    ker: DepthwiseCF32,
+    taps: usize,
+    channels: usize,
+    pad_c: usize,
+    len: usize,
+    stride: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
     let k_stride = channels + pad_c;
     let kernel = values(taps * k_stride, seed);
     let bias = values(channels, seed + 1);

@@ -12,6 +12,12 @@ use tract_linalg::routines::{declared, Func};
 fn required() -> Vec<(Func, &'static str)> {
     let isa = tract_linalg::isa::native();
     if cfg!(target_arch = "x86_64") {
+        if isa.has(Isa::X86_64Avx512f) && isa.has(Isa::X86_64Avx2) && isa.has(Isa::X86_64Fma) {
+            return vec![
+                (Func::DepthwiseW, "lookout_x86_64_avx512_depthwise_w_f32"),
+                (Func::DepthwiseC, "lookout_x86_64_avx512_depthwise_c_f32"),
+            ];
+        }
         if isa.has(Isa::X86_64Avx2) && isa.has(Isa::X86_64Fma) {
             return vec![
                 (Func::DepthwiseW, "lookout_x86_64_fma_depthwise_w_f32"),

@@ -15,6 +15,9 @@
 //!   (tract's is AVX, stride 1 only, scalar on the last `len % 8` points of every row). Both need
 //!   a higher level than tract's AVX kernel, so they win `best_for`. The `DepthwiseC` kernel also clamps what
 //!   it stores when a plan node offers bounds (`fused_clamp`, used by `crate::plan::ClampedDepthwise`).
+//! - **x86_64, AVX-512** (`x86_64/depthwise512.rs`): the same two on 512-bit vectors (16 channels or points a
+//!   vector), one level higher on tract's ladder, so they win wherever AVX-512F is offered; the AVX2 ones then
+//!   run only where it is not (and for `DepthwiseW` strides other than 1 and 2, which go to their gathers).
 //! - **aarch64** (`aarch64.rs`): `DepthwiseW` for stride 2 at any tap count (tract vectorises
 //!   stride 2 only up to four taps, so 3×3 and 5×5 stride-2 layers ran scalar); stride 1 and the
 //!   rest go to tract's own kernel. Same level as tract's, so it carries `boost` 1.
@@ -80,7 +83,7 @@ unsafe fn depthwise_w_points(
 /// A kernel's signature is tract's, with no room for an activation, and a depthwise plan node calls it once per
 /// row of outputs; a thread-local lets the node say "clamp what you store" for the length of its own evaluation,
 /// and lets the kernel say how many values it clamped. The node then clamps whatever was not (values another
-/// thread of a multithreaded plan computed, or a kernel that takes no clamp: every one but the x86_64 one here),
+/// thread of a multithreaded plan computed, or a kernel that takes no clamp: every one but the x86_64 ones here),
 /// which is harmless for the values that were: a clamp is idempotent.
 pub(crate) mod fused_clamp {
     use std::cell::Cell;
@@ -123,7 +126,10 @@ pub(crate) mod fused_clamp {
 /// x86_64 kernel): where it is not, fusing a clip into a depthwise node gains nothing.
 pub fn depthwise_c_takes_clamp() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return resolved(Func::DepthwiseC) == Some(x86_64::C_NAME);
+    return matches!(
+        resolved(Func::DepthwiseC),
+        Some(x86_64::C_NAME | x86_64::C512_NAME)
+    );
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -162,14 +168,23 @@ pub fn resolved(func: Func) -> Option<&'static str> {
     best_for(func, DatumType::F32, &tract_linalg::isa::native()).map(|r| r.name())
 }
 
-/// The kernels of `registered` this machine can run, given its instruction set: what
+/// For each function, the kernel of this crate this machine should run: of those it can run (an AVX-512
+/// machine runs the AVX2 ones too), the one highest on tract's instruction-set ladder, then by boost. What
 /// [`resolved`] must answer for each function.
 pub fn expected_here() -> Vec<(Func, &'static str)> {
     let isa = tract_linalg::isa::native();
-    tract_linalg::routines::declared()
+    let mut best: Vec<&'static tract_linalg::routines::Routine> = Vec::new();
+    for routine in tract_linalg::routines::declared()
         .filter(|r| r.name().starts_with(NAME_PREFIX) && r.runnable_on(&isa))
-        .map(|r| (r.func, r.name()))
-        .collect()
+    {
+        let rank = |r: &tract_linalg::routines::Routine| (r.isa.level(), r.boost);
+        match best.iter_mut().find(|b| b.func == routine.func) {
+            Some(known) if rank(routine) > rank(known) => *known = routine,
+            Some(_) => {}
+            None => best.push(routine),
+        }
+    }
+    best.iter().map(|r| (r.func, r.name())).collect()
 }
 
 /// The matrix-product tier of this crate that speaks on this machine, if one does (its name).

@@ -1,5 +1,6 @@
-//! x86_64 AVX2 + FMA depthwise kernels, registered for machines offering both; the matrix-product tiers for AMD
-//! and Intel processors with AVX-512, and (`mmm`) the AVX-512 matrix-product kernel the Intel tier names.
+//! x86_64 AVX2 + FMA depthwise kernels, registered for machines offering both (`depthwise512`: their AVX-512
+//! versions); the matrix-product tiers for AMD and Intel processors with AVX-512, and (`mmm`) the AVX-512
+//! matrix-product kernel the Intel tier names.
 //!
 //! Contracts are tract-linalg 0.23.9's `DepthwiseWF32` and `DepthwiseCF32`
 //! (`tract_linalg::routines`). Products are fused (one FMA per tap), so results differ from
@@ -17,8 +18,15 @@ use tract_linalg::{MmmDispatch, WeightType};
 
 pub const W_NAME: &str = "lookout_x86_64_fma_depthwise_w_f32";
 pub const C_NAME: &str = "lookout_x86_64_fma_depthwise_c_f32";
-pub static REGISTERED: &[(Func, &str)] = &[(Func::DepthwiseW, W_NAME), (Func::DepthwiseC, C_NAME)];
+pub use depthwise512::{C_NAME as C512_NAME, W_NAME as W512_NAME};
+pub static REGISTERED: &[(Func, &str)] = &[
+    (Func::DepthwiseW, W_NAME),
+    (Func::DepthwiseC, C_NAME),
+    (Func::DepthwiseW, W512_NAME),
+    (Func::DepthwiseC, C512_NAME),
+];
 
+mod depthwise512;
 mod mmm;
 
 const NEEDS: IsaReq = IsaReq::ANY.needing(&[Isa::X86_64Avx2, Isa::X86_64Fma]);
@@ -242,6 +250,7 @@ pub fn ensure_linked() {
     std::hint::black_box((
         depthwise_w_f32 as *const (),
         depthwise_c_f32 as *const (),
+        depthwise512::anchor(),
         mmm::anchor(),
     ));
 }
