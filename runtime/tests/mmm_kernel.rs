@@ -2,7 +2,8 @@
 //! tract-linalg itself (packing, full and border tiles, fused operations) on random products, against tract's
 //! own AVX-512 kernel on the same inputs (the same results to the bit: both sum the products of k in order, one
 //! fused multiply-add each) and against a plain reference in f64. Outputs in every layout the kernel stores
-//! differently: rows contiguous (channel-first), columns contiguous (channel-last), neither.
+//! differently: rows contiguous (channel-first), columns contiguous (channel-last), neither; A stored so that
+//! the kernel reads it in place (k-major, through tract's `StridedKMajor` view) or packed.
 #![cfg(target_arch = "x86_64")]
 
 mod common;
@@ -11,6 +12,7 @@ use common::values;
 use proptest::prelude::*;
 use tract_core::prelude::*;
 use tract_linalg::mmm::{AsInputValue, FusedSpec, MatMatMul};
+use tract_linalg::strided_panel::StridedPanelInput;
 use tract_linalg::BinOp;
 
 const OURS: &str = "lookout_avx512_mmm_f32_16x16";
@@ -67,6 +69,9 @@ struct Case {
     add_unicast: bool,
     clip: bool,
     leaky: bool,
+    /// A stored k-major (`[k, m]`, its m values contiguous: a channel-first activation), which the kernel's
+    /// `StridedKMajor` packing reads in place, instead of `[m, k]`, which it packs.
+    a_k_major: bool,
     seed: u64,
 }
 
@@ -80,7 +85,7 @@ fn cases() -> impl Strategy<Value = Case> {
             Just(Layout::ColumnMajor),
             Just(Layout::Strided)
         ],
-        any::<[bool; 5]>(),
+        any::<[bool; 6]>(),
         any::<u64>(),
     )
         .prop_map(|(m, k, n, layout, ops, seed)| Case {
@@ -93,12 +98,15 @@ fn cases() -> impl Strategy<Value = Case> {
             add_unicast: ops[2],
             clip: ops[3],
             leaky: ops[4],
+            a_k_major: ops[5],
             seed,
         })
 }
 
 struct Inputs {
     a: Tensor,
+    /// `a` transposed: `[k, m]`.
+    a_t: Tensor,
     b: Tensor,
     row: Tensor,
     col: Tensor,
@@ -109,8 +117,11 @@ impl Inputs {
     fn new(case: &Case) -> TractResult<Inputs> {
         let (m, k, n) = (case.m, case.k, case.n);
         let (_, _, len) = case.layout.strides(m, n);
+        let a = values(m * k, case.seed);
+        let a_t: Vec<f32> = (0..k * m).map(|at| a[(at % m) * k + at / m]).collect();
         Ok(Inputs {
-            a: Tensor::from_shape(&[m, k], &values(m * k, case.seed))?,
+            a: Tensor::from_shape(&[m, k], &a)?,
+            a_t: Tensor::from_shape(&[k, m], &a_t)?,
             b: Tensor::from_shape(&[k, n], &values(k * n, case.seed ^ 0x5151))?,
             row: Tensor::from_shape(&[m], &values(m, case.seed ^ 0x7777))?,
             col: Tensor::from_shape(&[n], &values(n, case.seed ^ 0x1234))?,
@@ -123,7 +134,11 @@ impl Inputs {
 fn run(kernel: &dyn MatMatMul, case: &Case, inputs: &Inputs) -> TractResult<Vec<f32>> {
     let (m, n) = (case.m, case.n);
     let (packing_a, packing_b) = &kernel.packings()[0];
-    let a = packing_a.prepare_one(&inputs.a, 1, 0)?;
+    let a = if case.a_k_major {
+        packing_a.prepare_one(&inputs.a_t, 0, 1)?
+    } else {
+        packing_a.prepare_one(&inputs.a, 1, 0)?
+    };
     let b = packing_b.prepare_one(&inputs.b, 0, 1)?;
     let (row_stride, col_stride, len) = case.layout.strides(m, n);
     let mut output = Tensor::zero::<f32>(&[len])?;
@@ -198,6 +213,24 @@ fn reference(case: &Case, inputs: &Inputs) -> TractResult<Vec<f64>> {
         }
     }
     Ok(out)
+}
+
+/// A k-major A (a channel-first activation) goes to the kernel as a view of the tensor, not a copy: the pack
+/// this format exists to skip. A row-major A is packed.
+#[test]
+fn a_k_major_operand_is_read_in_place() {
+    let Some(ours) = runnable(OURS) else {
+        return;
+    };
+    let (m, k) = (37, 5);
+    let t = Tensor::from_shape(&[k, m], &values(k * m, 7)).unwrap();
+    let a = ours.packings()[0].0.prepare_one(&t, 0, 1).unwrap();
+    let view = a.downcast_ref::<StridedPanelInput>().map(|a| a.is_view());
+    assert_eq!(view, Some(true), "{a}");
+    let t = Tensor::from_shape(&[m, k], &values(k * m, 7)).unwrap();
+    let a = ours.packings()[0].0.prepare_one(&t, 1, 0).unwrap();
+    let view = a.downcast_ref::<StridedPanelInput>().map(|a| a.is_view());
+    assert_eq!(view, Some(false), "{a}");
 }
 
 proptest! {

@@ -473,21 +473,19 @@ pub unsafe fn depthwise_c_f32(
     in_stride: isize,
     out_stride: isize,
 ) {
-    let n = tap_indices.len().min(offsets.len());
-    let clamp = super::fused_clamp::take(len * channels);
-    let g = Geometry {
+    let g = Geometry::new(
         input,
         output,
         kernel,
-        tap_indices: &tap_indices[..n],
-        offsets: &offsets[..n],
+        tap_indices,
+        offsets,
         bias,
+        channels,
         k_stride,
         len,
         in_stride,
         out_stride,
-        clamp,
-    };
+    );
     // SAFETY: the caller's contract and the CPU features (above).
     unsafe { c_all(&g, channels) }
 }
@@ -507,6 +505,40 @@ struct Geometry<'a> {
     /// Low and high bounds every stored value is clamped to (`max` then `min`, as tract's clip chain applies
     /// them), when a plan node fused its clip into this one (`super::fused_clamp`).
     clamp: Option<(f32, f32)>,
+}
+
+impl<'a> Geometry<'a> {
+    /// A `DepthwiseCF32` call's arguments (as many taps as both lists hold), with the clamp a plan node offered
+    /// for the `len * channels` values the call stores.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        input: *const f32,
+        output: *mut f32,
+        kernel: *const f32,
+        tap_indices: &'a [usize],
+        offsets: &'a [isize],
+        bias: *const f32,
+        channels: usize,
+        k_stride: usize,
+        len: usize,
+        in_stride: isize,
+        out_stride: isize,
+    ) -> Geometry<'a> {
+        let n = tap_indices.len().min(offsets.len());
+        Geometry {
+            input,
+            output,
+            kernel,
+            tap_indices: &tap_indices[..n],
+            offsets: &offsets[..n],
+            bias,
+            k_stride,
+            len,
+            in_stride,
+            out_stride,
+            clamp: super::fused_clamp::take(len * channels),
+        }
+    }
 }
 
 /// Channel blocks outer (16, then 8, then a masked rest), output positions inner, four at a time:

@@ -60,21 +60,19 @@ pub unsafe fn depthwise_c_f32(
     in_stride: isize,
     out_stride: isize,
 ) {
-    let n = tap_indices.len().min(offsets.len());
-    let clamp = crate::kernels::fused_clamp::take(len * channels);
-    let g = Geometry {
+    let g = Geometry::new(
         input,
         output,
         kernel,
-        tap_indices: &tap_indices[..n],
-        offsets: &offsets[..n],
+        tap_indices,
+        offsets,
         bias,
+        channels,
         k_stride,
         len,
         in_stride,
         out_stride,
-        clamp,
-    };
+    );
     // SAFETY: the caller's contract and the CPU feature (above).
     unsafe { c_all(&g, channels) }
 }

@@ -9,6 +9,9 @@
 //! output are contiguous, rows after an in-register transpose when its columns are (a channel-last
 //! convolution's output, the positions being the rows); a layout with neither falls back to single values.
 //!
+//! Its A operand (the one read a vector a step) is in tract's `StridedKMajor` format: where A is an activation
+//! whose positions are contiguous, tract hands the kernel a view of it instead of a packed copy.
+//!
 //! It is a [`DynKernel`] submitted to tract-linalg's own kernel registry (`MmmRoutine`, the one its kernel
 //! macros fill), so tract packs its operands and drives it like any of its own kernels; only the Intel tier of
 //! this crate names it (its boost of -1 keeps tract's own rules on its own kernels).
@@ -17,9 +20,10 @@ use std::arch::x86_64::*;
 use std::sync::LazyLock;
 
 use tract_linalg::isa::{Arch, Isa, IsaReq};
-use tract_linalg::mmm::{DynKernel, FusedKerSpec, OutputStoreKer};
+use tract_linalg::mmm::{DynKernel, FusedKerSpec, MMMInputFormat, OutputStoreKer};
 use tract_linalg::mmm_routines::MmmRoutine;
 use tract_linalg::pack::Packing;
+use tract_linalg::strided_panel::StridedKMajor;
 
 /// The kernel's name, as tract lists it and as the Intel tier answers with it.
 pub const NAME: &str = "lookout_avx512_mmm_f32_16x16";
@@ -29,10 +33,18 @@ pub const MR: usize = 16;
 pub const NR: usize = 16;
 
 static KERNEL: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| {
-    // Panels on cache lines: each step of k then reads A's 16 values as one aligned vector and B's 16 from one
-    // line.
+    // B's panels on cache lines: each step of k reads B's 16 values from one line.
     let (a, b) = (f32::packing(MR).align(64), f32::packing(NR).align(64));
-    let mut kernel = DynKernel::<MR, NR, f32>::new(NAME, run, a, b);
+    let mut kernel = DynKernel::<MR, NR, f32>::new(NAME, run, a, b.clone());
+    // A (the operand whose 16 values a step loads as one vector) in tract's `StridedKMajor` format instead of
+    // packed: where A is an activation whose positions are contiguous (a channel-first input: Lite0's first
+    // expansions and block 0's projection, whose input is 1.6 MB), tract's pack node hands over a view of it
+    // and copies nothing; anything else it packs as before (16 values a step, on 128-byte lines). Only packing,
+    // so tract's einsum keeps its trivial path; B stays packed, which convolutions through im2col require.
+    kernel.packings = vec![(
+        Box::new(StridedKMajor::new(MR)) as Box<dyn MMMInputFormat>,
+        Box::new(b) as Box<dyn MMMInputFormat>,
+    )];
     kernel.arch = Some(Arch::X86_64);
     kernel
         .with_isa(IsaReq::ANY.needing(&[Isa::X86_64Avx512f]))
@@ -123,7 +135,7 @@ unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
                     if packing != 0 {
                         return 1;
                     }
-                    add_mat_mul(&mut tile, pa as *const f32, pb as *const f32, k);
+                    add_mat_mul(&mut tile, &*(pa as *const PanelDesc), pb as *const f32, k);
                 }
                 // Integer requantisation: never fused into an f32 product.
                 FusedKerSpec::QScale(..)
@@ -161,15 +173,36 @@ unsafe fn per_col(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> 
     }
 }
 
-/// `tile += A · B` over `k` steps of tract's packed panels: `MR` values of A, then `NR` of B, per step.
+/// What tract passes as A's panel in the [`StridedKMajor`] format: three machine words, the first value's
+/// address, the bytes from one step of k to the next, and how many of the `MR` lanes hold values
+/// (`tract_linalg::strided_panel`, "What one `AddMatMul` passes as `pa`"; a packed panel reads as `MR` lanes
+/// `MR * 4` bytes apart).
+#[repr(C)]
+struct PanelDesc {
+    ptr: *const u8,
+    k_byte_stride: isize,
+    valid: usize,
+}
+
+/// `tile += A · B` over `k` steps: A's `MR` values a step where its panel says (a short last panel of a view
+/// loads only its valid lanes: the rest may lie past the activation), B's `NR` from tract's packed panel.
 #[inline(always)]
-unsafe fn add_mat_mul(tile: &mut Tile, a: *const f32, b: *const f32, k: usize) {
+unsafe fn add_mat_mul(tile: &mut Tile, a: &PanelDesc, b: *const f32, k: usize) {
     // A local copy that LLVM keeps in sixteen registers through the loop.
     let mut acc = *tile;
+    let lanes: __mmask16 = if a.valid >= MR {
+        0xffff
+    } else {
+        ((1u32 << a.valid) - 1) as __mmask16
+    };
     for step in 0..k {
-        // SAFETY: the panels hold `k` steps (tract's packing for this kernel's MR and NR).
+        // SAFETY: the panels hold `k` steps (tract's contract for this kernel's packings); masked-off lanes are
+        // not read (AVX-512 masked loads suppress faults on them).
         unsafe {
-            let column = _mm512_loadu_ps(a.add(step * MR));
+            let column = _mm512_maskz_loadu_ps(
+                lanes,
+                a.ptr.offset(step as isize * a.k_byte_stride) as *const f32,
+            );
             let b = b.add(step * NR);
             for (j, acc) in acc.iter_mut().enumerate() {
                 *acc = _mm512_fmadd_ps(column, _mm512_set1_ps(*b.add(j)), *acc);
