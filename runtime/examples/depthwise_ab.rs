@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use tract_core::prelude::DatumType;
-use tract_linalg::routines::{declared, DepthwiseCF32, RoutineFactory};
+use lookout_runtime::kernels::runnable_here;
+use tract_linalg::routines::{DepthwiseCF32, Func, RoutineFactory};
 
 /// Lite0's depthwise layers: input height and width, channels, kernel size, stride.
 const LITE0: &[(usize, usize, usize, usize)] = &[
@@ -39,7 +39,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// One layer through `kernel`: every output row in turn, the input padded so that every tap is in bounds (the
 /// zone tract calls the kernel on for most rows).
-fn run_layer(kernel: DepthwiseCF32, layer: &Layer) -> f64 {
+fn run_layer(kernel: DepthwiseCF32, layer: &mut Layer) -> f64 {
     let (c, stride) = (layer.channels, layer.stride);
     let start = Instant::now();
     for oy in 0..layer.out_hw {
@@ -48,7 +48,7 @@ fn run_layer(kernel: DepthwiseCF32, layer: &Layer) -> f64 {
         unsafe {
             kernel(
                 layer.input.as_ptr().add(oy * stride * layer.padded * c),
-                layer.output.as_ptr().add(oy * layer.out_hw * c) as *mut f32,
+                layer.output.as_mut_ptr().add(oy * layer.out_hw * c),
                 layer.weights.as_ptr(),
                 &layer.taps,
                 &layer.offsets,
@@ -108,10 +108,7 @@ fn main() -> anyhow::Result<()> {
         .map(|p| p.parse())
         .transpose()?
         .unwrap_or(200);
-    lookout_runtime::kernels::ensure_linked();
-    let isa = tract_linalg::isa::native();
-    let mut kernels: Vec<(&str, DepthwiseCF32)> = declared()
-        .filter(|r| r.dt() == DatumType::F32 && r.runnable_on(&isa))
+    let mut kernels: Vec<(&str, DepthwiseCF32)> = runnable_here(Func::DepthwiseC)
         .filter_map(|r| match r.factory {
             RoutineFactory::DepthwiseCF32 { name, run } => Some((name, run)),
             _ => None,
@@ -133,23 +130,22 @@ fn main() -> anyhow::Result<()> {
     for &(hw, channels, k, stride) in LITE0 {
         let mut layer = Layer::new(hw, channels, k, stride);
         for _ in 0..5 {
-            run_layer(a, &layer);
-            run_layer(b, &layer);
+            run_layer(a, &mut layer);
+            run_layer(b, &mut layer);
         }
         let (mut ta, mut tb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         for pair in 0..pairs {
             let (x, y) = if pair % 2 == 0 {
-                let x = run_layer(a, &layer);
-                (x, run_layer(b, &layer))
+                let x = run_layer(a, &mut layer);
+                (x, run_layer(b, &mut layer))
             } else {
-                let y = run_layer(b, &layer);
-                (run_layer(a, &layer), y)
+                let y = run_layer(b, &mut layer);
+                (run_layer(a, &mut layer), y)
             };
             ta.push(x);
             tb.push(y);
             ratio.push(x / y);
         }
-        layer.output.clear();
         let (ma, mb) = (median(&mut ta), median(&mut tb));
         total_a += ma;
         total_b += mb;

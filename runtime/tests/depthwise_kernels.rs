@@ -10,9 +10,7 @@ use proptest::prelude::*;
 use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
 use tract_core::ops::nn::DataFormat;
-use tract_linalg::routines::{
-    best_for, declared, DepthwiseCF32, DepthwiseWF32, Func, RoutineFactory,
-};
+use tract_linalg::routines::{best_for, DepthwiseCF32, DepthwiseWF32, Func, RoutineFactory};
 
 /// `|got - want|` within what f32 accumulation of these terms can move, per point.
 fn close(got: f32, want: f64, magnitude: f64) -> bool {
@@ -23,15 +21,13 @@ fn close(got: f32, want: f64, magnitude: f64) -> bool {
 /// of this crate's that the machine can run (the AVX2 kernels run on an AVX-512 machine too, where tract resolves
 /// the AVX-512 ones), each once.
 fn kernels(func: Func) -> Vec<(&'static str, &'static RoutineFactory)> {
-    lookout_runtime::kernels::ensure_linked();
-    let isa = tract_linalg::isa::native();
-    let resolved = best_for(func, DatumType::F32, &isa).map(|r| r.name());
-    declared()
-        .filter(|r| r.func == func && r.dt() == DatumType::F32 && r.runnable_on(&isa))
-        .filter(|r| {
-            r.name().starts_with(lookout_runtime::kernels::NAME_PREFIX)
-                || Some(r.name()) == resolved
-        })
+    let mut kernels: Vec<_> = lookout_runtime::kernels::runnable_here(func).collect();
+    // tract's own, where it resolves one of its kernels (aarch64's `DepthwiseC`).
+    let tracts = best_for(func, DatumType::F32, &tract_linalg::isa::native())
+        .filter(|r| !kernels.iter().any(|k| k.name() == r.name()));
+    kernels.extend(tracts);
+    kernels
+        .into_iter()
         .map(|r| (r.name(), &r.factory))
         .collect()
 }

@@ -11,7 +11,6 @@ use tract_linalg::isa::{Arch, IsaReq};
 use tract_linalg::routines::{declared, DepthwiseWF32, Func, Routine, RoutineFactory};
 
 pub const W_NAME: &str = "lookout_aarch64_depthwise_w_f32";
-pub static REGISTERED: &[(Func, &str)] = &[(Func::DepthwiseW, W_NAME)];
 
 inventory::submit! {
     Routine {

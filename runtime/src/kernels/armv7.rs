@@ -12,7 +12,6 @@ use tract_linalg::routines::{Func, Routine, RoutineFactory};
 
 pub const W_NAME: &str = "lookout_armv7_neon_depthwise_w_f32";
 pub const C_NAME: &str = "lookout_armv7_neon_depthwise_c_f32";
-pub static REGISTERED: &[(Func, &str)] = &[(Func::DepthwiseW, W_NAME), (Func::DepthwiseC, C_NAME)];
 
 const NEEDS: IsaReq = IsaReq::ANY.needing(&[Isa::ArmNeon]);
 

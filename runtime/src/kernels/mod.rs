@@ -38,7 +38,7 @@
 //! `runtime/tests/kernels_registered.rs` assert what tract resolves on the machine they run on.
 
 use tract_core::prelude::DatumType;
-use tract_linalg::routines::{best_for, Func};
+use tract_linalg::routines::{best_for, Func, Routine};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -137,18 +137,6 @@ pub fn depthwise_c_takes_clamp() -> bool {
 /// Every kernel name this crate registers starts with this.
 pub const NAME_PREFIX: &str = "lookout_";
 
-/// The depthwise kernels of this crate for the architecture it was built for: function and name.
-pub fn registered() -> &'static [(Func, &'static str)] {
-    #[cfg(target_arch = "x86_64")]
-    return x86_64::REGISTERED;
-    #[cfg(target_arch = "aarch64")]
-    return aarch64::REGISTERED;
-    #[cfg(target_arch = "arm")]
-    return armv7::REGISTERED;
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")))]
-    &[]
-}
-
 /// Keeps the object file holding the registrations in every binary that loads a model. Cheap;
 /// call it before the first optimisation (tract resolves and caches kernels on first use).
 #[inline(never)]
@@ -168,23 +156,27 @@ pub fn resolved(func: Func) -> Option<&'static str> {
     best_for(func, DatumType::F32, &tract_linalg::isa::native()).map(|r| r.name())
 }
 
-/// For each function, the kernel of this crate this machine should run: of those it can run (an AVX-512
-/// machine runs the AVX2 ones too), the one highest on tract's instruction-set ladder, then by boost. What
-/// [`resolved`] must answer for each function.
-pub fn expected_here() -> Vec<(Func, &'static str)> {
+/// This crate's f32 kernels for `func` that this machine can run: on an AVX-512 machine both the AVX-512 and
+/// the AVX2 ones, of which tract resolves the first.
+pub fn runnable_here(func: Func) -> impl Iterator<Item = &'static Routine> {
+    ensure_linked();
     let isa = tract_linalg::isa::native();
-    let mut best: Vec<&'static tract_linalg::routines::Routine> = Vec::new();
-    for routine in tract_linalg::routines::declared()
-        .filter(|r| r.name().starts_with(NAME_PREFIX) && r.runnable_on(&isa))
-    {
-        let rank = |r: &tract_linalg::routines::Routine| (r.isa.level(), r.boost);
-        match best.iter_mut().find(|b| b.func == routine.func) {
-            Some(known) if rank(routine) > rank(known) => *known = routine,
-            Some(_) => {}
-            None => best.push(routine),
-        }
-    }
-    best.iter().map(|r| (r.func, r.name())).collect()
+    tract_linalg::routines::declared().filter(move |r| {
+        r.func == func
+            && r.dt() == DatumType::F32
+            && r.name().starts_with(NAME_PREFIX)
+            && r.runnable_on(&isa)
+    })
+}
+
+/// For each depthwise function, the kernel of this crate this machine should run: of those it can run, the one
+/// highest on tract's instruction-set ladder, then by boost. What [`resolved`] must answer for each function.
+pub fn expected_here() -> Vec<(Func, &'static str)> {
+    [Func::DepthwiseW, Func::DepthwiseC]
+        .into_iter()
+        .filter_map(|func| runnable_here(func).max_by_key(|r| (r.isa.level(), r.boost)))
+        .map(|r| (r.func, r.name()))
+        .collect()
 }
 
 /// The matrix-product tier of this crate that speaks on this machine, if one does (its name).

@@ -18,13 +18,7 @@ use tract_linalg::{MmmDispatch, WeightType};
 
 pub const W_NAME: &str = "lookout_x86_64_fma_depthwise_w_f32";
 pub const C_NAME: &str = "lookout_x86_64_fma_depthwise_c_f32";
-pub use depthwise512::{C_NAME as C512_NAME, W_NAME as W512_NAME};
-pub static REGISTERED: &[(Func, &str)] = &[
-    (Func::DepthwiseW, W_NAME),
-    (Func::DepthwiseC, C_NAME),
-    (Func::DepthwiseW, W512_NAME),
-    (Func::DepthwiseC, C512_NAME),
-];
+pub use depthwise512::C_NAME as C512_NAME;
 
 mod depthwise512;
 mod mmm;

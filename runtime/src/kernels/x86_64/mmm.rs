@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 use std::sync::LazyLock;
 
 use tract_linalg::isa::{Arch, Isa, IsaReq};
-use tract_linalg::mmm::{DynKernel, FusedKerSpec, MMMInputFormat, OutputStoreKer};
+use tract_linalg::mmm::{DynKernel, FusedKerSpec, OutputStoreKer};
 use tract_linalg::mmm_routines::MmmRoutine;
 use tract_linalg::pack::Packing;
 use tract_linalg::strided_panel::StridedKMajor;
@@ -35,16 +35,14 @@ pub const NR: usize = 16;
 static KERNEL: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| {
     // B's panels on cache lines: each step of k reads B's 16 values from one line.
     let (a, b) = (f32::packing(MR).align(64), f32::packing(NR).align(64));
-    let mut kernel = DynKernel::<MR, NR, f32>::new(NAME, run, a, b.clone());
+    let mut kernel = DynKernel::<MR, NR, f32>::new(NAME, run, a, b);
     // A (the operand whose 16 values a step loads as one vector) in tract's `StridedKMajor` format instead of
     // packed: where A is an activation whose positions are contiguous (a channel-first input: Lite0's first
     // expansions and block 0's projection, whose input is 1.6 MB), tract's pack node hands over a view of it
-    // and copies nothing; anything else it packs as before (16 values a step, on 128-byte lines). Only packing,
-    // so tract's einsum keeps its trivial path; B stays packed, which convolutions through im2col require.
-    kernel.packings = vec![(
-        Box::new(StridedKMajor::new(MR)) as Box<dyn MMMInputFormat>,
-        Box::new(b) as Box<dyn MMMInputFormat>,
-    )];
+    // and copies nothing; anything else it packs as before (16 values a step, on 128-byte lines). It stays the
+    // only packing, so tract's einsum keeps its trivial path; B stays packed, which convolutions through im2col
+    // require.
+    kernel.packings[0].0 = Box::new(StridedKMajor::new(MR));
     kernel.arch = Some(Arch::X86_64);
     kernel
         .with_isa(IsaReq::ANY.needing(&[Isa::X86_64Avx512f]))
