@@ -1,10 +1,11 @@
 //! Two plans of one bundle in one process, run in turn frame by frame: the one `lookout_runtime` makes, and
-//! tract's own (`LOOKOUT_PLAN_REWRITES=off` while it loads). Pairs of single runs a few milliseconds apart see
-//! the same machine, which separate processes on a shared machine do not; prints the median of each plan's
-//! times and of the pairs' ratios.
+//! the one it makes with a switch set to `off` while it loads (`LOOKOUT_PLAN_REWRITES`, tract's own plan, by
+//! default; `LOOKOUT_K_INNER_PACK`, tract's packing of channel-last activations, for example). Pairs of single
+//! runs a few milliseconds apart see the same machine, which separate processes on a shared machine do not;
+//! prints the median of each plan's times and of the pairs' ratios.
 //!
 //! ```text
-//! cargo run --release -p lookout-runtime --example plan_ab -- MODEL.lookout [PAIRS]
+//! cargo run --release -p lookout-runtime --example plan_ab -- MODEL.lookout [PAIRS] [SWITCH]
 //! ```
 
 use std::path::PathBuf;
@@ -25,12 +26,13 @@ fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("usage: plan_ab MODEL.lookout [PAIRS]"))?,
     );
     let pairs: usize = args.next().map(|p| p.parse()).transpose()?.unwrap_or(300);
+    let switch = args.next().unwrap_or_else(|| REWRITES_SWITCH.to_string());
     let options = RuntimeOptions::default();
     let mut ours = Model::load(&path, &options)?;
     // SAFETY: one thread (the options' default), so no other thread reads the environment while it is set.
-    unsafe { std::env::set_var(REWRITES_SWITCH, "off") };
+    unsafe { std::env::set_var(&switch, "off") };
     let tracts = Model::load(&path, &options);
-    unsafe { std::env::remove_var(REWRITES_SWITCH) };
+    unsafe { std::env::remove_var(&switch) };
     let mut tracts = tracts?;
     let input: Vec<f32> = (0..ours.tensor_len())
         .map(|i| ((i * 7919) % 255) as f32 / 255.0)
@@ -61,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     let (mo, mt, mr) = (median(&mut a), median(&mut b), median(&mut ratio));
     let q = |v: &[f64], f: f64| v[((v.len() - 1) as f64 * f) as usize];
     println!(
-        "{}: {pairs} pairs; with the rewrites {mo:.3} ms, tract's plan {mt:.3} ms (medians); tract's / ours, pair by pair: median {mr:.3} (quartiles {:.3}-{:.3})",
+        "{}: {pairs} pairs; the plan as made {mo:.3} ms, with {switch}=off {mt:.3} ms (medians); off / as made, pair by pair: median {mr:.3} (quartiles {:.3}-{:.3})",
         path.display(),
         q(&ratio, 0.25),
         q(&ratio, 0.75)

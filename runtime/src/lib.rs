@@ -18,6 +18,7 @@
 pub mod error;
 pub mod kernels;
 pub mod model;
+pub mod pack;
 pub mod plan;
 pub mod profile;
 pub mod shape;

@@ -3,10 +3,12 @@
 //! Both sides prepare models through here ([`optimize`]; the host's feature extractor through [`CpuRuntime`],
 //! tract's `Runtime` trait), so a backbone runs the same plan in `lookout extract` as in its bundle on the Pi.
 //!
-//! Two rewrites, each keeping every value as tract's plan computes it:
+//! Three rewrites, each keeping every value as tract's plan computes it:
 //! - [`ClampedDepthwise`] fuses the clip after a depthwise convolution (a ReLU6) into the convolution's kernel,
 //!   where that kernel is this crate's (see its documentation).
 //! - [`RowBroadcast`] is for the element-wise operations tract 0.23.9 leaves on its generic broadcasting path.
+//! - [`crate::pack::KInnerPack`] packs channel-last activations for matrix products by a vector transpose, panel
+//!   by panel, where tract moves them value by value (x86_64 with AVX-512F; see `crate::pack`).
 //!
 //! The squeeze-and-excitation blocks of MobileNetV3 (and most mobile backbones) multiply an `H × W × C`
 //! activation by one scale per channel. tract's optimiser turns such a product into
@@ -41,6 +43,7 @@ pub fn optimize(model: TypedModel) -> TractResult<TypedModel> {
     if crate::kernels::depthwise_c_takes_clamp() {
         fuse_depthwise_clamps(&mut model)?;
     }
+    crate::pack::rewrite_k_inner_packs(&mut model)?;
     Ok(model)
 }
 
@@ -79,7 +82,7 @@ pub fn rewrite_row_broadcasts(model: &mut TypedModel) -> TractResult<usize> {
 
 /// Applies `patch_for`'s patch for every node of `model` (in evaluation order) it has one for, then drops what
 /// the patches left unused. Returns how many were applied.
-fn rewrite_each(
+pub(crate) fn rewrite_each(
     model: &mut TypedModel,
     patch_for: fn(&TypedModel, usize) -> TractResult<Option<TypedModelPatch>>,
 ) -> TractResult<usize> {

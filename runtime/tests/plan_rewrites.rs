@@ -3,11 +3,14 @@
 //!   per-channel operand repeated over a channel-last activation): it takes the cases it is for, and its results
 //!   equal tract's own to the bit, in both operand orders and for every operation it takes;
 //! - `ClampedDepthwise`, a depthwise convolution with the clip after it fused into its kernel: the same values as
-//!   tract's plan, on one thread and on several, where the kernel takes the clamp and where it does not.
+//!   tract's plan, on one thread and on several, where the kernel takes the clamp and where it does not;
+//! - `KInnerPack`, the packing of a channel-last activation for a matrix product (a pointwise convolution's),
+//!   by this crate's vector transpose, panel by panel: the same values as tract's plan, for products that
+//!   tract's own kernels run and products that this crate's kernel runs, activations as the product's A or B.
 
 mod common;
 
-use lookout_runtime::kernels::depthwise_c_takes_clamp;
+use lookout_runtime::kernels::{depthwise_c_takes_clamp, pack_k_inner_f32, packs_k_inner_f32};
 use lookout_runtime::plan::optimize;
 use proptest::prelude::*;
 use tract_core::internal::*;
@@ -330,5 +333,156 @@ proptest! {
     ) {
         check_clamped(c, h, w, k, stride, bounds, threads, seed)
             .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    }
+}
+
+/// A pointwise (1 × 1) convolution of a channel-last `[1, h, w, c_in]` activation to `c_out` channels, with a
+/// bias: tract packs the activation for its matrix product with k (the input channels) innermost.
+fn pointwise_model(
+    h: usize,
+    w: usize,
+    c_in: usize,
+    c_out: usize,
+    seed: u64,
+) -> TractResult<TypedModel> {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, h, w, c_in]))?;
+    let kernel = model.add_const(
+        "k",
+        Tensor::from_shape(&[c_out, c_in, 1, 1], &values(c_out * c_in, seed))?,
+    )?;
+    let bias = model.add_const("b", Tensor::from_shape(&[c_out], &values(c_out, seed + 1))?)?;
+    let conv = Conv {
+        pool_spec: PoolSpec {
+            data_format: DataFormat::NHWC,
+            kernel_shape: tvec!(1, 1),
+            padding: PaddingSpec::Valid,
+            dilations: None,
+            strides: None,
+            input_channels: c_in,
+            output_channels: c_out,
+        },
+        kernel_fmt: KernelFormat::OIHW,
+        group: 1,
+        q_params: None,
+    };
+    let y = model.wire_node("pointwise", conv, &[x, kernel, bias])?;
+    model.select_output_outlets(&y)?;
+    Ok(model)
+}
+
+/// The plan's operations and whether its values equal tract's plan's to the bit, on `threads` threads.
+fn check_pointwise(
+    h: usize,
+    w: usize,
+    c_in: usize,
+    c_out: usize,
+    threads: usize,
+    seed: u64,
+) -> TractResult<Vec<String>> {
+    let x = Tensor::from_shape(&[1, h, w, c_in], &values(h * w * c_in, seed + 2))?;
+    let ours = optimize(pointwise_model(h, w, c_in, c_out, seed)?)?;
+    let names = op_names(&ours);
+    let tracts = pointwise_model(h, w, c_in, c_out, seed)?.into_optimized()?;
+    let got = run_threads(ours, &x, threads)?;
+    let want = run_threads(tracts, &x, 1)?;
+    ensure!(got.len() == h * w * c_out && want.len() == got.len());
+    for (i, (g, t)) in got.iter().zip(&want).enumerate() {
+        ensure!(
+            g.to_bits() == t.to_bits(),
+            "value {i}: ours {g}, tract's {t} ({names:?})"
+        );
+    }
+    Ok(names)
+}
+
+/// Lite0's projections by their shapes, 56 × 56 positions from 144 channels to 24 (tract's own 16 × 12 kernel,
+/// the activation its A, `PackedFormat`) and 28 × 28 from 240 to 40 (this crate's kernel, `StridedKMajor`):
+/// packed by this crate wherever it packs, the same values as tract's plan. 4 × 4 positions from 256 channels
+/// to 320, where the activation is this crate's kernel's B and its A (the weights) is not a `PackedFormat`, is
+/// left to tract's packer: packed on demand, that B would be packed again for every tile.
+#[test]
+fn a_channel_last_activation_is_packed_by_lookout_where_it_can() {
+    let left = check_pointwise(4, 4, 256, 320, 1, 5).unwrap();
+    assert!(!left.iter().any(|n| n == "KInnerPack"), "{left:?}");
+    for (side, c_in, c_out) in [(56, 144, 24), (28, 240, 40)] {
+        let names = check_pointwise(side, side, c_in, c_out, 1, 5).unwrap();
+        let packed_here = names.iter().any(|n| n == "KInnerPack");
+        assert_eq!(
+            packed_here,
+            packs_k_inner_f32(),
+            "{side}x{side}, {c_in} -> {c_out}: {names:?}"
+        );
+        if packed_here {
+            assert!(
+                !names.iter().any(|n| n == "OptMatMulPack"),
+                "{side}x{side}, {c_in} -> {c_out}: {names:?}"
+            );
+        }
+    }
+}
+
+/// What `pack_k_inner_f32` must write: `PackedFormat`'s layout, zeros past the last row and past `k`.
+fn packed_reference(
+    source: &[f32],
+    row_stride: usize,
+    k: usize,
+    mn: usize,
+    panel_len: usize,
+) -> Vec<f32> {
+    let mut packed = vec![0.0; mn.div_ceil(16) * panel_len];
+    for row in 0..mn {
+        for step in 0..k {
+            packed[(row / 16) * panel_len + step * 16 + row % 16] = source[row * row_stride + step];
+        }
+    }
+    packed
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    /// Shapes that are and are not multiples of 16 positions or 16 channels, down to one of each, one thread
+    /// and two: the same values as tract's plan (which packs the same panels its own way).
+    #[test]
+    fn packing_by_lookout_gives_tracts_values(
+        h in 1usize..10,
+        w in 1usize..10,
+        c_in in 1usize..200,
+        c_out in 1usize..100,
+        threads in 1usize..3,
+        seed: u64,
+    ) {
+        check_pointwise(h, w, c_in, c_out, threads, seed)
+            .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    }
+
+    /// The transpose itself, on rows further apart than `k` and panels longer than `k` steps: every value
+    /// where `PackedFormat` puts it, zeros in the padding (the kernels compute on it).
+    #[test]
+    fn the_transpose_lays_out_panels_as_tract_does(
+        k in 1usize..80,
+        mn in 1usize..70,
+        gap in 0usize..5,
+        padding in 0usize..40,
+        seed: u64,
+    ) {
+        let row_stride = k + gap;
+        let panel_len = k * 16 + padding;
+        let source = values(mn * row_stride, seed);
+        let untouched = f32::from_bits(0x7fc0_dead);
+        let mut packed = vec![untouched; mn.div_ceil(16) * panel_len];
+        if pack_k_inner_f32(&source, row_stride, k, mn, &mut packed, panel_len) {
+            let want = packed_reference(&source, row_stride, k, mn, panel_len);
+            for (i, (g, w)) in packed.iter().zip(&want).enumerate() {
+                prop_assert!(g.to_bits() == w.to_bits(), "value {}: {} instead of {}", i, g, w);
+            }
+        } else {
+            prop_assert!(!packs_k_inner_f32());
+            prop_assert!(
+                packed.iter().all(|v| v.to_bits() == untouched.to_bits()),
+                "written where it cannot pack"
+            );
+        }
     }
 }

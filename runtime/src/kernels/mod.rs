@@ -47,6 +47,54 @@ mod armv7;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+/// Whether [`pack_k_inner_f32`] packs on this machine (x86_64 with AVX-512F).
+pub fn packs_k_inner_f32() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Packs `mn` rows of `k` f32 values (`row_stride` values apart in `source`) into 16-wide panels of
+/// `panel_len` values each in `packed` (tract's `PackedFormat` layout: step `kk` of row `16 p + x` at `p *
+/// panel_len + 16 kk + x`, zeros past the last row and past `k`), by the vector transpose of
+/// `x86_64/pack.rs`. Returns false, having written nothing, where [`packs_k_inner_f32`] is false.
+///
+/// # Panics
+/// If `source` or `packed` is smaller than the shape says.
+pub fn pack_k_inner_f32(
+    source: &[f32],
+    row_stride: usize,
+    k: usize,
+    mn: usize,
+    packed: &mut [f32],
+    panel_len: usize,
+) -> bool {
+    if !packs_k_inner_f32() || mn == 0 {
+        return packs_k_inner_f32();
+    }
+    assert!(row_stride >= k && panel_len >= k * 16);
+    assert!(source.len() >= (mn - 1) * row_stride + k);
+    assert!(packed.len() >= mn.div_ceil(16) * panel_len);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F checked above; the asserts give the function's bounds.
+    unsafe {
+        x86_64::pack::pack_k_inner(
+            source.as_ptr(),
+            row_stride,
+            k,
+            mn,
+            packed.as_mut_ptr(),
+            panel_len,
+        );
+    }
+    true
+}
+
 /// Points `from..len` of a `DepthwiseW` call, one by one (`bias` plus every `taps[t] * input[offsets[t] + i *
 /// in_stride]`): what each ISA's kernel leaves to scalar code (tails, strides or tap counts it does not
 /// vectorise), in tract's own order of additions.

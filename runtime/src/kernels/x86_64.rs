@@ -22,6 +22,7 @@ pub use depthwise512::C_NAME as C512_NAME;
 
 mod depthwise512;
 mod mmm;
+pub mod pack;
 
 const NEEDS: IsaReq = IsaReq::ANY.needing(&[Isa::X86_64Avx2, Isa::X86_64Fma]);
 

@@ -71,7 +71,7 @@ unsafe fn run(ops: &[FusedKerSpec<f32>]) -> isize {
 }
 
 /// One tile: column `j` in `tile[j]`, its lane `i` the value of row `i`.
-type Tile = [__m512; NR];
+pub(super) type Tile = [__m512; NR];
 
 #[target_feature(enable = "avx512f")]
 unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
@@ -284,7 +284,7 @@ unsafe fn store(at: &OutputStoreKer, tile: &Tile) {
 /// (32-bit, then 64-bit), then 128-bit lanes exchanged twice.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn transpose(m: &mut Tile) {
+pub(super) fn transpose(m: &mut Tile) {
     let mut t = [_mm512_setzero_ps(); 16];
     for p in 0..8 {
         t[2 * p] = _mm512_unpacklo_ps(m[2 * p], m[2 * p + 1]);

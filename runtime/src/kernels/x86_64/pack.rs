@@ -1,0 +1,60 @@
+//! Packing a k-inner activation into 16-wide panels with AVX-512: sixteen rows loaded a vector each,
+//! transposed in registers, stored as sixteen steps of k.
+//!
+//! A matrix kernel reads 16 values of its packed operand per step of k (16 positions of an activation), so an
+//! activation stored with k innermost (a channel-last convolution output: every position's channels
+//! contiguous) must be transposed as it is packed. tract-linalg 0.23.9 does it in 4 × 4 tiles moved value by
+//! value on x86 (`pack_k_major`'s portable `transpose_4x4`; its vector versions are for ARM): the projections
+//! of Lite0, whose inputs are the channel-last outputs of its depthwise convolutions, spent about 1.3 ms of a
+//! 21 ms plan packing. Used by `crate::plan::KInnerPack`, which keeps tract's panel layout to the byte.
+
+use std::arch::x86_64::*;
+
+use super::mmm::{transpose, Tile};
+
+/// Values a panel holds per step of k: the width this packer is for.
+pub const R: usize = 16;
+
+/// Packs `mn` rows of `k` contiguous f32 (`row_stride` values apart) into panels of [`R`] rows: panel `p`
+/// starts `p * panel_len` values into `packed`, and holds step `kk` of row `p * R + x` at `kk * R + x`, as
+/// tract's `PackedFormat` lays it out. The rows past `mn` in the last panel, and each panel's values past its
+/// `k` steps, are zeros.
+///
+/// # Safety
+/// The CPU offers AVX-512F; `src` holds `mn` rows of `k` values `row_stride` apart; `packed` has room for
+/// `mn.div_ceil(R) * panel_len` values, with `panel_len >= k * R`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn pack_k_inner(
+    src: *const f32,
+    row_stride: usize,
+    k: usize,
+    mn: usize,
+    packed: *mut f32,
+    panel_len: usize,
+) {
+    let zero = _mm512_setzero_ps();
+    for panel in 0..mn.div_ceil(R) {
+        let rows = R.min(mn - panel * R);
+        // SAFETY (the block): every row read is one of the `mn` rows and reads at most its `k` values (masked
+        // loads suppress the lanes past `k`); every write stays in this panel's `panel_len` values.
+        unsafe {
+            let first_row = src.add(panel * R * row_stride);
+            let out = packed.add(panel * panel_len);
+            for kk in (0..k).step_by(R) {
+                let width = R.min(k - kk);
+                let lanes = ((1u32 << width) - 1) as __mmask16;
+                let mut tile: Tile = [zero; R];
+                for (x, row) in tile.iter_mut().enumerate().take(rows) {
+                    *row = _mm512_maskz_loadu_ps(lanes, first_row.add(x * row_stride + kk));
+                }
+                transpose(&mut tile);
+                for (j, step) in tile.iter().enumerate().take(width) {
+                    _mm512_storeu_ps(out.add((kk + j) * R), *step);
+                }
+            }
+            for value in k * R..panel_len {
+                *out.add(value) = 0.0;
+            }
+        }
+    }
+}
