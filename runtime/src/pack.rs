@@ -27,8 +27,7 @@ use tract_linalg::pack::PackedFormat;
 use tract_linalg::strided_panel::StridedKMajor;
 use tract_linalg::WeightType;
 
-/// The panel width this crate packs (its vector transpose is 16 × 16).
-const R: usize = 16;
+use crate::kernels::{StridedPanelDesc, K_INNER_PANEL as R};
 
 /// The byte alignment of `StridedKMajor`'s packed fallback (`tract_linalg::strided_panel`'s `packed_format`),
 /// which this crate's panels must reproduce.
@@ -243,16 +242,7 @@ impl TypedOp for KInnerPack {
     as_op!();
 }
 
-/// One panel as a `StridedKMajor` kernel reads it (`tract_linalg::strided_panel`'s descriptor: the first
-/// value's address, the bytes from one step of k to the next, the lanes that hold values).
-#[repr(C)]
-struct PanelDescriptor {
-    address: usize,
-    k_byte_stride: usize,
-    valid: usize,
-}
-
-/// Room for a [`PanelDescriptor`] at the head of a panel's buffer, the panel's values starting on a line.
+/// Room for a [`StridedPanelDesc`] at the head of a panel's buffer, the panel's values starting on a line.
 const DESCRIPTOR_BYTES: usize = 128;
 
 /// A k-innermost activation as the operand of one matrix product, each panel packed when the product asks
@@ -262,10 +252,8 @@ const DESCRIPTOR_BYTES: usize = 128;
 /// product so that an operand packed this way is packed once per panel (`FusedSpec::prefer_col_outer`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KInnerPanels {
-    /// What the kernel reads: the format named to tract (`StridedKMajor` itself, or [`KInnerFormat`] for a
-    /// `PackedFormat` kernel, so that tract sees an operand packed on demand), and how a panel is laid out.
-    format: Box<dyn MMMInputFormat>,
-    descriptor: bool,
+    /// What the kernel reads: a `PackedFormat` panel, or a `StridedKMajor` one behind its descriptor.
+    layout: PanelLayout,
     panel_len: usize,
     alignment: usize,
     input: Arc<Tensor>,
@@ -294,13 +282,8 @@ impl KInnerPanels {
             "KInnerPack: the activation is smaller than its shape"
         );
         let packed = layout.packed_format();
-        let (format, descriptor): (Box<dyn MMMInputFormat>, bool) = match layout {
-            PanelLayout::Packed(_) => (Box::new(KInnerFormat), false),
-            PanelLayout::Strided(format) => (Box::new(*format), true),
-        };
         Ok(KInnerPanels {
-            format,
-            descriptor,
+            layout: layout.clone(),
             panel_len: packed.single_panel_len(k),
             alignment: packed.alignment_bytes.clamp(64, 4096),
             input,
@@ -311,11 +294,11 @@ impl KInnerPanels {
         })
     }
 
+    /// Where a panel's values start in its buffer: after the descriptor a `StridedKMajor` kernel reads first.
     fn values_offset(&self) -> usize {
-        if self.descriptor {
-            DESCRIPTOR_BYTES
-        } else {
-            0
+        match self.layout {
+            PanelLayout::Packed(_) => 0,
+            PanelLayout::Strided(_) => DESCRIPTOR_BYTES,
         }
     }
 }
@@ -325,14 +308,21 @@ impl fmt::Display for KInnerPanels {
         write!(
             f,
             "{} packed on demand by lookout, k={} mn={}",
-            self.format, self.k, self.mn
+            self.format(),
+            self.k,
+            self.mn
         )
     }
 }
 
 impl MMMInputValue for KInnerPanels {
+    /// The format named to tract: `StridedKMajor` itself, or `KInnerFormat` in place of a `PackedFormat`, so
+    /// that tract sees an operand packed on demand.
     fn format(&self) -> &dyn MMMInputFormat {
-        &*self.format
+        match &self.layout {
+            PanelLayout::Packed(_) => &KInnerFormat,
+            PanelLayout::Strided(format) => format,
+        }
     }
 
     fn scratch_panel_buffer_layout(&self) -> Option<std::alloc::Layout> {
@@ -364,16 +354,16 @@ impl MMMInputValue for KInnerPanels {
             self.panel_len,
         );
         ensure!(packed, "KInnerPack: no vector transpose on this machine");
-        if !self.descriptor {
-            return Ok(buffer);
+        if let PanelLayout::Strided(_) = self.layout {
+            let descriptor = StridedPanelDesc {
+                ptr: values.as_ptr() as *const u8,
+                k_byte_stride: (R * size_of::<f32>()) as isize,
+                valid: R,
+            };
+            // SAFETY: the buffer's first `DESCRIPTOR_BYTES` are this descriptor's, aligned on the layout's
+            // alignment.
+            unsafe { (buffer as *mut StridedPanelDesc).write(descriptor) };
         }
-        let descriptor = PanelDescriptor {
-            address: values.as_ptr() as usize,
-            k_byte_stride: R * size_of::<f32>(),
-            valid: R,
-        };
-        // SAFETY: the buffer's first `DESCRIPTOR_BYTES` are this descriptor's, aligned on the layout's alignment.
-        unsafe { (buffer as *mut PanelDescriptor).write(descriptor) };
         Ok(buffer)
     }
 

@@ -47,6 +47,21 @@ mod armv7;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+/// The width of the panels [`pack_k_inner_f32`] packs: 16 positions a step of k, one 512-bit vector.
+pub const K_INNER_PANEL: usize = 16;
+
+/// What a kernel reading tract's `StridedKMajor` format receives as its panel (`tract_linalg::strided_panel`'s
+/// descriptor, three machine words, which tract keeps private): the first value's address, the bytes from one
+/// step of k to the next, how many lanes hold values (a view of a channel-first activation: the positions'
+/// stride and a short last panel; a packed panel: every lane, a full panel's width of bytes a step).
+/// `x86_64/mmm.rs` reads it, `crate::pack` writes it.
+#[repr(C)]
+pub(crate) struct StridedPanelDesc {
+    pub(crate) ptr: *const u8,
+    pub(crate) k_byte_stride: isize,
+    pub(crate) valid: usize,
+}
+
 /// Whether [`pack_k_inner_f32`] packs on this machine (x86_64 with AVX-512F).
 pub fn packs_k_inner_f32() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -59,8 +74,8 @@ pub fn packs_k_inner_f32() -> bool {
     }
 }
 
-/// Packs `mn` rows of `k` f32 values (`row_stride` values apart in `source`) into 16-wide panels of
-/// `panel_len` values each in `packed` (tract's `PackedFormat` layout: step `kk` of row `16 p + x` at `p *
+/// Packs `mn` rows of `k` f32 values (`row_stride` values apart in `source`) into [`K_INNER_PANEL`]-wide panels
+/// of `panel_len` values each in `packed` (tract's `PackedFormat` layout: step `kk` of row `16 p + x` at `p *
 /// panel_len + 16 kk + x`, zeros past the last row and past `k`), by the vector transpose of
 /// `x86_64/pack.rs`. Returns false, having written nothing, where [`packs_k_inner_f32`] is false.
 ///
@@ -74,12 +89,16 @@ pub fn pack_k_inner_f32(
     packed: &mut [f32],
     panel_len: usize,
 ) -> bool {
-    if !packs_k_inner_f32() || mn == 0 {
-        return packs_k_inner_f32();
+    if !packs_k_inner_f32() {
+        return false;
     }
-    assert!(row_stride >= k && panel_len >= k * 16);
+    if mn == 0 {
+        // Nothing to write.
+        return true;
+    }
+    assert!(row_stride >= k && panel_len >= k * K_INNER_PANEL);
     assert!(source.len() >= (mn - 1) * row_stride + k);
-    assert!(packed.len() >= mn.div_ceil(16) * panel_len);
+    assert!(packed.len() >= mn.div_ceil(K_INNER_PANEL) * panel_len);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F checked above; the asserts give the function's bounds.
     unsafe {

@@ -25,6 +25,8 @@ use tract_linalg::mmm_routines::MmmRoutine;
 use tract_linalg::pack::Packing;
 use tract_linalg::strided_panel::StridedKMajor;
 
+use crate::kernels::StridedPanelDesc;
+
 /// The kernel's name, as tract lists it and as the Intel tier answers with it.
 pub const NAME: &str = "lookout_avx512_mmm_f32_16x16";
 /// Rows of a tile (the packed A panel's width).
@@ -133,7 +135,12 @@ unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
                     if packing != 0 {
                         return 1;
                     }
-                    add_mat_mul(&mut tile, &*(pa as *const PanelDesc), pb as *const f32, k);
+                    add_mat_mul(
+                        &mut tile,
+                        &*(pa as *const StridedPanelDesc),
+                        pb as *const f32,
+                        k,
+                    );
                 }
                 // Integer requantisation: never fused into an f32 product.
                 FusedKerSpec::QScale(..)
@@ -171,21 +178,10 @@ unsafe fn per_col(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> 
     }
 }
 
-/// What tract passes as A's panel in the [`StridedKMajor`] format: three machine words, the first value's
-/// address, the bytes from one step of k to the next, and how many of the `MR` lanes hold values
-/// (`tract_linalg::strided_panel`, "What one `AddMatMul` passes as `pa`"; a packed panel reads as `MR` lanes
-/// `MR * 4` bytes apart).
-#[repr(C)]
-struct PanelDesc {
-    ptr: *const u8,
-    k_byte_stride: isize,
-    valid: usize,
-}
-
 /// `tile += A · B` over `k` steps: A's `MR` values a step where its panel says (a short last panel of a view
 /// loads only its valid lanes: the rest may lie past the activation), B's `NR` from tract's packed panel.
 #[inline(always)]
-unsafe fn add_mat_mul(tile: &mut Tile, a: &PanelDesc, b: *const f32, k: usize) {
+unsafe fn add_mat_mul(tile: &mut Tile, a: &StridedPanelDesc, b: *const f32, k: usize) {
     // A local copy that LLVM keeps in sixteen registers through the loop.
     let mut acc = *tile;
     let lanes: __mmask16 = if a.valid >= MR {

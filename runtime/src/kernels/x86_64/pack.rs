@@ -10,10 +10,11 @@
 
 use std::arch::x86_64::*;
 
-use super::mmm::{transpose, Tile};
+use super::mmm::{transpose, Tile, NR};
+use crate::kernels::K_INNER_PANEL as R;
 
-/// Values a panel holds per step of k: the width this packer is for.
-pub const R: usize = 16;
+// The panel is one tile of the matrix kernel's transpose wide.
+const _: () = assert!(R == NR);
 
 /// Packs `mn` rows of `k` contiguous f32 (`row_stride` values apart) into panels of [`R`] rows: panel `p`
 /// starts `p * panel_len` values into `packed`, and holds step `kk` of row `p * R + x` at `kk * R + x`, as
