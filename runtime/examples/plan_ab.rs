@@ -1,11 +1,12 @@
 //! Two plans of one bundle in one process, run in turn frame by frame: the one `lookout_runtime` makes, and
 //! the one it makes with a switch set to `off` while it loads (`LOOKOUT_PLAN_REWRITES`, tract's own plan, by
-//! default; `LOOKOUT_K_INNER_PACK`, tract's packing of channel-last activations, for example). Pairs of single
+//! default; `LOOKOUT_K_INNER_PACK`, tract's packing of channel-last activations, for example; several switches
+//! separated by commas are all set). Pairs of single
 //! runs a few milliseconds apart see the same machine, which separate processes on a shared machine do not;
 //! prints the median of each plan's times and of the pairs' ratios.
 //!
 //! ```text
-//! cargo run --release -p lookout-runtime --example plan_ab -- MODEL.lookout [PAIRS] [SWITCH]
+//! cargo run --release -p lookout-runtime --example plan_ab -- MODEL.lookout [PAIRS] [SWITCH[,SWITCH...]]
 //! ```
 
 use std::path::PathBuf;
@@ -30,9 +31,13 @@ fn main() -> anyhow::Result<()> {
     let options = RuntimeOptions::default();
     let mut ours = Model::load(&path, &options)?;
     // SAFETY: one thread (the options' default), so no other thread reads the environment while it is set.
-    unsafe { std::env::set_var(&switch, "off") };
+    for name in switch.split(',') {
+        unsafe { std::env::set_var(name, "off") };
+    }
     let tracts = Model::load(&path, &options);
-    unsafe { std::env::remove_var(&switch) };
+    for name in switch.split(',') {
+        unsafe { std::env::remove_var(name) };
+    }
     let mut tracts = tracts?;
     let input: Vec<f32> = (0..ours.tensor_len())
         .map(|i| ((i * 7919) % 255) as f32 / 255.0)

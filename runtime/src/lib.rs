@@ -10,19 +10,23 @@
 //! - [`error_line`]: how both command-line tools print an error and its causes on one line.
 //! - [`kernels`]: kernels tract lacks (depthwise convolutions, an AVX-512 matrix product), registered into its
 //!   registries.
-//! - [`plan`]: how every model becomes a plan on the CPU, here and in the host: tract's optimiser, then two
-//!   rewrites of ours (per-channel operations tract leaves on its generic path; clips fused into the depthwise
-//!   convolutions before them).
+//! - [`plan`]: how every model becomes a plan on the CPU, here and in the host: tract's optimiser, then the
+//!   rewrites of ours it lists (per-channel operations tract leaves on its generic path; clips fused into the
+//!   depthwise convolutions and the matrix products before them; channel-last activations packed by a vector
+//!   transpose; zero padding by rows; im2col panels by vector).
 //! - [`WeightMemory`]: whether a `q4` bundle's convolution weights stay in blocks or are expanded at load.
 
 pub mod error;
+pub mod im2col;
 pub mod kernels;
 pub mod model;
 pub mod pack;
 pub mod plan;
 pub mod profile;
+pub mod reshape_fusion;
 pub mod shape;
 pub mod weights;
+pub mod zero_pad;
 
 pub use error::{error_line, RuntimeError};
 pub use model::{Model, Prediction, RuntimeOptions, UnknownPolicy};

@@ -3,12 +3,18 @@
 //! Both sides prepare models through here ([`optimize`]; the host's feature extractor through [`CpuRuntime`],
 //! tract's `Runtime` trait), so a backbone runs the same plan in `lookout extract` as in its bundle on the Pi.
 //!
-//! Three rewrites, each keeping every value as tract's plan computes it:
+//! Six rewrites, each keeping every value as tract's plan computes it:
 //! - [`ClampedDepthwise`] fuses the clip after a depthwise convolution (a ReLU6) into the convolution's kernel,
 //!   where that kernel is this crate's (see its documentation).
 //! - [`RowBroadcast`] is for the element-wise operations tract 0.23.9 leaves on its generic broadcasting path.
 //! - [`crate::pack::KInnerPack`] packs channel-last activations for matrix products by a vector transpose, panel
 //!   by panel, where tract moves them value by value (x86_64 with AVX-512F; see `crate::pack`).
+//! - [`crate::reshape_fusion`] fuses a clip (or any chain of operations by constants) that follows a matrix
+//!   product through a reshape into the product's kernel, as tract does when no reshape is between them (a
+//!   convolution run through im2col: EfficientNet-Lite0's stem).
+//! - [`crate::zero_pad::ZeroPad`] pads with zeros a row at a time where tract's `Pad` goes value by value.
+//! - [`crate::im2col::VectorIm2col`] packs the im2col panels of a convolution (a stem) a vector a step where
+//!   tract gathers them value by value (x86_64 with AVX-512F; see `crate::im2col`).
 //!
 //! The squeeze-and-excitation blocks of MobileNetV3 (and most mobile backbones) multiply an `H × W × C`
 //! activation by one scale per channel. tract's optimiser turns such a product into
@@ -44,6 +50,9 @@ pub fn optimize(model: TypedModel) -> TractResult<TypedModel> {
         fuse_depthwise_clamps(&mut model)?;
     }
     crate::pack::rewrite_k_inner_packs(&mut model)?;
+    crate::reshape_fusion::fuse_scalar_chains_through_reshapes(&mut model)?;
+    crate::zero_pad::rewrite_zero_pads(&mut model)?;
+    crate::im2col::rewrite_lazy_im2cols(&mut model)?;
     Ok(model)
 }
 

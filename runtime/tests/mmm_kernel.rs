@@ -1,4 +1,5 @@
-//! The matrix-product kernel `lookout-runtime` registers for AVX-512 (`lookout_avx512_mmm_f32_16x16`), run by
+//! The matrix-product kernels `lookout-runtime` registers for AVX-512 (`lookout_avx512_mmm_f32_16x16` and
+//! `lookout_avx512_mmm_f32_16x24`), each run by
 //! tract-linalg itself (packing, full and border tiles, fused operations) on random products, against tract's
 //! own AVX-512 kernel on the same inputs (the same results to the bit: both sum the products of k in order, one
 //! fused multiply-add each) and against a plain reference in f64. Outputs in every layout the kernel stores
@@ -16,6 +17,7 @@ use tract_linalg::strided_panel::StridedPanelInput;
 use tract_linalg::BinOp;
 
 const OURS: &str = "lookout_avx512_mmm_f32_16x16";
+const OURS_WIDE: &str = "lookout_avx512_mmm_f32_16x24";
 const TRACTS: &str = "avx512_mmm_f32_16x12";
 
 fn runnable(name: &str) -> Option<Box<dyn MatMatMul>> {
@@ -27,14 +29,20 @@ fn runnable(name: &str) -> Option<Box<dyn MatMatMul>> {
 
 /// Registered on every x86_64 build, runnable exactly where the CPU offers AVX-512F.
 #[test]
-fn the_kernel_is_registered_and_runs_where_avx512_does() {
+fn the_kernels_are_registered_and_run_where_avx512_does() {
     lookout_runtime::kernels::ensure_linked();
-    assert!(
-        tract_linalg::mmm_routines::declared().any(|routine| (routine.make)().name() == OURS),
-        "{OURS} is not in tract-linalg's kernel registry"
-    );
     let avx512 = tract_linalg::isa::native().has(tract_linalg::isa::Isa::X86_64Avx512f);
-    assert_eq!(runnable(OURS).is_some(), avx512, "AVX-512F here: {avx512}");
+    for name in [OURS, OURS_WIDE] {
+        assert!(
+            tract_linalg::mmm_routines::declared().any(|routine| (routine.make)().name() == name),
+            "{name} is not in tract-linalg's kernel registry"
+        );
+        assert_eq!(
+            runnable(name).is_some(),
+            avx512,
+            "{name}, AVX-512F here: {avx512}"
+        );
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -237,8 +245,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn products_match_tracts_own_kernel_to_the_bit(case in cases()) {
-        let (Some(ours), Some(tracts)) = (runnable(OURS), runnable(TRACTS)) else {
+    fn products_match_tracts_own_kernel_to_the_bit(case in cases(), wide: bool) {
+        let name = if wide { OURS_WIDE } else { OURS };
+        let (Some(ours), Some(tracts)) = (runnable(name), runnable(TRACTS)) else {
             return Ok(());
         };
         let inputs = Inputs::new(&case).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -246,7 +255,7 @@ proptest! {
         let expected = run(&*tracts, &case, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let reference = reference(&case, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for (at, ((f, e), r)) in found.iter().zip(&expected).zip(&reference).enumerate() {
-            prop_assert_eq!(f.to_bits(), e.to_bits(), "at {}: ours {} tract's {}", at, f, e);
+            prop_assert_eq!(f.to_bits(), e.to_bits(), "{} at {}: ours {} tract's {}", name, at, f, e);
             // Sums of k products of values under 1 in magnitude, rounded k times in f32.
             let tolerance = 1e-6 * (case.k as f64 + 4.0);
             prop_assert!((*f as f64 - r).abs() <= tolerance, "at {}: ours {} reference {}", at, f, r);

@@ -14,6 +14,7 @@ use lookout_runtime::kernels::{depthwise_c_takes_clamp, pack_k_inner_f32, packs_
 use lookout_runtime::plan::optimize;
 use proptest::prelude::*;
 use tract_core::internal::*;
+use tract_core::ops::array::{Pad, PadMode};
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
 use tract_core::ops::math;
@@ -484,5 +485,179 @@ proptest! {
                 "written where it cannot pack"
             );
         }
+    }
+}
+
+/// What follows a stem convolution in [`stem_model`].
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    None,
+    /// `max(x, 0)` then `min(x, 6)`, as a ReLU6 is exported.
+    Relu6,
+    /// `x - 0.5` then `max(x, 0)`: an operation whose operands do not commute.
+    ShiftedRelu,
+}
+
+/// A convolution of a channel-first `[1, c_in, h, w]` input (`k × k` taps, `stride`, "same" padding, which
+/// tract applies as a `Pad` before its im2col, after the input only where the stride is 2 and the size even) to
+/// `c_out` channels with a bias, then `activation`: a backbone's stem.
+#[allow(clippy::too_many_arguments)]
+fn stem_model(
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    activation: Activation,
+    seed: u64,
+) -> TractResult<TypedModel> {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, c_in, h, w]))?;
+    let kernel = model.add_const(
+        "k",
+        Tensor::from_shape(&[c_out, c_in, k, k], &values(c_out * c_in * k * k, seed))?,
+    )?;
+    let bias = model.add_const("b", Tensor::from_shape(&[c_out], &values(c_out, seed + 1))?)?;
+    let conv = Conv {
+        pool_spec: PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec!(k, k),
+            padding: PaddingSpec::SameUpper,
+            dilations: None,
+            strides: Some(tvec!(stride, stride)),
+            input_channels: c_in,
+            output_channels: c_out,
+        },
+        kernel_fmt: KernelFormat::OIHW,
+        group: 1,
+        q_params: None,
+    };
+    let mut y = model.wire_node("stem", conv, &[x, kernel, bias])?;
+    let scalar = |model: &mut TypedModel, name: &str, v: f32| {
+        model.add_const(name, Tensor::from_shape(&[1, 1, 1, 1], &[v])?)
+    };
+    match activation {
+        Activation::None => {}
+        Activation::Relu6 => {
+            let low = scalar(&mut model, "low", 0.0)?;
+            let high = scalar(&mut model, "high", 6.0)?;
+            y = model.wire_node("max", math::max(), &[y[0], low])?;
+            y = model.wire_node("min", math::min(), &[y[0], high])?;
+        }
+        Activation::ShiftedRelu => {
+            let shift = scalar(&mut model, "shift", 0.5)?;
+            let low = scalar(&mut model, "low", 0.0)?;
+            y = model.wire_node("sub", math::sub(), &[y[0], shift])?;
+            y = model.wire_node("max", math::max(), &[y[0], low])?;
+        }
+    }
+    model.select_output_outlets(&y)?;
+    Ok(model)
+}
+
+/// The plan's operations, having checked that its values equal tract's plan's (as numbers: a clip by vector
+/// instructions may give 0.0 where another gives -0.0), on `threads` threads.
+#[allow(clippy::too_many_arguments)]
+fn check_stem(
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    activation: Activation,
+    threads: usize,
+    seed: u64,
+) -> TractResult<Vec<String>> {
+    lookout_runtime::kernels::ensure_linked();
+    let x = Tensor::from_shape(&[1, c_in, h, w], &values(c_in * h * w, seed + 2))?;
+    let model = || stem_model(c_in, c_out, h, w, k, stride, activation, seed);
+    let ours = optimize(model()?)?;
+    let names = op_names(&ours);
+    let got = run_threads(ours, &x, threads)?;
+    let want = run_threads(model()?.into_optimized()?, &x, 1)?;
+    ensure!(
+        got.len() == want.len() && got.len() == c_out * h.div_ceil(stride) * w.div_ceil(stride)
+    );
+    for (i, (g, t)) in got.iter().zip(&want).enumerate() {
+        ensure!(g == t, "value {i}: ours {g}, tract's {t} ({names:?})");
+    }
+    Ok(names)
+}
+
+/// Lite0's stem by its shape (3 channels to 32, 3 × 3, stride 2, an even input: padded after), on a smaller
+/// frame: tract's padding becomes a `ZeroPad`, the clip after the reshape of the product's output is fused
+/// into the product (no element-wise pass left), and the im2col panels are packed by vector where this crate
+/// packs (x86_64 with AVX-512F); the same values as tract's plan.
+#[test]
+fn a_stem_is_padded_clipped_and_packed_by_lookout() {
+    for activation in [Activation::Relu6, Activation::ShiftedRelu] {
+        let names = check_stem(3, 32, 64, 64, 3, 2, activation, 1, 7).unwrap();
+        assert!(names.iter().any(|n| n == "ZeroPad"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "Pad"), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.starts_with("OptBinChain")),
+            "{activation:?}: {names:?}"
+        );
+        assert_eq!(
+            names.iter().any(|n| n == "VectorIm2col"),
+            packs_k_inner_f32(),
+            "{names:?}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Convolutions through im2col of every stride up to 3 (panels that wrap rows, short last panels, strides
+    /// the vector packing does not take), kernels of 1, 3 and 5 taps a side, with and without an activation
+    /// after, on one thread and two: the same values as tract's plan.
+    #[test]
+    fn stems_give_tracts_values(
+        c_in in 1usize..5,
+        c_out in 1usize..40,
+        h in 1usize..40,
+        // Up to rows of 16 positions or more at a stride of 2 and of 3.
+        w in 1usize..72,
+        k in prop::sample::select(vec![1usize, 3, 5]),
+        stride in 1usize..4,
+        activation in prop::sample::select(vec![Activation::None, Activation::Relu6, Activation::ShiftedRelu]),
+        threads in 1usize..3,
+        seed: u64,
+    ) {
+        check_stem(c_in, c_out, h, w, k, stride, activation, threads, seed)
+            .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    }
+
+    /// Zero padding of tensors of one to four axes, with and without padding on each side of each axis: the
+    /// rewrite takes every padding tract's plan keeps, and pads as tract's `Pad` does, to the bit.
+    #[test]
+    fn zero_padding_gives_tracts_values(
+        shape in prop::collection::vec(1usize..6, 1..5),
+        pads in prop::collection::vec((0usize..3, 0usize..3), 4),
+        seed: u64,
+    ) {
+        let pads: Vec<(usize, usize)> = pads[..shape.len()].to_vec();
+        let model = || -> TractResult<TypedModel> {
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact(&shape))?;
+            let pad = Pad { pads: pads.clone(), mode: PadMode::Constant(Arc::new(0f32.into())) };
+            let y = model.wire_node("pad", pad, &[x])?;
+            model.select_output_outlets(&y)?;
+            Ok(model)
+        };
+        let x = Tensor::from_shape(&shape, &values(shape.iter().product(), seed))
+            .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+        let run = |plan: TypedModel| -> TractResult<Vec<u32>> {
+            Ok(run_threads(plan, &x, 1)?.iter().map(|v| v.to_bits()).collect())
+        };
+        let ours = optimize(model().unwrap()).unwrap();
+        let names = op_names(&ours);
+        // Padding by nothing leaves no padding in tract's plan.
+        let padded = pads.iter().any(|&(before, after)| before + after > 0);
+        prop_assert_eq!(names.iter().any(|n| n == "ZeroPad"), padded, "{:?}", names);
+        prop_assert_eq!(run(ours).unwrap(), run(model().unwrap().into_optimized().unwrap()).unwrap());
     }
 }

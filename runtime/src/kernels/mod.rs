@@ -114,6 +114,44 @@ pub fn pack_k_inner_f32(
     true
 }
 
+/// Writes one full [`K_INNER_PANEL`]-wide im2col panel into `panel` (tract's `PackedFormat` layout: step `kk` of
+/// position `x` at `16 kk + x`), where the value of step `kk` for position `x` is
+/// `input[base + k_offsets[kk] + x * step]`: a convolution's 16 consecutive output positions along one row,
+/// `step` its stride along that row, 1 or 2 (`x86_64/pack.rs`). Returns false, having written nothing, where
+/// [`packs_k_inner_f32`] is false (the same instruction set) or the stride is another.
+///
+/// # Panics
+/// If a value the panel reads lies past `input`, or `panel` holds fewer than `16 * k_offsets.len()` values.
+pub fn im2col_panel_f32(
+    input: &[f32],
+    base: usize,
+    k_offsets: &[usize],
+    step: usize,
+    panel: &mut [f32],
+) -> bool {
+    if !packs_k_inner_f32() || !(step == 1 || step == 2) {
+        return false;
+    }
+    let Some(&furthest) = k_offsets.iter().max() else {
+        // No step of k: nothing to write.
+        return true;
+    };
+    assert!(base + furthest + (K_INNER_PANEL - 1) * step < input.len());
+    assert!(panel.len() >= K_INNER_PANEL * k_offsets.len());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F checked above; the asserts give the function's bounds (every read is at most `base +
+    // furthest + 15 step`).
+    unsafe {
+        x86_64::pack::im2col_panel(
+            input.as_ptr().add(base),
+            k_offsets,
+            step,
+            panel.as_mut_ptr(),
+        );
+    }
+    true
+}
+
 /// Points `from..len` of a `DepthwiseW` call, one by one (`bias` plus every `taps[t] * input[offsets[t] + i *
 /// in_stride]`): what each ISA's kernel leaves to scalar code (tails, strides or tap counts it does not
 /// vectorise), in tract's own order of additions.

@@ -169,11 +169,18 @@ fn intel_avx512_preferred(
     // best-fitting tile wherever its own 16 x 16 tiles fitted the product at least 0.83 as well, about the same
     // (0.95) at 0.75, and 1.09 to 1.32 of the time on the 7 x 7 layers, where 49 columns fill 16-wide tiles to
     // 0.77 against 0.98 for 32x5 (0.79 as well).
-    let ours = utilisation(m, mmm::MR) * utilisation(n, mmm::NR);
-    if ours >= OWN_KERNEL_MIN_FIT * score(best)
-        && tract_linalg::mmm::suitable_named(suitable, mmm::NAME).is_some()
+    // Of this crate's two tiles, the 24-column one only where it fits strictly better (24 columns: the
+    // projections of 24 channels); the 16 × 16 one is what was measured on every other shape.
+    let fit = |nr: usize| utilisation(m, mmm::MR) * utilisation(n, nr);
+    let (ours, fit) = if fit(mmm::NR_WIDE) > fit(mmm::NR) {
+        (mmm::NAME_WIDE, fit(mmm::NR_WIDE))
+    } else {
+        (mmm::NAME, fit(mmm::NR))
+    };
+    if fit >= OWN_KERNEL_MIN_FIT * score(best)
+        && tract_linalg::mmm::suitable_named(suitable, ours).is_some()
     {
-        return Some(mmm::NAME);
+        return Some(ours);
     }
     Some(best.name)
 }

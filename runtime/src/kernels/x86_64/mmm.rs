@@ -1,4 +1,5 @@
-//! An f32 matrix-product kernel for AVX-512 that stores its tile a vector at a time.
+//! f32 matrix-product kernels for AVX-512 that store their tiles a vector at a time: 16 × 16, and 16 × 24 for
+//! products of 24 columns (or 72, 120: multiples of 24 that 16 does not divide).
 //!
 //! tract-linalg 0.23.9's AVX-512 kernels store every value of a tile on its own (`vextractps` in each
 //! `avx512_mmm_f32_*.S.j2`, whatever the output's layout). A layer with few multiply-adds a value is bound by
@@ -27,17 +28,28 @@ use tract_linalg::strided_panel::StridedKMajor;
 
 use crate::kernels::StridedPanelDesc;
 
-/// The kernel's name, as tract lists it and as the Intel tier answers with it.
+/// The 16 × 16 kernel's name, as tract lists it and as the Intel tier answers with it.
 pub const NAME: &str = "lookout_avx512_mmm_f32_16x16";
+/// The 16 × 24 kernel's name.
+pub const NAME_WIDE: &str = "lookout_avx512_mmm_f32_16x24";
 /// Rows of a tile (the packed A panel's width).
 pub const MR: usize = 16;
-/// Columns of a tile (the packed B panel's width).
+/// Columns of the square tile (the packed B panel's width), which the in-register transpose works on.
 pub const NR: usize = 16;
+/// Columns of the wide tile: a projection to 24 channels (EfficientNet-Lite0's blocks 1 and 2, MobileNetV3's
+/// 24-channel blocks) fills it, where it fills 16-column tiles to 0.75 and tract's 16 × 12 stores value by value.
+/// 24 accumulators, A's vector and a broadcast take 26 of the 32 vector registers.
+pub const NR_WIDE: usize = 24;
 
-static KERNEL: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| {
-    // B's panels on cache lines: each step of k reads B's 16 values from one line.
-    let (a, b) = (f32::packing(MR).align(64), f32::packing(NR).align(64));
-    let mut kernel = DynKernel::<MR, NR, f32>::new(NAME, run, a, b);
+static KERNEL: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| kernel::<NR>(NAME));
+static KERNEL_WIDE: LazyLock<DynKernel<MR, NR_WIDE, f32>> =
+    LazyLock::new(|| kernel::<NR_WIDE>(NAME_WIDE));
+
+/// The kernel of `N` columns, as tract registers it.
+fn kernel<const N: usize>(name: &'static str) -> DynKernel<MR, N, f32> {
+    // B's panels on cache lines: each step of k reads B's values from one or two lines.
+    let (a, b) = (f32::packing(MR).align(64), f32::packing(N).align(64));
+    let mut kernel = DynKernel::<MR, N, f32>::new(name, run::<N>, a, b);
     // A (the operand whose 16 values a step loads as one vector) in tract's `StridedKMajor` format instead of
     // packed: where A is an activation whose positions are contiguous (a channel-first input: Lite0's first
     // expansions and block 0's projection, whose input is 1.6 MB), tract's pack node hands over a view of it
@@ -51,15 +63,19 @@ static KERNEL: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| {
         // Below tract's own AVX-512 kernels (boost 0 at the same level) wherever tract chooses by its generic
         // rules: only a tier naming this kernel runs it.
         .with_boost(|| -1)
-});
+}
 
 inventory::submit! {
     MmmRoutine { make: || KERNEL.mmm() }
 }
 
+inventory::submit! {
+    MmmRoutine { make: || KERNEL_WIDE.mmm() }
+}
+
 /// Referenced from [`super::ensure_linked`] with the rest of this architecture's registrations.
 pub fn anchor() -> *const () {
-    run as *const ()
+    run::<NR> as *const ()
 }
 
 /// The kernel as tract calls it: a program of fused operations on one tile.
@@ -67,24 +83,27 @@ pub fn anchor() -> *const () {
 /// # Safety
 /// tract-linalg's kernel contract: every pointer in `ops` valid for the tile it describes. The CPU must offer
 /// AVX-512F (the registration requires it, so tract runs this kernel only there).
-unsafe fn run(ops: &[FusedKerSpec<f32>]) -> isize {
+unsafe fn run<const N: usize>(ops: &[FusedKerSpec<f32>]) -> isize {
     // SAFETY: the caller's contract; AVX-512F is required by the registration.
-    unsafe { program(ops) }
+    unsafe { program::<N>(ops) }
 }
 
-/// One tile: column `j` in `tile[j]`, its lane `i` the value of row `i`.
+/// A square tile: column `j` in `tile[j]`, its lane `i` the value of row `i`.
 pub(super) type Tile = [__m512; NR];
 
+/// A tile of `N` columns, laid out as [`Tile`].
+type Columns<const N: usize> = [__m512; N];
+
 #[target_feature(enable = "avx512f")]
-unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
+unsafe fn program<const N: usize>(ops: &[FusedKerSpec<f32>]) -> isize {
     let zero = _mm512_setzero_ps();
-    let mut tile: Tile = [zero; NR];
+    let mut tile: Columns<N> = [zero; N];
     for op in ops {
         // SAFETY (every arm): the pointers come from tract for this tile, as the kernel contract says.
         unsafe {
             match *op {
                 FusedKerSpec::Done => return 0,
-                FusedKerSpec::Clear => tile = [zero; NR],
+                FusedKerSpec::Clear => tile = [zero; N],
                 FusedKerSpec::LoadTile(column_major, _) => tile = load_column_major(column_major),
                 // tract's operand order: the scalar or vector first, the tile value second (`ScalarSub` is
                 // `s - x`, `ScalarSubF` is `x - s`); `_mm512_min_ps(a, b)` is `a < b ? a : b`, as tract's.
@@ -120,7 +139,7 @@ unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
                     if other.item_size != 4 {
                         return 1;
                     }
-                    let addend = load(&other);
+                    let addend = load::<N>(&other);
                     for (column, add) in tile.iter_mut().zip(addend) {
                         *column = _mm512_add_ps(*column, add);
                     }
@@ -154,7 +173,7 @@ unsafe fn program(ops: &[FusedKerSpec<f32>]) -> isize {
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn scalar(tile: &mut Tile, s: f32, f: impl Fn(__m512, __m512) -> __m512) {
+fn scalar<const N: usize>(tile: &mut Columns<N>, s: f32, f: impl Fn(__m512, __m512) -> __m512) {
     let s = _mm512_set1_ps(s);
     for column in tile.iter_mut() {
         *column = f(s, *column);
@@ -162,7 +181,11 @@ fn scalar(tile: &mut Tile, s: f32, f: impl Fn(__m512, __m512) -> __m512) {
 }
 
 #[inline(always)]
-unsafe fn per_row(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> __m512) {
+unsafe fn per_row<const N: usize>(
+    tile: &mut Columns<N>,
+    p: *const f32,
+    f: impl Fn(__m512, __m512) -> __m512,
+) {
     // SAFETY: `p` holds one value per row of the tile (tract's contract).
     let v = unsafe { _mm512_loadu_ps(p) };
     for column in tile.iter_mut() {
@@ -171,7 +194,11 @@ unsafe fn per_row(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> 
 }
 
 #[inline(always)]
-unsafe fn per_col(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> __m512) {
+unsafe fn per_col<const N: usize>(
+    tile: &mut Columns<N>,
+    p: *const f32,
+    f: impl Fn(__m512, __m512) -> __m512,
+) {
     for (j, column) in tile.iter_mut().enumerate() {
         // SAFETY: `p` holds one value per column of the tile (tract's contract).
         *column = f(unsafe { _mm512_set1_ps(*p.add(j)) }, *column);
@@ -179,10 +206,15 @@ unsafe fn per_col(tile: &mut Tile, p: *const f32, f: impl Fn(__m512, __m512) -> 
 }
 
 /// `tile += A · B` over `k` steps: A's `MR` values a step where its panel says (a short last panel of a view
-/// loads only its valid lanes: the rest may lie past the activation), B's `NR` from tract's packed panel.
+/// loads only its valid lanes: the rest may lie past the activation), B's `N` from tract's packed panel.
 #[inline(always)]
-unsafe fn add_mat_mul(tile: &mut Tile, a: &StridedPanelDesc, b: *const f32, k: usize) {
-    // A local copy that LLVM keeps in sixteen registers through the loop.
+unsafe fn add_mat_mul<const N: usize>(
+    tile: &mut Columns<N>,
+    a: &StridedPanelDesc,
+    b: *const f32,
+    k: usize,
+) {
+    // A local copy that LLVM keeps in registers (one per column) through the loop.
     let mut acc = *tile;
     let lanes: __mmask16 = if a.valid >= MR {
         0xffff
@@ -197,7 +229,7 @@ unsafe fn add_mat_mul(tile: &mut Tile, a: &StridedPanelDesc, b: *const f32, k: u
                 lanes,
                 a.ptr.offset(step as isize * a.k_byte_stride) as *const f32,
             );
-            let b = b.add(step * NR);
+            let b = b.add(step * N);
             for (j, acc) in acc.iter_mut().enumerate() {
                 *acc = _mm512_fmadd_ps(column, _mm512_set1_ps(*b.add(j)), *acc);
             }
@@ -206,39 +238,56 @@ unsafe fn add_mat_mul(tile: &mut Tile, a: &StridedPanelDesc, b: *const f32, k: u
     *tile = acc;
 }
 
-/// The 16 × 16 tile stored column after column at `values` (`MR` values each): tract's `LoadTile` layout.
+/// The tile stored column after column at `values` (`MR` values each): tract's `LoadTile` layout.
 #[inline(always)]
-unsafe fn load_column_major(values: *const f32) -> Tile {
-    // SAFETY: `values` holds `MR * NR` f32, and the caller runs with AVX-512F (its contract).
+unsafe fn load_column_major<const N: usize>(values: *const f32) -> Columns<N> {
+    // SAFETY: `values` holds `MR * N` f32, and the caller runs with AVX-512F (its contract).
     std::array::from_fn(|j| unsafe { _mm512_loadu_ps(values.add(j * MR)) })
 }
 
-/// The 16 × 16 tile at `at` (f32), as columns.
+/// The lanes of the first `width` (at most 16) columns of a row.
 #[inline(always)]
-unsafe fn load(at: &OutputStoreKer) -> Tile {
+fn first_lanes(width: usize) -> __mmask16 {
+    if width >= NR {
+        0xffff
+    } else {
+        ((1u32 << width) - 1) as __mmask16
+    }
+}
+
+/// The tile at `at` (f32), as columns.
+#[inline(always)]
+unsafe fn load<const N: usize>(at: &OutputStoreKer) -> Columns<N> {
     let (rows, columns) = (at.row_byte_stride, at.col_byte_stride);
-    // SAFETY: `at` describes a 16 × 16 f32 tile (tract's contract).
+    // SAFETY: `at` describes a 16 × N f32 tile (tract's contract).
     unsafe {
         let p = at.ptr as *const u8;
-        let mut tile: Tile = [_mm512_setzero_ps(); NR];
+        let mut tile: Columns<N> = [_mm512_setzero_ps(); N];
         if rows == 4 {
             for (j, column) in tile.iter_mut().enumerate() {
                 *column = _mm512_loadu_ps(p.offset(j as isize * columns) as *const f32);
             }
         } else if columns == 4 {
-            for (i, row) in tile.iter_mut().enumerate() {
-                *row = _mm512_loadu_ps(p.offset(i as isize * rows) as *const f32);
+            // Rows of 16 columns at a time (the last block masked to what is left), transposed.
+            for first in (0..N).step_by(NR) {
+                let width = NR.min(N - first);
+                let lanes = first_lanes(width);
+                let mut block: Tile = [_mm512_setzero_ps(); NR];
+                for (i, row) in block.iter_mut().enumerate() {
+                    let at = p.offset(i as isize * rows + first as isize * 4) as *const f32;
+                    *row = _mm512_maskz_loadu_ps(lanes, at);
+                }
+                transpose(&mut block);
+                tile[first..first + width].copy_from_slice(&block[..width]);
             }
-            transpose(&mut tile);
         } else {
-            let mut values = [0f32; MR * NR];
-            for j in 0..NR {
-                for i in 0..MR {
-                    values[j * MR + i] =
-                        *(p.offset(i as isize * rows + j as isize * columns) as *const f32);
+            let mut values = [[0f32; MR]; N];
+            for (j, column) in values.iter_mut().enumerate() {
+                for (i, value) in column.iter_mut().enumerate() {
+                    *value = *(p.offset(i as isize * rows + j as isize * columns) as *const f32);
                 }
             }
-            tile = load_column_major(values.as_ptr());
+            tile = load_column_major(values.as_ptr() as *const f32);
         }
         tile
     }
@@ -246,9 +295,9 @@ unsafe fn load(at: &OutputStoreKer) -> Tile {
 
 /// Writes `tile` to `at` (f32) a vector at a time where one of its strides is contiguous.
 #[inline(always)]
-unsafe fn store(at: &OutputStoreKer, tile: &Tile) {
+unsafe fn store<const N: usize>(at: &OutputStoreKer, tile: &Columns<N>) {
     let (rows, columns) = (at.row_byte_stride, at.col_byte_stride);
-    // SAFETY: `at` describes a 16 × 16 f32 tile (tract's contract).
+    // SAFETY: `at` describes a 16 × N f32 tile (tract's contract).
     unsafe {
         let p = at.ptr;
         if rows == 4 {
@@ -256,20 +305,26 @@ unsafe fn store(at: &OutputStoreKer, tile: &Tile) {
                 _mm512_storeu_ps(p.offset(j as isize * columns) as *mut f32, *column);
             }
         } else if columns == 4 {
-            let mut by_rows = *tile;
-            transpose(&mut by_rows);
-            for (i, row) in by_rows.iter().enumerate() {
-                _mm512_storeu_ps(p.offset(i as isize * rows) as *mut f32, *row);
+            // 16 columns at a time transposed into rows, the last block's rows masked to what is left.
+            for first in (0..N).step_by(NR) {
+                let width = NR.min(N - first);
+                let lanes = first_lanes(width);
+                let mut block: Tile = [_mm512_setzero_ps(); NR];
+                block[..width].copy_from_slice(&tile[first..first + width]);
+                transpose(&mut block);
+                for (i, row) in block.iter().enumerate() {
+                    let at = p.offset(i as isize * rows + first as isize * 4) as *mut f32;
+                    _mm512_mask_storeu_ps(at, lanes, *row);
+                }
             }
         } else {
-            let mut values = [0f32; MR * NR];
-            for (j, column) in tile.iter().enumerate() {
-                _mm512_storeu_ps(values.as_mut_ptr().add(j * MR), *column);
+            let mut values = [[0f32; MR]; N];
+            for (column, stored) in values.iter_mut().zip(tile) {
+                _mm512_storeu_ps(column.as_mut_ptr(), *stored);
             }
-            for j in 0..NR {
-                for i in 0..MR {
-                    *(p.offset(i as isize * rows + j as isize * columns) as *mut f32) =
-                        values[j * MR + i];
+            for (j, column) in values.iter().enumerate() {
+                for (i, value) in column.iter().enumerate() {
+                    *(p.offset(i as isize * rows + j as isize * columns) as *mut f32) = *value;
                 }
             }
         }

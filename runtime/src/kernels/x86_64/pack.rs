@@ -59,3 +59,33 @@ pub unsafe fn pack_k_inner(
         }
     }
 }
+
+/// One im2col panel of [`R`] positions along a row of the output, whose values for step `kk` of k lie at
+/// `src + k_offsets[kk] + x * step` (`x` the position in the panel, `step` 1 or 2: the convolution's stride):
+/// written at `out + kk * R + x`, as tract's `PackedFormat` lays out a full panel. A stride of 2 loads the 31
+/// values the 16 positions span as two vectors and keeps the even ones.
+///
+/// # Safety
+/// The CPU offers AVX-512F; `src + k_offsets[kk] + x * step` is a readable f32 for every `kk` and every `x` in
+/// `0..R`; `out` has room for `k_offsets.len() * R` values.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn im2col_panel(src: *const f32, k_offsets: &[usize], step: usize, out: *mut f32) {
+    // SAFETY (the block): the reads are the caller's, the second vector of a stride-2 step masked to its first
+    // 15 values (16 + 0..15 = the 31 values from the first position to the last); the writes are the caller's.
+    unsafe {
+        if step == 1 {
+            for (kk, &offset) in k_offsets.iter().enumerate() {
+                _mm512_storeu_ps(out.add(kk * R), _mm512_loadu_ps(src.add(offset)));
+            }
+        } else {
+            debug_assert_eq!(step, 2);
+            let evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            for (kk, &offset) in k_offsets.iter().enumerate() {
+                let first = src.add(offset);
+                let low = _mm512_loadu_ps(first);
+                let high = _mm512_maskz_loadu_ps(0x7fff, first.add(R));
+                _mm512_storeu_ps(out.add(kk * R), _mm512_permutex2var_ps(low, evens, high));
+            }
+        }
+    }
+}
