@@ -230,12 +230,15 @@ impl EvalOp for VectorIm2col {
         if input.datum_type() != DatumType::F32 || input.len() != self.geometry.input_len {
             return Ok(outputs);
         }
+        // One output of one set of panels, as probed; anything else is tract's as it made it.
         let [output] = &outputs[..] else {
-            bail!("tract's im2col made {} outputs", outputs.len());
+            return Ok(outputs);
         };
-        let storage = output.try_storage_as::<PackedMatrixStorage>()?;
+        let Some(storage) = output.storage_as::<PackedMatrixStorage>() else {
+            return Ok(outputs);
+        };
         let [tracts] = storage.values() else {
-            bail!("tract's im2col made {} panel sets", storage.values().len());
+            return Ok(outputs);
         };
         let panels = VectorIm2colPanels {
             tracts: tracts.clone(),

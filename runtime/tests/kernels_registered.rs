@@ -163,17 +163,19 @@ fn intel_avx512_matrix_products_take_the_best_fitting_tiles() {
             .unwrap_or_default()
     };
     // Shapes as tract hands them over: the stem (a convolution: 32 channels from 27 taps over 112 x 112
-    // positions), then einsums: the first expansion (96 channels from 16), a projection to 16 channels, an
-    // expansion at 28 x 28 to 240 channels and a projection to 40 (48 columns: 0.83 of 16x8's fit), all ours;
-    // a 7 x 7 expansion (1152 from 192: 49 columns fill 16 to 0.77, 32x5's 5 to 0.98), tract's; a projection
-    // to 24 channels (0.75 of 16x12's fit with 16 columns), this crate's 16 x 24.
+    // positions), then einsums: the first expansion (96 channels from 16), a projection to 16 channels and an
+    // expansion at 28 x 28 to 240 channels, all on this crate's 16 x 16; a projection to 40 channels (0.95 of
+    // 16x8's fit with 14 columns, 0.83 with 16) and an expansion over 14 x 14 positions (196 columns: 14 fills
+    // them), on its 16 x 14; a 7 x 7 expansion (49 columns: 7 fills them, 32x5's 5 to 0.98) on its 16 x 7; a
+    // projection to 24 channels (0.75 of 16x12's fit with 16 columns) on its 16 x 24.
     for (m, k, n, expected) in [
         (32, 27, 12544, "lookout_avx512_mmm_f32_16x16"),
         (12544, 16, 96, "lookout_avx512_mmm_f32_16x16"),
         (12544, 32, 16, "lookout_avx512_mmm_f32_16x16"),
         (784, 40, 240, "lookout_avx512_mmm_f32_16x16"),
-        (784, 240, 40, "lookout_avx512_mmm_f32_16x16"),
-        (1152, 192, 49, "avx512_mmm_f32_32x5"),
+        (784, 240, 40, "lookout_avx512_mmm_f32_16x14"),
+        (672, 112, 196, "lookout_avx512_mmm_f32_16x14"),
+        (1152, 192, 49, "lookout_avx512_mmm_f32_16x7"),
         (3136, 144, 24, "lookout_avx512_mmm_f32_16x24"),
     ] {
         assert_eq!(picked(m, k, n), expected, "m={m} k={k} n={n}");

@@ -1,5 +1,5 @@
-//! The matrix-product kernels `lookout-runtime` registers for AVX-512 (`lookout_avx512_mmm_f32_16x16` and
-//! `lookout_avx512_mmm_f32_16x24`), each run by
+//! The matrix-product kernels `lookout-runtime` registers for AVX-512 (`lookout_avx512_mmm_f32_16x16`, `16x24`,
+//! `16x14` and `16x7`), each run by
 //! tract-linalg itself (packing, full and border tiles, fused operations) on random products, against tract's
 //! own AVX-512 kernel on the same inputs (the same results to the bit: both sum the products of k in order, one
 //! fused multiply-add each) and against a plain reference in f64. Outputs in every layout the kernel stores
@@ -17,7 +17,12 @@ use tract_linalg::strided_panel::StridedPanelInput;
 use tract_linalg::BinOp;
 
 const OURS: &str = "lookout_avx512_mmm_f32_16x16";
-const OURS_WIDE: &str = "lookout_avx512_mmm_f32_16x24";
+const ALL_OURS: [&str; 4] = [
+    OURS,
+    "lookout_avx512_mmm_f32_16x24",
+    "lookout_avx512_mmm_f32_16x14",
+    "lookout_avx512_mmm_f32_16x7",
+];
 const TRACTS: &str = "avx512_mmm_f32_16x12";
 
 fn runnable(name: &str) -> Option<Box<dyn MatMatMul>> {
@@ -32,7 +37,7 @@ fn runnable(name: &str) -> Option<Box<dyn MatMatMul>> {
 fn the_kernels_are_registered_and_run_where_avx512_does() {
     lookout_runtime::kernels::ensure_linked();
     let avx512 = tract_linalg::isa::native().has(tract_linalg::isa::Isa::X86_64Avx512f);
-    for name in [OURS, OURS_WIDE] {
+    for name in ALL_OURS {
         assert!(
             tract_linalg::mmm_routines::declared().any(|routine| (routine.make)().name() == name),
             "{name} is not in tract-linalg's kernel registry"
@@ -245,8 +250,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn products_match_tracts_own_kernel_to_the_bit(case in cases(), wide: bool) {
-        let name = if wide { OURS_WIDE } else { OURS };
+    fn products_match_tracts_own_kernel_to_the_bit(case in cases(), which in 0..ALL_OURS.len()) {
+        let name = ALL_OURS[which];
         let (Some(ours), Some(tracts)) = (runnable(name), runnable(TRACTS)) else {
             return Ok(());
         };

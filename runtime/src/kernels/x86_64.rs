@@ -43,6 +43,9 @@ pub const TIER_NAME: &str = "lookout_amd_avx512_f32";
 /// `LOOKOUT_MATMUL_TIER=off` leaves every choice to tract: the baseline of the side-by-side figures, and a way
 /// out should a processor disagree with the measurement.
 pub const TIER_SWITCH: &str = "LOOKOUT_MATMUL_TIER";
+/// `LOOKOUT_MATMUL_TILE_CHOICE=off` leaves the Intel tier one kernel of this crate's four, the 16 × 16 one (as
+/// before the others existed): the baseline of their side-by-side figures (`runtime/examples/plan_ab.rs`).
+pub const TILE_CHOICE_SWITCH: &str = "LOOKOUT_MATMUL_TILE_CHOICE";
 
 inventory::submit! {
     MmmTier {
@@ -133,8 +136,8 @@ const AVX512_TILES: &[Tile] = &[
 /// picked tiles two or three columns wide for the convolutions over 112 × 112 positions: `fma_mmm_f32_32x3` for
 /// Lite0's stem (32 channels from 27 taps, 2.76 ms of a 27.9 ms plan against onnxruntime's 0.50 ms) and
 /// `avx512_mmm_f32_80x2` for its first expansion (96 channels from 16: 96 rows in two 80-row tiles).
-/// Where this crate's own kernel ([`mmm`], which stores whole vectors) fits the product nearly as well as that
-/// tile, it answers with it instead. Matrix-vector products (n = 1, the head) stay tract's: its model for them was
+/// Where the best-fitting of this crate's own kernels ([`mmm::KERNELS`], which store whole vectors) fits the
+/// product nearly as well as that tile, it answers with it instead. Matrix-vector products (n = 1, the head) stay tract's: its model for them was
 /// measured on Intel.
 fn intel_avx512_preferred(
     _isa: &IsaSet,
@@ -164,19 +167,23 @@ fn intel_avx512_preferred(
                 .then(tiles(b).cmp(&tiles(a)))
                 .then(a.nr.cmp(&b.nr))
         })?;
-    // This crate's kernel stores whole vectors where tract's store value by value. Measured layer by layer on
-    // Lite0 (docs/performance.md, "A kernel that stores vectors"), it took 0.34 to 0.92 of the time of tract's
-    // best-fitting tile wherever its own 16 x 16 tiles fitted the product at least 0.83 as well, about the same
-    // (0.95) at 0.75, and 1.09 to 1.32 of the time on the 7 x 7 layers, where 49 columns fill 16-wide tiles to
-    // 0.77 against 0.98 for 32x5 (0.79 as well).
-    // Of this crate's two tiles, the 24-column one only where it fits strictly better (24 columns: the
-    // projections of 24 channels); the 16 × 16 one is what was measured on every other shape.
+    // This crate's kernels store whole vectors where tract's store value by value. Measured layer by layer on
+    // Lite0 (docs/performance.md, "A kernel that stores vectors"), the 16 x 16 one took 0.34 to 0.92 of the time
+    // of tract's best-fitting tile wherever it fitted the product at least 0.83 as well, about the same (0.95)
+    // at 0.75, and 1.09 to 1.32 of the time on the 7 x 7 layers, where 49 columns fill 16-wide tiles to 0.77
+    // against 0.98 for 32x5; the 7-column one, which fills them, 0.85 to 0.87 of 32x5's time there ("The stem,
+    // and matrix kernels of 24, 14 and 7 columns"). The best-fitting of this crate's tiles; among equal fits,
+    // the first listed (16 x 16, then the wider).
     let fit = |nr: usize| utilisation(m, mmm::MR) * utilisation(n, nr);
-    let (ours, fit) = if fit(mmm::NR_WIDE) > fit(mmm::NR) {
-        (mmm::NAME_WIDE, fit(mmm::NR_WIDE))
+    let choices = if std::env::var(TILE_CHOICE_SWITCH).is_ok_and(|v| v == "off") {
+        &mmm::KERNELS[..1]
     } else {
-        (mmm::NAME, fit(mmm::NR))
+        &mmm::KERNELS[..]
     };
+    let (ours, fit) = choices
+        .iter()
+        .map(|&(name, columns)| (name, fit(columns)))
+        .reduce(|best, next| if next.1 > best.1 { next } else { best })?;
     if fit >= OWN_KERNEL_MIN_FIT * score(best)
         && tract_linalg::mmm::suitable_named(suitable, ours).is_some()
     {

@@ -1,21 +1,22 @@
-//! f32 matrix-product kernels for AVX-512 that store their tiles a vector at a time: 16 × 16, and 16 × 24 for
-//! products of 24 columns (or 72, 120: multiples of 24 that 16 does not divide).
+//! f32 matrix-product kernels for AVX-512 that store their tiles a vector at a time: 16 rows by 16, 24, 14 or 7
+//! columns ([`KERNELS`]), one code generic over the columns.
 //!
 //! tract-linalg 0.23.9's AVX-512 kernels store every value of a tile on its own (`vextractps` in each
 //! `avx512_mmm_f32_*.S.j2`, whatever the output's layout). A layer with few multiply-adds a value is bound by
 //! those stores: Lite0's first expansion (96 channels from 16, over 112 × 112 positions) writes 1.2 M values for
-//! 16 multiply-adds each, and ran about twice onnxruntime's time in every tile tract has. This kernel computes
-//! the same 16 × 16 tile as tract's kernels do (sixteen 512-bit accumulators, one per column, one FMA per
-//! column and step of k) and stores it with whole-vector writes: columns as they are when the rows of the
-//! output are contiguous, rows after an in-register transpose when its columns are (a channel-last
-//! convolution's output, the positions being the rows); a layout with neither falls back to single values.
+//! 16 multiply-adds each, and ran about twice onnxruntime's time in every tile tract has. These kernels compute
+//! a tile as tract's kernels do (one 512-bit accumulator per column, one FMA per column and step of k, so the
+//! same sums to the bit) and store it with whole-vector writes: columns as they are when the rows of the output
+//! are contiguous, rows after an in-register transpose (16 columns at a time) when its columns are (a
+//! channel-last convolution's output, the positions being the rows); a layout with neither falls back to single
+//! values.
 //!
-//! Its A operand (the one read a vector a step) is in tract's `StridedKMajor` format: where A is an activation
+//! Their A operand (the one read a vector a step) is in tract's `StridedKMajor` format: where A is an activation
 //! whose positions are contiguous, tract hands the kernel a view of it instead of a packed copy.
 //!
-//! It is a [`DynKernel`] submitted to tract-linalg's own kernel registry (`MmmRoutine`, the one its kernel
+//! Each is a [`DynKernel`] submitted to tract-linalg's own kernel registry (`MmmRoutine`, the one its kernel
 //! macros fill), so tract packs its operands and drives it like any of its own kernels; only the Intel tier of
-//! this crate names it (its boost of -1 keeps tract's own rules on its own kernels).
+//! this crate names them (their boost of -1 keeps tract's own rules on its own kernels).
 
 use std::arch::x86_64::*;
 use std::sync::LazyLock;
@@ -28,22 +29,48 @@ use tract_linalg::strided_panel::StridedKMajor;
 
 use crate::kernels::StridedPanelDesc;
 
-/// The 16 × 16 kernel's name, as tract lists it and as the Intel tier answers with it.
-pub const NAME: &str = "lookout_avx512_mmm_f32_16x16";
-/// The 16 × 24 kernel's name.
-pub const NAME_WIDE: &str = "lookout_avx512_mmm_f32_16x24";
 /// Rows of a tile (the packed A panel's width).
 pub const MR: usize = 16;
-/// Columns of the square tile (the packed B panel's width), which the in-register transpose works on.
+/// Columns of the square tile, which the in-register transpose works on.
 pub const NR: usize = 16;
-/// Columns of the wide tile: a projection to 24 channels (EfficientNet-Lite0's blocks 1 and 2, MobileNetV3's
-/// 24-channel blocks) fills it, where it fills 16-column tiles to 0.75 and tract's 16 × 12 stores value by value.
-/// 24 accumulators, A's vector and a broadcast take 26 of the 32 vector registers.
-pub const NR_WIDE: usize = 24;
 
-static KERNEL: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| kernel::<NR>(NAME));
-static KERNEL_WIDE: LazyLock<DynKernel<MR, NR_WIDE, f32>> =
-    LazyLock::new(|| kernel::<NR_WIDE>(NAME_WIDE));
+/// This crate's kernels, by name and columns, in the order the Intel tier prefers them among tiles that fit a
+/// product equally well: 16 × 16 first (the one measured on most shapes), then the wider. 24 columns fit the
+/// projections to 24 channels (EfficientNet-Lite0's blocks 1 and 2, where 16 fills tiles to 0.75 and tract's
+/// 16 × 12 stores value by value); 14 the layers over 14 × 14 positions (196 columns) and projections to 40
+/// channels (0.95, where 16 fills 0.83); 7 the layers over 7 × 7 positions (49, where 16 fills 0.77 and tract's
+/// 32 × 5 stores value by value). 24 accumulators, A's vector and a broadcast take 26 of the 32 vector registers.
+pub const KERNELS: [(&str, usize); 4] = [
+    (NAME, NR),
+    ("lookout_avx512_mmm_f32_16x24", 24),
+    ("lookout_avx512_mmm_f32_16x14", 14),
+    ("lookout_avx512_mmm_f32_16x7", 7),
+];
+
+/// The 16 × 16 kernel's name, as tract lists it and as the Intel tier answers with it.
+pub const NAME: &str = "lookout_avx512_mmm_f32_16x16";
+
+/// Registers the kernel of `$n` columns (named in [`KERNELS`]) into tract-linalg's registry.
+macro_rules! register {
+    ($kernel:ident, $n:literal) => {
+        static $kernel: LazyLock<DynKernel<MR, $n, f32>> = LazyLock::new(|| {
+            let name = KERNELS
+                .iter()
+                .find(|(_, columns)| *columns == $n)
+                .map(|(name, _)| *name)
+                .expect("every kernel is listed in KERNELS");
+            kernel::<$n>(name)
+        });
+        inventory::submit! {
+            MmmRoutine { make: || $kernel.mmm() }
+        }
+    };
+}
+
+register!(KERNEL_16, 16);
+register!(KERNEL_24, 24);
+register!(KERNEL_14, 14);
+register!(KERNEL_7, 7);
 
 /// The kernel of `N` columns, as tract registers it.
 fn kernel<const N: usize>(name: &'static str) -> DynKernel<MR, N, f32> {
@@ -63,14 +90,6 @@ fn kernel<const N: usize>(name: &'static str) -> DynKernel<MR, N, f32> {
         // Below tract's own AVX-512 kernels (boost 0 at the same level) wherever tract chooses by its generic
         // rules: only a tier naming this kernel runs it.
         .with_boost(|| -1)
-}
-
-inventory::submit! {
-    MmmRoutine { make: || KERNEL.mmm() }
-}
-
-inventory::submit! {
-    MmmRoutine { make: || KERNEL_WIDE.mmm() }
 }
 
 /// Referenced from [`super::ensure_linked`] with the rest of this architecture's registrations.
