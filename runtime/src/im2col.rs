@@ -40,9 +40,7 @@ const EXACT_INDICES: usize = 1 << 24;
 /// panels can be packed by vector, unless [`VECTOR_IM2COL_SWITCH`] is `off` or this machine has no vector
 /// packing (see the module's documentation). Returns how many were wrapped.
 pub fn rewrite_lazy_im2cols(model: &mut TypedModel) -> TractResult<usize> {
-    if !crate::kernels::packs_k_inner_f32()
-        || std::env::var(VECTOR_IM2COL_SWITCH).is_ok_and(|v| v == "off")
-    {
+    if !crate::kernels::packs_k_inner_f32() || crate::plan::switched_off(VECTOR_IM2COL_SWITCH) {
         return Ok(0);
     }
     crate::plan::rewrite_each(model, vector_im2col_patch)
@@ -119,16 +117,10 @@ impl Im2colGeometry {
         let indices: Vec<f32> = (0..input_len).map(|i| i as f32).collect();
         let probe = Tensor::from_shape(shape, &indices)?;
         let outputs = lazy.eval(&EvalContext::out_of_plan(), tvec![probe.into_tvalue()])?;
-        let [output] = &outputs[..] else {
+        let Some(storage) = sole_panels(&outputs) else {
             return Ok(None);
         };
-        let Some(storage) = output.storage_as::<PackedMatrixStorage>() else {
-            return Ok(None);
-        };
-        // One group: grouped convolutions are batches of panels.
-        let [value] = storage.values() else {
-            return Ok(None);
-        };
+        let value = &storage.values()[0];
         let (k, mn) = (value.k(), value.mn());
         let Some(layout) = value.scratch_panel_buffer_layout() else {
             return Ok(None);
@@ -187,6 +179,16 @@ fn even_panel(sources: &[f32], k: usize, k_offsets: &mut Option<Vec<usize>>) -> 
     Some(PanelStart { base, step })
 }
 
+/// The storage of an im2col's output when it holds one set of panels (one output, one group: a grouped
+/// convolution's are a batch of them), its `values()[0]`.
+fn sole_panels(outputs: &[TValue]) -> Option<&PackedMatrixStorage> {
+    let [output] = outputs else {
+        return None;
+    };
+    let storage = output.storage_as::<PackedMatrixStorage>()?;
+    (storage.values().len() == 1).then_some(storage)
+}
+
 /// tract's `LazyIm2col` node, whose evenly spaced panels this crate packs by vector ([`VectorIm2colPanels`]);
 /// see the module's documentation.
 #[derive(Debug, Clone)]
@@ -230,26 +232,24 @@ impl EvalOp for VectorIm2col {
         if input.datum_type() != DatumType::F32 || input.len() != self.geometry.input_len {
             return Ok(outputs);
         }
-        // One output of one set of panels, as probed; anything else is tract's as it made it.
-        let [output] = &outputs[..] else {
-            return Ok(outputs);
-        };
-        let Some(storage) = output.storage_as::<PackedMatrixStorage>() else {
-            return Ok(outputs);
-        };
-        let [tracts] = storage.values() else {
+        // One set of panels, as probed; anything else is tract's as it made it.
+        let sole = sole_panels(&outputs).map(|storage| {
+            let batch: TVec<usize> = storage.batch_shape().into();
+            (batch, storage.values()[0].clone())
+        });
+        let Some((batch, tracts)) = sole else {
             return Ok(outputs);
         };
         let panels = VectorIm2colPanels {
-            tracts: tracts.clone(),
+            tracts,
             input,
             geometry: self.geometry.clone(),
         };
         let stored = PackedMatrixStorage::new_batched(
-            storage.batch_shape(),
+            &batch,
             tvec![Box::new(panels) as Box<dyn MMMInputValue>],
         )
-        .into_tensor(output.datum_type());
+        .into_tensor(outputs[0].datum_type());
         Ok(tvec!(stored.into_tvalue()))
     }
 }

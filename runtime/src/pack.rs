@@ -41,9 +41,7 @@ pub const K_INNER_PACK_SWITCH: &str = "LOOKOUT_K_INNER_PACK";
 /// pack it (see the module's documentation), unless [`K_INNER_PACK_SWITCH`] is `off`. Returns how many were
 /// replaced.
 pub fn rewrite_k_inner_packs(model: &mut TypedModel) -> TractResult<usize> {
-    if !crate::kernels::packs_k_inner_f32()
-        || std::env::var(K_INNER_PACK_SWITCH).is_ok_and(|v| v == "off")
-    {
+    if !crate::kernels::packs_k_inner_f32() || crate::plan::switched_off(K_INNER_PACK_SWITCH) {
         return Ok(0);
     }
     crate::plan::rewrite_each(model, k_inner_pack_patch)

@@ -36,13 +36,18 @@ use tract_linalg::BinOp;
 /// figures, and a way out should a rewrite misbehave on a model.
 pub const REWRITES_SWITCH: &str = "LOOKOUT_PLAN_REWRITES";
 
+/// Whether the environment variable `switch` (one of this crate's `LOOKOUT_*` switches) is `off`.
+pub(crate) fn switched_off(switch: &str) -> bool {
+    std::env::var(switch).is_ok_and(|v| v == "off")
+}
+
 /// tract's optimiser, then this crate's rewrites (see the module's documentation), unless [`REWRITES_SWITCH`] is
 /// `off`.
 pub fn optimize(model: TypedModel) -> TractResult<TypedModel> {
     // Ours must be registered before tract resolves its kernels, which it does as it optimises.
     crate::kernels::ensure_linked();
     let mut model = model.into_optimized()?;
-    if std::env::var(REWRITES_SWITCH).is_ok_and(|v| v == "off") {
+    if switched_off(REWRITES_SWITCH) {
         return Ok(model);
     }
     rewrite_row_broadcasts(&mut model)?;

@@ -22,7 +22,7 @@ pub const RESHAPE_FUSION_SWITCH: &str = "LOOKOUT_RESHAPE_FUSION";
 /// one reshape (and is that reshape's only consumer, as the reshape is the product's) into the product, unless
 /// [`RESHAPE_FUSION_SWITCH`] is `off`. Returns how many were fused.
 pub fn fuse_scalar_chains_through_reshapes(model: &mut TypedModel) -> TractResult<usize> {
-    if std::env::var(RESHAPE_FUSION_SWITCH).is_ok_and(|v| v == "off") {
+    if crate::plan::switched_off(RESHAPE_FUSION_SWITCH) {
         return Ok(0);
     }
     crate::plan::rewrite_each(model, scalar_chain_patch)

@@ -17,7 +17,7 @@ pub const ZERO_PAD_SWITCH: &str = "LOOKOUT_ZERO_PAD";
 /// Replaces every `Pad` of an f32 tensor of known shape by zeros with a [`ZeroPad`], unless [`ZERO_PAD_SWITCH`]
 /// is `off`. Returns how many were replaced.
 pub fn rewrite_zero_pads(model: &mut TypedModel) -> TractResult<usize> {
-    if std::env::var(ZERO_PAD_SWITCH).is_ok_and(|v| v == "off") {
+    if crate::plan::switched_off(ZERO_PAD_SWITCH) {
         return Ok(0);
     }
     crate::plan::rewrite_each(model, zero_pad_patch)

@@ -236,6 +236,29 @@ fn run_threads(plan: TypedModel, x: &Tensor, threads: usize) -> TractResult<Vec<
         .collect())
 }
 
+/// What the plans of one model give for `x`: this crate's (`optimize`) on `threads` threads, with its
+/// operations' names, and tract's own on one thread.
+struct BothPlans {
+    names: Vec<String>,
+    ours: Vec<f32>,
+    tracts: Vec<f32>,
+}
+
+fn both_plans(
+    model: impl Fn() -> TractResult<TypedModel>,
+    x: &Tensor,
+    threads: usize,
+) -> TractResult<BothPlans> {
+    lookout_runtime::kernels::ensure_linked();
+    let ours = optimize(model()?)?;
+    let names = op_names(&ours);
+    Ok(BothPlans {
+        names,
+        ours: run_threads(ours, x, threads)?,
+        tracts: run_threads(model()?.into_optimized()?, x, 1)?,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_clamped(
     c: usize,
@@ -247,13 +270,16 @@ fn check_clamped(
     threads: usize,
     seed: u64,
 ) -> TractResult<Clamped> {
-    lookout_runtime::kernels::ensure_linked();
     let x = Tensor::from_shape(&[1, h, w, c], &values(h * w * c, seed + 2))?;
-    let ours = optimize(depthwise_clip_model(c, h, w, k, stride, bounds, seed)?)?;
-    let names = op_names(&ours);
-    let tracts = depthwise_clip_model(c, h, w, k, stride, bounds, seed)?.into_optimized()?;
-    let got = run_threads(ours, &x, threads)?;
-    let want = run_threads(tracts, &x, 1)?;
+    let BothPlans {
+        names,
+        ours: got,
+        tracts: want,
+    } = both_plans(
+        || depthwise_clip_model(c, h, w, k, stride, bounds, seed),
+        &x,
+        threads,
+    )?;
     ensure!(got.len() == want.len());
     let mut inside = 0;
     for (i, (g, t)) in got.iter().zip(&want).enumerate() {
@@ -382,11 +408,11 @@ fn check_pointwise(
     seed: u64,
 ) -> TractResult<Vec<String>> {
     let x = Tensor::from_shape(&[1, h, w, c_in], &values(h * w * c_in, seed + 2))?;
-    let ours = optimize(pointwise_model(h, w, c_in, c_out, seed)?)?;
-    let names = op_names(&ours);
-    let tracts = pointwise_model(h, w, c_in, c_out, seed)?.into_optimized()?;
-    let got = run_threads(ours, &x, threads)?;
-    let want = run_threads(tracts, &x, 1)?;
+    let BothPlans {
+        names,
+        ours: got,
+        tracts: want,
+    } = both_plans(|| pointwise_model(h, w, c_in, c_out, seed), &x, threads)?;
     ensure!(got.len() == h * w * c_out && want.len() == got.len());
     for (i, (g, t)) in got.iter().zip(&want).enumerate() {
         ensure!(
@@ -570,13 +596,16 @@ fn check_stem(
     threads: usize,
     seed: u64,
 ) -> TractResult<Vec<String>> {
-    lookout_runtime::kernels::ensure_linked();
     let x = Tensor::from_shape(&[1, c_in, h, w], &values(c_in * h * w, seed + 2))?;
-    let model = || stem_model(c_in, c_out, h, w, k, stride, activation, seed);
-    let ours = optimize(model()?)?;
-    let names = op_names(&ours);
-    let got = run_threads(ours, &x, threads)?;
-    let want = run_threads(model()?.into_optimized()?, &x, 1)?;
+    let BothPlans {
+        names,
+        ours: got,
+        tracts: want,
+    } = both_plans(
+        || stem_model(c_in, c_out, h, w, k, stride, activation, seed),
+        &x,
+        threads,
+    )?;
     ensure!(
         got.len() == want.len() && got.len() == c_out * h.div_ceil(stride) * w.div_ceil(stride)
     );
@@ -650,14 +679,12 @@ proptest! {
         };
         let x = Tensor::from_shape(&shape, &values(shape.iter().product(), seed))
             .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
-        let run = |plan: TypedModel| -> TractResult<Vec<u32>> {
-            Ok(run_threads(plan, &x, 1)?.iter().map(|v| v.to_bits()).collect())
-        };
-        let ours = optimize(model().unwrap()).unwrap();
-        let names = op_names(&ours);
+        let both = both_plans(model, &x, 1).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+        let names = both.names;
         // Padding by nothing leaves no padding in tract's plan.
         let padded = pads.iter().any(|&(before, after)| before + after > 0);
         prop_assert_eq!(names.iter().any(|n| n == "ZeroPad"), padded, "{:?}", names);
-        prop_assert_eq!(run(ours).unwrap(), run(model().unwrap().into_optimized().unwrap()).unwrap());
+        let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&both.ours), bits(&both.tracts));
     }
 }

@@ -80,7 +80,7 @@ fn tier_applies(isa: &IsaSet, vendor_id: &[u8; 12]) -> bool {
         && isa.has(Isa::X86_64Avx2)
         && isa.has(Isa::X86_64Fma)
         && vendor() == *vendor_id
-        && std::env::var(TIER_SWITCH).as_deref() != Ok("off")
+        && !crate::plan::switched_off(TIER_SWITCH)
 }
 
 /// The CPU's vendor string (CPUID leaf 0).
@@ -175,7 +175,7 @@ fn intel_avx512_preferred(
     // and matrix kernels of 24, 14 and 7 columns"). The best-fitting of this crate's tiles; among equal fits,
     // the first listed (16 x 16, then the wider).
     let fit = |nr: usize| utilisation(m, mmm::MR) * utilisation(n, nr);
-    let choices = if std::env::var(TILE_CHOICE_SWITCH).is_ok_and(|v| v == "off") {
+    let choices = if crate::plan::switched_off(TILE_CHOICE_SWITCH) {
         &mmm::KERNELS[..1]
     } else {
         &mmm::KERNELS[..]
