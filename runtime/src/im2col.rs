@@ -4,9 +4,9 @@
 //! tract runs a convolution that is neither pointwise nor depthwise (a backbone's stem: 3 channels, 3 × 3 taps,
 //! stride 2) as a matrix product whose activation operand is made on demand, panel by panel, by its
 //! `LazyIm2col` node: for each of the panel's 16 output positions and each of its k taps, one value looked up
-//! through a table of offsets and written on its own. EfficientNet-Lite0's stem (27 taps × 12544 positions)
-//! spent about twice its product's time there; in MobileNetV3-Small's plan it was 9 % of the backbone on one
-//! x86 thread. The 16 positions of a panel that lie along one output row are evenly spaced in the input (the
+//! through a table of offsets and written on its own. In a sampling profile on one x86 thread that gathering was
+//! 1.9 % of EfficientNet-Lite0's time (its stem: 27 taps × 12544 positions) and 3.1 % of MobileNetV3-Small's,
+//! about a tenth of its backbone's (docs/performance.md). The 16 positions of a panel that lie along one output row are evenly spaced in the input (the
 //! stride apart), so each step of k is one vector load (stride 1) or two and a permutation (stride 2):
 //! [`VectorIm2col`] packs those panels so (`crate::kernels::im2col_panel_f32`, x86_64 with AVX-512F) and hands
 //! every other panel (one that wraps to the next row, a short last one) to tract's own.

@@ -4,7 +4,7 @@
 //! EfficientNet-Lite0's stem pads the 3 × 224 × 224 frame to 225 × 225 (TensorFlow's "same" padding for a
 //! stride of 2 puts the extra row and column after). tract-core 0.23.9's `Pad` fills a new array with the
 //! padding value and assigns the input into a slice of it through ndarray's general N-dimensional iteration:
-//! 0.13–0.22 ms a frame on one x86 thread for 600 kB. [`ZeroPad`] writes the same tensor as zeros and one
+//! 0.13–0.26 ms a frame on one x86 thread for 600 kB. [`ZeroPad`] writes the same tensor as zeros and one
 //! copy per input row.
 
 use tract_core::internal::*;
