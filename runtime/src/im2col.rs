@@ -23,11 +23,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use tract_core::internal::*;
-use tract_core::ops::matmul::pack::DynPackedExoticFact;
 use tract_linalg::mmm::{MMMInputFormat, MMMInputValue, PackedMatrixStorage};
 use tract_linalg::pack::PackedFormat;
 
 use crate::kernels::K_INNER_PANEL as R;
+use crate::pack::sole_packer;
 
 /// `LOOKOUT_VECTOR_IM2COL=off` leaves every im2col panel to tract: the baseline of the side-by-side figures
 /// (`runtime/examples/plan_ab.rs`), and a way out should the rewrite misbehave on a model.
@@ -63,17 +63,9 @@ fn vector_im2col_patch(model: &TypedModel, id: usize) -> TractResult<Option<Type
         return Ok(None);
     }
     // 16-wide f32 panels, as the kernel writes them.
-    let sixteen_wide = model
-        .outlet_fact(OutletId::new(id, 0))?
-        .exotic_fact
-        .as_ref()
-        .and_then(|fact| fact.downcast_ref::<DynPackedExoticFact>())
-        .is_some_and(|fact| match &fact.packers[..] {
-            [packer] => packer
-                .downcast_ref::<PackedFormat>()
-                .is_some_and(|format| format.dt == DatumType::F32 && format.r == R),
-            _ => false,
-        });
+    let sixteen_wide = sole_packer(model.outlet_fact(OutletId::new(id, 0))?)
+        .and_then(|packer| packer.downcast_ref::<PackedFormat>())
+        .is_some_and(|format| format.dt == DatumType::F32 && format.r == R);
     if !sixteen_wide {
         return Ok(None);
     }

@@ -64,18 +64,7 @@ fn k_inner_pack_patch(model: &TypedModel, id: usize) -> TractResult<Option<Typed
     if input_fact.datum_type != DatumType::F32 {
         return Ok(None);
     }
-    let Some(packers) = output_fact
-        .exotic_fact
-        .as_ref()
-        .and_then(|fact| fact.downcast_ref::<DynPackedExoticFact>())
-        .map(|fact| &fact.packers)
-    else {
-        return Ok(None);
-    };
-    let [packer] = &packers[..] else {
-        return Ok(None);
-    };
-    let Some(layout) = PanelLayout::of(&**packer) else {
+    let Some(layout) = sole_packer(output_fact).and_then(PanelLayout::of) else {
         return Ok(None);
     };
     if !packed_once_per_panel(model, node) {
@@ -118,6 +107,19 @@ fn k_inner_pack_patch(model: &TypedModel, id: usize) -> TractResult<Option<Typed
     )?;
     patch.shunt_outside(model, OutletId::new(id, 0), packed[0])?;
     Ok(Some(patch))
+}
+
+/// The one format a node's packed output is made in (tract's `DynPackedExoticFact`, as its pack and im2col
+/// nodes declare it), if it names one.
+pub(crate) fn sole_packer(fact: &TypedFact) -> Option<&dyn MMMInputFormat> {
+    let packed = fact
+        .exotic_fact
+        .as_ref()?
+        .downcast_ref::<DynPackedExoticFact>()?;
+    match &packed.packers[..] {
+        [packer] => Some(&**packer),
+        _ => None,
+    }
 }
 
 /// Whether tract will walk the product that reads node `pack`'s output so that each panel of it is packed once.

@@ -268,6 +268,28 @@ impl TypedOp for RowBroadcast {
     as_op!();
 }
 
+/// The node that alone consumes node `id`'s only output, as its first input, if there is one (and that output is
+/// not one of the model's): a node a rewrite may fuse into node `id`.
+pub(crate) fn sole_consumer(model: &TypedModel, id: usize) -> Option<&TypedNode> {
+    let node = model.node(id);
+    if node.outputs.len() != 1 || model.outputs.contains(&OutletId::new(id, 0)) {
+        return None;
+    }
+    let [consumer] = &node.outputs[0].successors[..] else {
+        return None;
+    };
+    (consumer.slot == 0).then(|| model.node(consumer.node))
+}
+
+/// The value of `outlet` if it is a constant of one f32 (a clip's bound, an operand a kernel applies as a scalar).
+pub(crate) fn f32_constant(model: &TypedModel, outlet: OutletId) -> Option<f32> {
+    let konst = model.outlet_fact(outlet).ok()?.konst.as_ref()?;
+    if konst.datum_type() != DatumType::F32 || konst.len() != 1 {
+        return None;
+    }
+    konst.cast_to_scalar::<f32>().ok()
+}
+
 /// Fuses every clip (`max` then `min` by constants: a ReLU6) that is the only consumer of a depthwise convolution
 /// into it, as a [`ClampedDepthwise`]. Returns how many were fused.
 pub fn fuse_depthwise_clamps(model: &mut TypedModel) -> TractResult<usize> {
@@ -278,16 +300,12 @@ pub fn fuse_depthwise_clamps(model: &mut TypedModel) -> TractResult<usize> {
 fn clamped_depthwise_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
     let node = model.node(id);
     // tract-core does not export its `DepthWise` type; its name is what identifies it.
-    if node.op.name() != "DepthWiseConv" || node.outputs.len() != 1 {
+    if node.op.name() != "DepthWiseConv" {
         return Ok(None);
     }
-    let [successor] = &node.outputs[0].successors[..] else {
+    let Some(clip) = sole_consumer(model, id) else {
         return Ok(None);
     };
-    if successor.slot != 0 || model.outputs.contains(&OutletId::new(id, 0)) {
-        return Ok(None);
-    }
-    let clip = model.node(successor.node);
     let Some(chain) = clip.op_as::<OptBinChain>() else {
         return Ok(None);
     };
@@ -295,15 +313,10 @@ fn clamped_depthwise_patch(model: &TypedModel, id: usize) -> TractResult<Option<
     if ops != [BinOp::Max, BinOp::Min] || clip.inputs.len() != 3 {
         return Ok(None);
     }
-    let scalar = |slot: usize| -> Option<f32> {
-        let fact = model.outlet_fact(clip.inputs[slot]).ok()?;
-        let konst = fact.konst.as_ref()?;
-        if konst.datum_type() != DatumType::F32 || konst.len() != 1 {
-            return None;
-        }
-        konst.cast_to_scalar::<f32>().ok()
-    };
-    let (Some(low), Some(high)) = (scalar(1), scalar(2)) else {
+    let (Some(low), Some(high)) = (
+        f32_constant(model, clip.inputs[1]),
+        f32_constant(model, clip.inputs[2]),
+    ) else {
         return Ok(None);
     };
     if model.outlet_fact(OutletId::new(id, 0))?.datum_type != DatumType::F32 {

@@ -14,6 +14,8 @@ use tract_core::ops::binary::OptBinChain;
 use tract_core::ops::change_axes::AxisOp;
 use tract_core::ops::matmul::optimized::{OptMatMul, ProtoFusedSpec};
 
+use crate::plan::{f32_constant, sole_consumer};
+
 /// `LOOKOUT_RESHAPE_FUSION=off` leaves such chains as tract's plan has them: the baseline of the side-by-side
 /// figures (`runtime/examples/plan_ab.rs`), and a way out should the rewrite misbehave on a model.
 pub const RESHAPE_FUSION_SWITCH: &str = "LOOKOUT_RESHAPE_FUSION";
@@ -28,19 +30,6 @@ pub fn fuse_scalar_chains_through_reshapes(model: &mut TypedModel) -> TractResul
     crate::plan::rewrite_each(model, scalar_chain_patch)
 }
 
-/// The node that alone consumes node `id`'s only output, as its first input, if there is one (and that output is
-/// not one of the model's).
-fn sole_consumer(model: &TypedModel, id: usize) -> TractResult<Option<&TypedNode>> {
-    let node = model.node(id);
-    if node.outputs.len() != 1 || model.outputs.contains(&OutletId::new(id, 0)) {
-        return Ok(None);
-    }
-    let [consumer] = &node.outputs[0].successors[..] else {
-        return Ok(None);
-    };
-    Ok((consumer.slot == 0).then(|| model.node(consumer.node)))
-}
-
 /// The patch fusing the chain of element-wise operations two nodes after node `id` (a matrix product, then a
 /// reshape) into the product, if that is what follows it.
 fn scalar_chain_patch(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
@@ -48,13 +37,13 @@ fn scalar_chain_patch(model: &TypedModel, id: usize) -> TractResult<Option<Typed
     let Some(product) = node.op_as::<OptMatMul>() else {
         return Ok(None);
     };
-    let Some(reshape) = sole_consumer(model, id)? else {
+    let Some(reshape) = sole_consumer(model, id) else {
         return Ok(None);
     };
     if !(reshape.op_is::<IntoShape>() || reshape.op_is::<AxisOp>()) || reshape.inputs.len() != 1 {
         return Ok(None);
     }
-    let Some(chain_node) = sole_consumer(model, reshape.id)? else {
+    let Some(chain_node) = sole_consumer(model, reshape.id) else {
         return Ok(None);
     };
     let Some(chain) = chain_node.op_as::<OptBinChain>() else {
@@ -70,15 +59,11 @@ fn scalar_chain_patch(model: &TypedModel, id: usize) -> TractResult<Option<Typed
         return Ok(None);
     }
     // Each step's operand one f32 constant: what a kernel applies as a scalar operation.
-    for operand in &chain_node.inputs[1..] {
-        let fact = model.outlet_fact(*operand)?;
-        let one_f32 = fact
-            .konst
-            .as_ref()
-            .is_some_and(|k| k.datum_type() == DatumType::F32 && k.len() == 1);
-        if !one_f32 {
-            return Ok(None);
-        }
+    if !chain_node.inputs[1..]
+        .iter()
+        .all(|operand| f32_constant(model, *operand).is_some())
+    {
+        return Ok(None);
     }
     let mut patch = TypedModelPatch::default();
     let mut inputs = patch.taps(model, &node.inputs)?;

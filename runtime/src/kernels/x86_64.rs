@@ -137,8 +137,8 @@ const AVX512_TILES: &[Tile] = &[
 /// Lite0's stem (32 channels from 27 taps, 2.76 ms of a 27.9 ms plan against onnxruntime's 0.50 ms) and
 /// `avx512_mmm_f32_80x2` for its first expansion (96 channels from 16: 96 rows in two 80-row tiles).
 /// Where the best-fitting of this crate's own kernels ([`mmm::KERNELS`], which store whole vectors) fits the
-/// product nearly as well as that tile, it answers with it instead. Matrix-vector products (n = 1, the head) stay tract's: its model for them was
-/// measured on Intel.
+/// product nearly as well as that tile, it answers with it instead. Matrix-vector products (n = 1, the head)
+/// stay tract's: its model for them was measured on Intel.
 fn intel_avx512_preferred(
     _isa: &IsaSet,
     accumulator: DatumType,

@@ -50,27 +50,21 @@ pub const KERNELS: [(&str, usize); 4] = [
 /// The 16 × 16 kernel's name, as tract lists it and as the Intel tier answers with it.
 pub const NAME: &str = "lookout_avx512_mmm_f32_16x16";
 
-/// Registers the kernel of `$n` columns (named in [`KERNELS`]) into tract-linalg's registry.
+/// Registers the kernel `KERNELS[$index]` into tract-linalg's registry.
 macro_rules! register {
-    ($kernel:ident, $n:literal) => {
-        static $kernel: LazyLock<DynKernel<MR, $n, f32>> = LazyLock::new(|| {
-            let name = KERNELS
-                .iter()
-                .find(|(_, columns)| *columns == $n)
-                .map(|(name, _)| *name)
-                .expect("every kernel is listed in KERNELS");
-            kernel::<$n>(name)
-        });
+    ($kernel:ident, $index:literal) => {
+        static $kernel: LazyLock<DynKernel<MR, { KERNELS[$index].1 }, f32>> =
+            LazyLock::new(|| kernel::<{ KERNELS[$index].1 }>(KERNELS[$index].0));
         inventory::submit! {
             MmmRoutine { make: || $kernel.mmm() }
         }
     };
 }
 
-register!(KERNEL_16, 16);
-register!(KERNEL_24, 24);
-register!(KERNEL_14, 14);
-register!(KERNEL_7, 7);
+register!(KERNEL_16, 0);
+register!(KERNEL_24, 1);
+register!(KERNEL_14, 2);
+register!(KERNEL_7, 3);
 
 /// The kernel of `N` columns, as tract registers it.
 fn kernel<const N: usize>(name: &'static str) -> DynKernel<MR, N, f32> {
