@@ -34,6 +34,10 @@ pub struct NodeTime {
     pub op: String,
     /// The shape of its first output, e.g. `1,240,28,28`.
     pub output_shape: String,
+    /// The matrix-product kernel(s) tract runs it with (a matrix product's: e.g. `fma_mmm_f32_16x6`; several
+    /// separated by `/` where tract picks one per shape at run time), empty for any other op: which kernel a
+    /// slow layer got is the first question about it.
+    pub kernel: String,
     /// Total time over the runs.
     pub time: Duration,
 }
@@ -138,6 +142,16 @@ impl Model {
                             .map(|d| d.to_string())
                             .collect::<Vec<_>>()
                             .join(",")
+                    })
+                    .unwrap_or_default(),
+                kernel: node
+                    .op_as::<tract_core::ops::matmul::optimized::OptMatMul>()
+                    .map(|op| {
+                        op.mmm
+                            .iter()
+                            .map(|mmm| mmm.name().to_string())
+                            .collect::<Vec<_>>()
+                            .join("/")
                     })
                     .unwrap_or_default(),
                 time: Duration::ZERO,

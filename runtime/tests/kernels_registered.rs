@@ -186,6 +186,63 @@ fn intel_avx512_matrix_products_take_the_best_fitting_tiles() {
     }
 }
 
+/// On an AMD processor with AVX2 + FMA and no AVX-512 (Zen 1 to 3) our tier answers a convolution stem's product
+/// (a few channels from 27 taps over 112 x 112 positions) with this crate's AVX2 kernel, and leaves every other
+/// product to tract's cost model; elsewhere it stays silent.
+#[test]
+fn amd_avx2_stems_take_our_kernel() {
+    use tract_core::prelude::DatumType;
+    use tract_linalg::MmmDispatch;
+    let isa = tract_linalg::isa::native();
+    let name = "lookout_amd_fma_f32";
+    let speaking: Vec<&str> = tract_linalg::mmm_tiers::for_isa(&isa)
+        .into_iter()
+        .map(|tier| tier.name)
+        .collect();
+    let applies = cfg!(target_arch = "x86_64")
+        && vendor() == *b"AuthenticAMD"
+        && !isa.has(Isa::X86_64Avx512f)
+        && isa.has(Isa::X86_64Avx2)
+        && isa.has(Isa::X86_64Fma)
+        && std::env::var("LOOKOUT_MATMUL_TIER").as_deref() != Ok("off");
+    assert_eq!(
+        speaking.contains(&name),
+        applies,
+        "{name} among {speaking:?}"
+    );
+    if !applies {
+        return;
+    }
+    assert_eq!(kernels::matmul_tier(), Some(name));
+    let picked = |m: usize, k: usize, n: usize| {
+        MmmDispatch::native()
+            .preferred_kernel(DatumType::F32, Some(m), Some(k), Some(n))
+            .map(|kernel| kernel.name().to_string())
+            .unwrap_or_default()
+    };
+    // The stems of Lite0 (32 channels) and MobileNetV3-Small (16).
+    for (m, k, n) in [(32, 27, 12544), (16, 27, 12544)] {
+        assert_eq!(
+            picked(m, k, n),
+            "lookout_fma_mmm_f32_8x8",
+            "m={m} k={k} n={n}"
+        );
+    }
+    // A 112 x 112 expansion, a projection, a 7 x 7 layer, a head: tract's own kernels.
+    for (m, k, n) in [
+        (12544, 16, 96),
+        (3136, 144, 24),
+        (1152, 192, 49),
+        (256, 62720, 1),
+    ] {
+        let kernel = picked(m, k, n);
+        assert!(
+            kernel.starts_with("fma_mmm_f32"),
+            "m={m} k={k} n={n}: {kernel}"
+        );
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn vendor() -> [u8; 12] {
     let leaf = std::arch::x86_64::__cpuid(0);

@@ -1,7 +1,7 @@
 //! The matrix-product kernels `lookout-runtime` registers for AVX-512 (`lookout_avx512_mmm_f32_16x16`, `16x24`,
-//! `16x14` and `16x7`), each run by
+//! `16x14` and `16x7`) and for AVX2 + FMA (`lookout_fma_mmm_f32_8x8`), each run by
 //! tract-linalg itself (packing, full and border tiles, fused operations) on random products, against tract's
-//! own AVX-512 kernel on the same inputs (the same results to the bit: both sum the products of k in order, one
+//! own kernel of the same instruction set on the same inputs (the same results to the bit: both sum the products of k in order, one
 //! fused multiply-add each) and against a plain reference in f64. Outputs in every layout the kernel stores
 //! differently: rows contiguous (channel-first), columns contiguous (channel-last), neither; A stored so that
 //! the kernel reads it in place (k-major, through tract's `StridedKMajor` view) or packed.
@@ -17,13 +17,21 @@ use tract_linalg::strided_panel::StridedPanelInput;
 use tract_linalg::BinOp;
 
 const OURS: &str = "lookout_avx512_mmm_f32_16x16";
-const ALL_OURS: [&str; 4] = [
+const AVX512_OURS: [&str; 4] = [
     OURS,
     "lookout_avx512_mmm_f32_16x24",
     "lookout_avx512_mmm_f32_16x14",
     "lookout_avx512_mmm_f32_16x7",
 ];
-const TRACTS: &str = "avx512_mmm_f32_16x12";
+const AVX2_OURS: &str = "lookout_fma_mmm_f32_8x8";
+/// Each of our kernels, with the kernel of tract's that it must match to the bit.
+const ALL_OURS: [(&str, &str); 5] = [
+    (AVX512_OURS[0], "avx512_mmm_f32_16x12"),
+    (AVX512_OURS[1], "avx512_mmm_f32_16x12"),
+    (AVX512_OURS[2], "avx512_mmm_f32_16x12"),
+    (AVX512_OURS[3], "avx512_mmm_f32_16x12"),
+    (AVX2_OURS, "fma_mmm_f32_16x6"),
+];
 
 fn runnable(name: &str) -> Option<Box<dyn MatMatMul>> {
     lookout_runtime::kernels::ensure_linked();
@@ -32,20 +40,29 @@ fn runnable(name: &str) -> Option<Box<dyn MatMatMul>> {
         .find(|kernel| kernel.name() == name)
 }
 
-/// Registered on every x86_64 build, runnable exactly where the CPU offers AVX-512F.
+/// Registered on every x86_64 build, runnable exactly where the CPU offers their instruction set (AVX-512F;
+/// AVX2 and FMA).
 #[test]
-fn the_kernels_are_registered_and_run_where_avx512_does() {
+fn the_kernels_are_registered_and_run_where_their_instructions_do() {
+    use tract_linalg::isa::Isa;
     lookout_runtime::kernels::ensure_linked();
-    let avx512 = tract_linalg::isa::native().has(tract_linalg::isa::Isa::X86_64Avx512f);
-    for name in ALL_OURS {
+    let isa = tract_linalg::isa::native();
+    let avx512 = isa.has(Isa::X86_64Avx512f);
+    let avx2 = isa.has(Isa::X86_64Avx2) && isa.has(Isa::X86_64Fma);
+    for (name, _) in ALL_OURS {
         assert!(
             tract_linalg::mmm_routines::declared().any(|routine| (routine.make)().name() == name),
             "{name} is not in tract-linalg's kernel registry"
         );
+        let expected = if AVX512_OURS.contains(&name) {
+            avx512
+        } else {
+            avx2
+        };
         assert_eq!(
             runnable(name).is_some(),
-            avx512,
-            "{name}, AVX-512F here: {avx512}"
+            expected,
+            "{name}, AVX-512F here: {avx512}, AVX2 + FMA: {avx2}"
         );
     }
 }
@@ -232,9 +249,12 @@ fn reference(case: &Case, inputs: &Inputs) -> TractResult<Vec<f64>> {
 /// this format exists to skip. A row-major A is packed.
 #[test]
 fn a_k_major_operand_is_read_in_place() {
-    let Some(ours) = runnable(OURS) else {
-        return;
-    };
+    for ours in [OURS, AVX2_OURS].into_iter().filter_map(runnable) {
+        a_k_major_is_a_view(&*ours);
+    }
+}
+
+fn a_k_major_is_a_view(ours: &dyn MatMatMul) {
     let (m, k) = (37, 5);
     let t = Tensor::from_shape(&[k, m], &values(k * m, 7)).unwrap();
     let a = ours.packings()[0].0.prepare_one(&t, 0, 1).unwrap();
@@ -251,8 +271,8 @@ proptest! {
 
     #[test]
     fn products_match_tracts_own_kernel_to_the_bit(case in cases(), which in 0..ALL_OURS.len()) {
-        let name = ALL_OURS[which];
-        let (Some(ours), Some(tracts)) = (runnable(name), runnable(TRACTS)) else {
+        let (name, tracts) = ALL_OURS[which];
+        let (Some(ours), Some(tracts)) = (runnable(name), runnable(tracts)) else {
             return Ok(());
         };
         let inputs = Inputs::new(&case).map_err(|e| TestCaseError::fail(e.to_string()))?;

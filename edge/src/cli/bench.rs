@@ -214,10 +214,15 @@ fn profile_text(p: &OpProfile, preprocess_ms: f64) -> String {
             ms(*time / p.runs.max(1) as u32)
         ));
     }
-    out.push_str("  slowest nodes (output shape):\n");
+    out.push_str("  slowest nodes (output shape) [matrix-product kernel]:\n");
     for (node, time) in p.slowest_nodes(SLOWEST_NODES) {
+        let kernel = if node.kernel.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", node.kernel)
+        };
         out.push_str(&format!(
-            "  {:>8.2} ms  {} {} ({})\n",
+            "  {:>8.2} ms  {} {} ({}){kernel}\n",
             ms(time),
             node.op,
             node.name,
@@ -240,6 +245,6 @@ fn profile_json(p: &OpProfile, preprocess_ms: f64) -> serde_json::Value {
         "by_op": p.by_op.iter().map(|(name, (t, nodes))| json!({"op": name, "ms": round3(ms(*t / runs)), "nodes": nodes})).collect::<Vec<_>>(),
         // Every node, slowest first (the text names the first SLOWEST_NODES): what a script comparing two
         // builds layer by layer needs.
-        "nodes": p.slowest_nodes(usize::MAX).into_iter().map(|(node, t)| json!({"node": node.name, "op": node.op, "output_shape": node.output_shape, "ms": round3(ms(t))})).collect::<Vec<_>>(),
+        "nodes": p.slowest_nodes(usize::MAX).into_iter().map(|(node, t)| json!({"node": node.name, "op": node.op, "output_shape": node.output_shape, "kernel": node.kernel, "ms": round3(ms(t))})).collect::<Vec<_>>(),
     })
 }

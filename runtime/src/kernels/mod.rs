@@ -33,6 +33,10 @@
 //!   (`x86_64/mmm.rs`, registered as an `MmmRoutine`, the registry tract-linalg's kernel macros fill), which stores
 //!   whole vectors where tract's AVX-512 kernels store every value on its own.
 //!
+//! - **x86_64, AMD with AVX2 + FMA and no AVX-512** (`x86_64.rs`): a third tier that answers a convolution
+//!   stem's product (a few channels over many positions) with this crate's AVX2 kernel (`x86_64/mmm.rs`, 8 × 8
+//!   tiles stored a vector at a time), and leaves every other product to tract's AMD cost model.
+//!
 //! A registration lives in an object file the linker keeps only when something references it:
 //! [`ensure_linked`] does, and [`crate::Model`] calls it before optimising a plan. Tests in
 //! `runtime/tests/kernels_registered.rs` assert what tract resolves on the machine they run on.

@@ -54,7 +54,7 @@ inventory::submit! {
         // AVX-512 and leaves everything else to them.
         precedence: 9,
         name: TIER_NAME,
-        applies: |isa| tier_applies(isa, b"AuthenticAMD"),
+        applies: |isa| tier_applies(isa, b"AuthenticAMD", true),
         preferred: amd_avx512_preferred,
     }
 }
@@ -68,15 +68,30 @@ inventory::submit! {
         // Above the AMD tier (which never applies on the same machine) and every tier of tract 0.23.9.
         precedence: 10,
         name: INTEL_TIER_NAME,
-        applies: |isa| tier_applies(isa, b"GenuineIntel"),
+        applies: |isa| tier_applies(isa, b"GenuineIntel", true),
         preferred: intel_avx512_preferred,
     }
 }
 
-/// Whether a tier of this crate speaks on `isa`: AVX-512 with AVX2 and FMA, the processor of `vendor` (both
-/// tiers were measured on one vendor's machines), and not switched off with [`TIER_SWITCH`].
-fn tier_applies(isa: &IsaSet, vendor_id: &[u8; 12]) -> bool {
-    isa.has(Isa::X86_64Avx512f)
+/// The matrix-product tier this crate adds on AMD processors with AVX2 + FMA and no AVX-512 (Zen 1 to 3): see
+/// [`amd_fma_preferred`].
+pub const AMD_FMA_TIER_NAME: &str = "lookout_amd_fma_f32";
+
+inventory::submit! {
+    MmmTier {
+        arch: Some(Arch::X86_64),
+        // The AMD AVX-512 tier's precedence: the two never apply on the same machine.
+        precedence: 9,
+        name: AMD_FMA_TIER_NAME,
+        applies: |isa| !isa.has(Isa::X86_64Avx512f) && tier_applies(isa, b"AuthenticAMD", false),
+        preferred: amd_fma_preferred,
+    }
+}
+
+/// Whether a tier of this crate speaks on `isa`: AVX2 and FMA (and AVX-512 where `avx512`), the processor of
+/// `vendor` (each tier was measured on one vendor's machines), and not switched off with [`TIER_SWITCH`].
+fn tier_applies(isa: &IsaSet, vendor_id: &[u8; 12], avx512: bool) -> bool {
+    (!avx512 || isa.has(Isa::X86_64Avx512f))
         && isa.has(Isa::X86_64Avx2)
         && isa.has(Isa::X86_64Fma)
         && vendor() == *vendor_id
@@ -154,19 +169,7 @@ fn intel_avx512_preferred(
     if n < 2 {
         return None;
     }
-    let utilisation = |d: usize, tile: usize| d as f32 / (d.div_ceil(tile) * tile) as f32;
-    let tiles = |t: &Tile| m.div_ceil(t.mr) * n.div_ceil(t.nr);
-    let score = |t: &Tile| t.scale * utilisation(m, t.mr) * utilisation(n, t.nr);
-    let best = AVX512_TILES
-        .iter()
-        .filter(|t| tract_linalg::mmm::suitable_named(suitable, t.name).is_some())
-        .max_by(|a, b| {
-            score(a)
-                .total_cmp(&score(b))
-                // Then fewer tiles (less loop overhead), then wider ones.
-                .then(tiles(b).cmp(&tiles(a)))
-                .then(a.nr.cmp(&b.nr))
-        })?;
+    let (best, best_score) = best_fitting(AVX512_TILES, m, n, suitable)?;
     // This crate's kernels store whole vectors where tract's store value by value. Measured layer by layer on
     // Lite0 (docs/performance.md, "A kernel that stores vectors"), the 16 x 16 one took 0.34 to 0.92 of the time
     // of tract's best-fitting tile wherever it fitted the product at least 0.83 as well, about the same (0.95)
@@ -184,12 +187,40 @@ fn intel_avx512_preferred(
         .iter()
         .map(|&(name, columns)| (name, fit(columns)))
         .reduce(|best, next| if next.1 > best.1 { next } else { best })?;
-    if fit >= OWN_KERNEL_MIN_FIT * score(best)
+    if fit >= OWN_KERNEL_MIN_FIT * best_score
         && tract_linalg::mmm::suitable_named(suitable, ours).is_some()
     {
         return Some(ours);
     }
     Some(best.name)
+}
+
+/// How much of a dimension of `d` values tiles of `tile` fill.
+fn utilisation(d: usize, tile: usize) -> f32 {
+    d as f32 / (d.div_ceil(tile) * tile) as f32
+}
+
+/// Of the `tiles` tract offers for this product (`suitable`), the one that wastes the least of an `m` × `n`
+/// product, weighted by its throughput, then the one with fewer tiles (less loop overhead), then the wider: tract's
+/// own rule where it has no cost model (`pick_mmm` in `tract-linalg/src/x86_64/mmm.rs`). Returns it and its score.
+fn best_fitting<'t>(
+    tiles: &'t [Tile],
+    m: usize,
+    n: usize,
+    suitable: &[Suitable],
+) -> Option<(&'t Tile, f32)> {
+    let count = |t: &Tile| m.div_ceil(t.mr) * n.div_ceil(t.nr);
+    let score = |t: &Tile| t.scale * utilisation(m, t.mr) * utilisation(n, t.nr);
+    let best = tiles
+        .iter()
+        .filter(|t| tract_linalg::mmm::suitable_named(suitable, t.name).is_some())
+        .max_by(|a, b| {
+            score(a)
+                .total_cmp(&score(b))
+                .then(count(b).cmp(&count(a)))
+                .then(a.nr.cmp(&b.nr))
+        })?;
+    Some((best, score(best)))
 }
 
 /// How much of the best-fitting tile's utilisation this crate's kernel must reach to be chosen over it.
@@ -224,6 +255,34 @@ fn amd_avx512_preferred(
         WITHOUT_AVX512.get_or_init(|| MmmDispatch::for_isa(isa.without(Isa::X86_64Avx512f)));
     let kernel = dispatch.preferred_kernel(accumulator, query.m, query.k, query.n)?;
     Some(interned(kernel.name()))
+}
+
+/// f32 matrix products on AMD with AVX2 + FMA and no AVX-512 of a few rows (at most 32) and short sums (k at most
+/// 32) over many columns (at least 1024): a convolution stem's few channels over 112 × 112 positions. There this
+/// crate's AVX2 kernel ([`mmm::AVX2_NAME`], 8 × 8 tiles stored a vector at a time) runs where tract 0.23.9's
+/// AMD cost model (`amd_fma_linear.rs`) gives tiles of 3 to 6 columns that store value by value. Measured
+/// layer by layer on an AMD EPYC of the Zen 3 generation against tract's choice, alternated
+/// (docs/performance.md): Lite0's stem (32 channels from 27 taps, `fma_mmm_f32_32x3`) 0.58 of the time,
+/// MobileNetV3-Small's (16 channels, `fma_mmm_f32_16x6`) 0.82. Everywhere else tract's choice stands: the same
+/// 8 × 8 kernel took 1.07 to 1.8 of tract's time on the pointwise layers (tract's 8 × 8 tiles have 0.73 of its
+/// wider tiles' throughput, `FMA_CHOICES`), the 112 × 112 expansion (96 channels from 16) included.
+fn amd_fma_preferred(
+    _isa: &IsaSet,
+    accumulator: DatumType,
+    query: &Query,
+    suitable: &[Suitable],
+) -> Option<&'static str> {
+    if !plain_f32(accumulator, query) {
+        return None;
+    }
+    let (Some(m), Some(k), Some(n)) = (query.m, query.k, query.n) else {
+        return None;
+    };
+    if m > 32 || k > 32 || n < 1024 {
+        return None;
+    }
+    tract_linalg::mmm::suitable_named(suitable, mmm::AVX2_NAME)?;
+    Some(mmm::AVX2_NAME)
 }
 
 /// `name` as the `&'static str` a tier answers with: tract's kernels are statics but hand out their names
