@@ -262,8 +262,8 @@ fn amd_avx512_preferred(
 /// crate's AVX2 kernel ([`mmm::AVX2_NAME`], 8 × 8 tiles stored a vector at a time) runs where tract 0.23.9's
 /// AMD cost model (`amd_fma_linear.rs`) gives tiles of 3 to 6 columns that store value by value. Measured
 /// layer by layer on an AMD EPYC of the Zen 3 generation against tract's choice, alternated
-/// (docs/performance.md): Lite0's stem (32 channels from 27 taps, `fma_mmm_f32_32x3`) 0.58 of the time,
-/// MobileNetV3-Small's (16 channels, `fma_mmm_f32_16x6`) 0.82. Everywhere else tract's choice stands: the same
+/// (docs/performance.md): Lite0's stem (32 channels from 27 taps, `fma_mmm_f32_32x3`) 0.58 to 0.76 of the time,
+/// MobileNetV3-Small's (16 channels, `fma_mmm_f32_16x6`) 0.71 to 0.82. Everywhere else tract's choice stands: the same
 /// 8 × 8 kernel took 1.07 to 1.8 of tract's time on the pointwise layers (tract's 8 × 8 tiles have 0.73 of its
 /// wider tiles' throughput, `FMA_CHOICES`), the 112 × 112 expansion (96 channels from 16) included.
 fn amd_fma_preferred(
