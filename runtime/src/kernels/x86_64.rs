@@ -83,15 +83,16 @@ inventory::submit! {
         // The AMD AVX-512 tier's precedence: the two never apply on the same machine.
         precedence: 9,
         name: AMD_FMA_TIER_NAME,
-        applies: |isa| !isa.has(Isa::X86_64Avx512f) && tier_applies(isa, b"AuthenticAMD", false),
+        applies: |isa| tier_applies(isa, b"AuthenticAMD", false),
         preferred: amd_fma_preferred,
     }
 }
 
-/// Whether a tier of this crate speaks on `isa`: AVX2 and FMA (and AVX-512 where `avx512`), the processor of
-/// `vendor` (each tier was measured on one vendor's machines), and not switched off with [`TIER_SWITCH`].
+/// Whether a tier of this crate speaks on `isa`: AVX2 and FMA, AVX-512 present exactly where `avx512` says, the
+/// processor of `vendor` (each tier was measured on one vendor's machines), and not switched off with
+/// [`TIER_SWITCH`].
 fn tier_applies(isa: &IsaSet, vendor_id: &[u8; 12], avx512: bool) -> bool {
-    (!avx512 || isa.has(Isa::X86_64Avx512f))
+    isa.has(Isa::X86_64Avx512f) == avx512
         && isa.has(Isa::X86_64Avx2)
         && isa.has(Isa::X86_64Fma)
         && vendor() == *vendor_id
